@@ -1,0 +1,270 @@
+"""Building and tearing down an association from the host side.
+
+NVMe over Fabrics 1.1, 3.3 and 6 (controller initialization):
+
+1. admin queue: TCP connect, ICReq/ICResp, Fabrics Connect (QID 0) carrying
+   HOSTID, CNTLID, SUBNQN and HOSTNQN; the response gives the CNTLID, the
+   authentication requirement and (SQHD 0xFFFF) whether SQ flow control is
+   off;
+2. CAP, then CC with EN=1 and the entry sizes, then CSTS.RDY polled for at
+   most CAP.TO x 500 ms;
+3. Identify Controller;
+4. Set Features Number of Queues and one TCP connection + Connect per I/O
+   queue (same CNTLID, KATO 0);
+5. shutdown: CC.SHN = normal, wait for CSTS.SHST = complete, close.
+
+Everything here speaks to queues through :class:`HostQueue`, so the same
+logic serves discovery, the CLI's one-shot associations and the sessions of
+the NBD bridge.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from nvmecontrol.errors import (CommandFailed, NvmeControlError, PeerProtocolError, PeerTimeout,
+                                Unsupported, UsageError)
+from nvmecontrol.hostid import HostIdentity, hostid_bytes
+from nvmecontrol.nqn import DISCOVERY_NQN
+from nvmecontrol.host.queue import CommandError, HostQueue
+from nvmecontrol.transport.address import Address, format_address, resolve
+from nvmecontrol.transport.tcp import TcpQueuePair
+from nvmecontrol.wire import admin, fabrics as F
+from nvmecontrol.wire.fabrics import CAP, CC, CSTS, Prop
+from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_SIZE, decode_controller
+from nvmecontrol.wire.qpair import ADMIN_ICD
+from nvmecontrol.wire.status import decode_status
+
+# Admin SQ entries for I/O and discovery associations (Linux uses 32; the
+# spec minimum NVME_AQ_MIN is 2 and nvmet allows up to 32).
+ADMIN_QUEUE_SIZE = 32
+# Poll interval for CSTS.RDY / SHST (FreeBSD polls every 500 ms; the kernel
+# target is ready at once, so start fast and back off).
+_POLL_START_S = 0.001
+_POLL_MAX_S = 0.1
+# CC.SHN completion bound when CAP.TO is 0 or absurd.
+SHUTDOWN_TIMEOUT_S = 5.0
+IOSQES, IOCQES = 6, 4  # 64-byte SQEs, 16-byte CQEs
+CSS_NVM = 0x01
+
+
+@dataclass(slots=True)
+class AssociationParams:
+    """What the user chose for an association (FreeBSD connect options)."""
+
+    hdgst: bool = False
+    ddgst: bool = False
+    kato_s: int = 120
+    num_io_queues: int = 0
+    io_queue_size: int = 0  # 0: CAP.MQES + 1, capped at DEFAULT_IO_QUEUE_SIZE
+    admin_queue_size: int = ADMIN_QUEUE_SIZE
+    sq_flow_control: bool = False  # FreeBSD -F: ask to keep SQ flow control
+    cntlid: int = F.CNTLID_DYNAMIC
+    timeout_s: float = 30.0
+
+
+DEFAULT_IO_QUEUE_SIZE = 128
+
+
+@dataclass(slots=True)
+class Association:
+    """A live association: admin queue, I/O queues and what we learned."""
+
+    address: Address
+    subnqn: str
+    host: HostIdentity
+    params: AssociationParams
+    admin: HostQueue
+    cntlid: int = 0
+    cap: CAP | None = None
+    vs: F.VS | None = None
+    cdata: object = None  # decoded Identify Controller
+    cdata_raw: bytes = b""
+    io: list[HostQueue] = field(default_factory=list)
+    io_queue_size: int = 0
+    sq_flow_control: bool = True
+    addrinfo: list = field(default_factory=list)
+
+    @property
+    def peer(self) -> str:
+        return format_address(self.address.host, self.address.port)
+
+    # -- properties --
+    def get_property(self, prop: int) -> int:
+        cqe, _ = self.admin.execute(F.build_property_get(prop), f"Property Get {Prop(prop).name}")
+        return cqe.result64 if F.PROP_SIZE.get(prop, 4) == 8 else cqe.dw0
+
+    def set_property(self, prop: int, value: int) -> None:
+        self.admin.execute(F.build_property_set(prop, value), f"Property Set {Prop(prop).name}")
+
+    def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
+        _, data = self.admin.execute(admin.build_identify(cns, nsid, cntid),
+                                     f"Identify CNS {cns:#04x}", read_len=IDENTIFY_SIZE)
+        return data
+
+    def get_log_page(self, g: admin.GetLogPage) -> bytes:
+        _, data = self.admin.execute(admin.build_get_log_page(g), f"Get Log Page {g.lid:#04x}",
+                                     read_len=g.length)
+        return data
+
+    def keep_alive(self) -> None:
+        self.admin.execute(admin.build_keep_alive(), "Keep Alive")
+
+    def close(self) -> None:
+        for q in self.io:
+            q.close()
+        self.admin.close()
+
+    def shutdown(self) -> None:
+        """Orderly shutdown (CC.SHN normal) and close; errors only shorten it."""
+        try:
+            cc = CC.decode(self.get_property(Prop.CC))
+            self.set_property(Prop.CC, cc._replace(shn=F.SHN_NORMAL).encode())
+            deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+            delay = _POLL_START_S
+            while CSTS.decode(self.get_property(Prop.CSTS)).shst != F.SHST_COMPLETE:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX_S)
+        except NvmeControlError:
+            pass
+        finally:
+            self.close()
+
+
+def _hostid16(host: HostIdentity) -> bytes:
+    return hostid_bytes(host.hostid)
+
+
+def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, subnqn: str,
+                  cntlid: int, kato_ms: int, params: AssociationParams,
+                  max_icd: int = ADMIN_ICD) -> tuple[HostQueue, int, bool]:
+    """Open one queue pair and send Fabrics Connect on it.
+
+    Returns the queue, the CNTLID granted and whether SQ flow control stays on.
+    """
+    tq = TcpQueuePair.connect_host(addrinfo, timeout=params.timeout_s, queue_size=sqsize,
+                                   hdgst=params.hdgst, ddgst=params.ddgst, max_icd=max_icd)
+    q = HostQueue(tq, qid=qid, timeout=params.timeout_s)
+    try:
+        cattr = 0 if params.sq_flow_control else F.CATTR_DISABLE_SQFLOW
+        data = F.encode_connect_data(F.ConnectData(_hostid16(host), cntlid, subnqn, host.hostnqn))
+        # N.B. SQSIZE is 0's based.
+        sqe = F.build_connect(F.ConnectCmd(qid=qid, sqsize=sqsize - 1, kato_ms=kato_ms, cattr=cattr))
+        cqe, _ = q.execute(sqe, "Connect", write_data=data, check=False)
+        if cqe.status:
+            raise connect_failure(cqe, qid)
+        result = F.parse_connect_response(cqe)
+        if result.authreq:
+            raise Unsupported(
+                f"controller requires {'a secure channel' if result.authreq & F.AUTHREQ_ASCR else 'DH-HMAC-CHAP authentication'}"
+                f" for {subnqn}, which nvmecontrol does not support")
+        fc_on = cqe.sqhd != F.SQHD_FC_DISABLED
+        if params.sq_flow_control and not fc_on:
+            raise PeerProtocolError("controller disabled SQ flow control")
+        tq.qp.sq_flow_control = fc_on
+        if fc_on:
+            tq.qp.sqhd = cqe.sqhd
+        return q, result.cntlid, fc_on
+    except BaseException:
+        q.close()
+        raise
+
+
+def connect_failure(cqe, qid: int) -> CommandFailed:
+    """A readable error for a failed Connect (Fabrics 3.3.1: IATTR/IPO on invalid parameters)."""
+    st = decode_status(cqe.status)
+    err = CommandError(f"Connect (queue {qid})", cqe)
+    if st.sct == 1 and st.sc == 0x82:
+        where = "Connect data" if cqe.dw0 & 1 else "Connect command"
+        err.args = (f"{err.args[0]}; invalid parameter at byte {cqe.dw0 >> 16} of the {where}",)
+    return err
+
+
+def _wait_ready(assoc: Association, want: int, cap: CAP) -> None:
+    # CAP.TO is in 500 ms units; 0 would mean "no time", so allow a floor.
+    limit = max(cap.to * 0.5, 0.5)
+    deadline = time.monotonic() + limit
+    delay = _POLL_START_S
+    while True:
+        csts = CSTS.decode(assoc.get_property(Prop.CSTS))
+        if csts.cfs:
+            raise PeerProtocolError(f"controller fatal status (CSTS.CFS) while enabling {assoc.subnqn}")
+        if csts.rdy == want:
+            return
+        if time.monotonic() > deadline:
+            raise PeerTimeout(f"controller {assoc.subnqn} did not become ready within "
+                              f"{limit:g} s (CAP.TO)")
+        time.sleep(delay)
+        delay = min(delay * 2, _POLL_MAX_S)
+
+
+def enable_controller(assoc: Association, *, io: bool) -> None:
+    """CAP → CC.EN=1 → CSTS.RDY (NVMe 2.0, 3.5.1)."""
+    cap = CAP.decode(assoc.get_property(Prop.CAP))
+    assoc.cap = cap
+    if io and not cap.css & CSS_NVM:
+        raise Unsupported(f"controller {assoc.subnqn} does not support the NVM command set")
+    cc = CC.decode(assoc.get_property(Prop.CC))
+    if cc.en:
+        return  # already enabled (a static controller reused); leave it
+    # MPS: host page size 4 KiB (MPS 0) clamped to CAP.MPSMIN..MPSMAX.
+    mps = min(max(0, cap.mpsmin), cap.mpsmax) if cap.mpsmax >= cap.mpsmin else cap.mpsmin
+    cc = cc._replace(en=1, css=0, mps=mps, ams=0, shn=0,
+                     iosqes=IOSQES if io else 0, iocqes=IOCQES if io else 0)
+    assoc.set_property(Prop.CC, cc.encode())
+    _wait_ready(assoc, 1, cap)
+
+
+def connect_association(address: Address, subnqn: str, host: HostIdentity,
+                        params: AssociationParams | None = None) -> Association:
+    """Build a whole association: admin queue, enable, identify, I/O queues."""
+    params = params or AssociationParams()
+    if address.port is None:
+        raise UsageError(f"address {address.text!r} has no port")
+    addrinfo = resolve(address)
+    discovery = subnqn == DISCOVERY_NQN
+    kato_ms = 0 if discovery else params.kato_s * 1000
+    q, cntlid, fc_on = connect_queue(addrinfo, qid=0, sqsize=params.admin_queue_size, host=host,
+                                     subnqn=subnqn, cntlid=params.cntlid, kato_ms=kato_ms,
+                                     params=params)
+    assoc = Association(address, subnqn, host, params, q, cntlid=cntlid, sq_flow_control=fc_on,
+                        addrinfo=addrinfo)
+    try:
+        enable_controller(assoc, io=not discovery)
+        assoc.cdata_raw = assoc.identify(CNS_CONTROLLER)
+        assoc.cdata = decode_controller(assoc.cdata_raw)
+        try:
+            assoc.vs = F.VS.decode(assoc.get_property(Prop.VS))
+        except CommandFailed:
+            assoc.vs = None
+        if params.num_io_queues and not discovery:
+            create_io_queues(assoc)
+    except BaseException:
+        assoc.shutdown()
+        raise
+    return assoc
+
+
+def create_io_queues(assoc: Association) -> None:
+    params = assoc.params
+    n = params.num_io_queues
+    cqe, _ = assoc.admin.execute(admin.build_set_num_queues(n), "Set Features Number of Queues")
+    nsq, ncq = admin.parse_num_queues(cqe.dw0)
+    if min(nsq, ncq) < n:
+        raise CommandFailed(f"controller enabled fewer I/O queues ({min(nsq, ncq)}) than requested ({n})")
+    mqes = assoc.cap.mqes + 1
+    size = params.io_queue_size or min(mqes, DEFAULT_IO_QUEUE_SIZE)
+    if size > mqes:
+        raise UsageError(f"I/O queue size {size} exceeds controller maximum ({mqes})")
+    if size < 2:
+        raise UsageError(f"invalid I/O queue size {size}")
+    icd = max(0, assoc.cdata.ioccsz * 16 - 64) if assoc.cdata.ioccsz else 0
+    assoc.io_queue_size = size
+    for qid in range(1, n + 1):
+        q, _cntlid, _fc = connect_queue(assoc.addrinfo, qid=qid, sqsize=size, host=assoc.host,
+                                        subnqn=assoc.subnqn, cntlid=assoc.cntlid, kato_ms=0,
+                                        params=params, max_icd=icd)
+        assoc.io.append(q)

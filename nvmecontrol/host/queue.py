@@ -1,0 +1,68 @@
+"""Synchronous command execution on one host queue pair.
+
+The control path (admin commands, discovery, identify, log pages) runs one
+command at a time and waits for its completion; the data path of the NBD
+bridge drives the queue pair directly instead.  Completions that arrive for
+other commands (an Asynchronous Event Request, say) are kept until asked for.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nvmecontrol.errors import CommandFailed
+from nvmecontrol.transport.tcp import TcpQueuePair
+from nvmecontrol.wire.capsule import CQE, SQE
+from nvmecontrol.wire.qpair import Completion
+from nvmecontrol.wire.status import describe_status, status_is_error
+
+
+class CommandError(CommandFailed):
+    """A command completed with an error status; carries the CQE."""
+
+    def __init__(self, what: str, cqe: CQE):
+        super().__init__(f"{what} failed: {describe_status(cqe.status)}", cqe.status)
+        self.cqe = cqe
+
+
+class HostQueue:
+    """Runs commands on a connected host queue pair, one at a time."""
+
+    def __init__(self, tq: TcpQueuePair, *, qid: int, timeout: float = 30.0):
+        self.tq = tq
+        self.qid = qid
+        self.timeout = timeout
+        self._done: dict[int, CQE] = {}
+        self.last_activity = time.monotonic()
+
+    @property
+    def qp(self):
+        return self.tq.qp
+
+    def submit(self, sqe: SQE, *, write_data=None, read_into=None) -> int:
+        cid = self.qp.submit(sqe, write_data=write_data, read_into=read_into)
+        self.tq.flush()
+        return cid
+
+    def wait(self, cid: int, *, timeout: float | None = None) -> CQE:
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while cid not in self._done:
+            for ev in self.tq.poll(deadline):
+                if type(ev) is Completion:
+                    self._done[ev.cid] = ev.cqe
+        self.last_activity = time.monotonic()
+        return self._done.pop(cid)
+
+    def execute(self, sqe: SQE, what: str, *, write_data=None, read_len: int = 0,
+                check: bool = True, timeout: float | None = None) -> tuple[CQE, bytes]:
+        """Run one command; raise CommandError on an error status when ``check``."""
+        buf = bytearray(read_len) if read_len else None
+        cid = self.submit(sqe, write_data=write_data,
+                          read_into=memoryview(buf) if buf is not None else None)
+        cqe = self.wait(cid, timeout=timeout)
+        if check and status_is_error(cqe.status):
+            raise CommandError(what, cqe)
+        return cqe, bytes(buf) if buf is not None else b""
+
+    def close(self) -> None:
+        self.tq.close()

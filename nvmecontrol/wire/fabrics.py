@@ -1,0 +1,249 @@
+"""Fabrics commands and controller properties.
+
+NVMe over Fabrics 1.1, 3.3 (Connect, Property Get/Set, Disconnect) and NVMe
+Base 2.0, 3.1.4 (CAP, VS, CC, CSTS).  Fabrics commands share opcode 0x7F and
+carry their type in FCTYPE (byte 4 of the SQE).
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from enum import IntEnum
+from typing import NamedTuple
+
+from nvmecontrol.errors import PeerProtocolError
+from nvmecontrol.wire.capsule import CQE, SQE
+
+OPC_FABRICS = 0x7F
+CONNECT_DATA_SIZE = 1024
+NQN_FIELD = 256  # SUBNQN/HOSTNQN fields in the Connect data, NUL padded
+CNTLID_DYNAMIC = 0xFFFF
+CNTLID_STATIC = 0xFFFE
+# SQHD 0xFFFF in a Connect response: the controller disabled SQ flow control.
+SQHD_FC_DISABLED = 0xFFFF
+
+# Connect CATTR bits.
+CATTR_DISABLE_SQFLOW = 0x04
+# Connect response AUTHREQ bits (DW0 31:16).
+AUTHREQ_ATR = 0x01  # authentication transaction required
+AUTHREQ_ASCR = 0x02  # secure channel required
+
+
+class FCType(IntEnum):
+    PROPERTY_SET = 0x00
+    CONNECT = 0x01
+    PROPERTY_GET = 0x04
+    AUTH_SEND = 0x05
+    AUTH_RECEIVE = 0x06
+    DISCONNECT = 0x08
+
+
+class Prop(IntEnum):
+    """Property offsets (NVMe Base 2.0, figure 35)."""
+
+    CAP = 0x00
+    VS = 0x08
+    CC = 0x14
+    CSTS = 0x1C
+    NSSR = 0x20
+
+
+PROP_SIZE = {Prop.CAP: 8, Prop.VS: 4, Prop.CC: 4, Prop.CSTS: 4, Prop.NSSR: 4}
+
+_CONNECT_DATA = struct.Struct("<16sH238x256s256s256x")
+
+
+class ConnectCmd(NamedTuple):
+    qid: int
+    sqsize: int  # 0's based (N.B. SQSIZE is 0's based)
+    kato_ms: int = 0
+    cattr: int = 0
+    recfmt: int = 0
+
+
+class ConnectData(NamedTuple):
+    hostid: bytes  # 16 bytes as sent on the wire
+    cntlid: int
+    subnqn: str
+    hostnqn: str
+
+
+def _fabrics_sqe(fctype: int, cid: int, **cdw) -> SQE:
+    # FCTYPE is byte 4, where an NVMe SQE has the low byte of NSID.
+    return SQE(OPC_FABRICS, cid=cid, nsid=fctype, **cdw)
+
+
+def fctype_of(sqe: SQE) -> int:
+    return sqe.nsid & 0xFF
+
+
+def build_connect(c: ConnectCmd, cid: int = 0) -> SQE:
+    return _fabrics_sqe(FCType.CONNECT, cid,
+                        cdw10=c.recfmt | (c.qid << 16),
+                        cdw11=c.sqsize | (c.cattr << 16),
+                        cdw12=c.kato_ms)
+
+
+def parse_connect(sqe: SQE) -> ConnectCmd:
+    return ConnectCmd(qid=sqe.cdw10 >> 16, sqsize=sqe.cdw11 & 0xFFFF, kato_ms=sqe.cdw12,
+                      cattr=(sqe.cdw11 >> 16) & 0xFF, recfmt=sqe.cdw10 & 0xFFFF)
+
+
+def _nqn_field(nqn: str) -> bytes:
+    raw = nqn.encode()
+    if len(raw) >= NQN_FIELD:
+        raise ValueError(f"NQN is {len(raw)} bytes; the Connect field holds {NQN_FIELD - 1}")
+    return raw
+
+
+def encode_connect_data(d: ConnectData) -> bytes:
+    if len(d.hostid) != 16:
+        raise ValueError("HOSTID must be 16 bytes")
+    return _CONNECT_DATA.pack(d.hostid, d.cntlid, _nqn_field(d.subnqn), _nqn_field(d.hostnqn))
+
+
+def _cstr(raw: bytes, what: str) -> str:
+    text = raw.split(b"\0", 1)[0]
+    try:
+        return text.decode()
+    except UnicodeDecodeError:
+        raise PeerProtocolError(f"Connect data {what} is not valid UTF-8") from None
+
+
+def decode_connect_data(buf) -> ConnectData:
+    if len(buf) < CONNECT_DATA_SIZE:
+        raise PeerProtocolError(f"Connect data is {len(buf)} bytes, expected {CONNECT_DATA_SIZE}")
+    hostid, cntlid, subnqn, hostnqn = _CONNECT_DATA.unpack_from(buf)
+    return ConnectData(hostid, cntlid, _cstr(subnqn, "SUBNQN"), _cstr(hostnqn, "HOSTNQN"))
+
+
+class ConnectResult(NamedTuple):
+    cntlid: int
+    authreq: int
+
+
+def parse_connect_response(cqe: CQE) -> ConnectResult:
+    return ConnectResult(cntlid=cqe.dw0 & 0xFFFF, authreq=cqe.dw0 >> 16)
+
+
+def connect_success_dw0(cntlid: int, authreq: int = 0) -> int:
+    return cntlid | (authreq << 16)
+
+
+def connect_invalid_dw0(ipo: int, in_data: bool) -> int:
+    """DW0 of a Connect Invalid Parameters completion: IATTR and IPO (Fabrics 3.3.1)."""
+    return (1 if in_data else 0) | (ipo << 16)
+
+
+def hostid_to_uuid(hostid: bytes) -> uuid.UUID:
+    return uuid.UUID(bytes=bytes(hostid))
+
+
+def build_property_get(prop: int, cid: int = 0) -> SQE:
+    size8 = PROP_SIZE.get(prop, 4) == 8
+    return _fabrics_sqe(FCType.PROPERTY_GET, cid, cdw10=1 if size8 else 0, cdw11=prop)
+
+
+def build_property_set(prop: int, value: int, cid: int = 0) -> SQE:
+    size8 = PROP_SIZE.get(prop, 4) == 8
+    return _fabrics_sqe(FCType.PROPERTY_SET, cid, cdw10=1 if size8 else 0, cdw11=prop,
+                        cdw12=value & 0xFFFFFFFF, cdw13=value >> 32)
+
+
+class PropertyAccess(NamedTuple):
+    offset: int
+    size: int  # 4 or 8
+    value: int  # for Property Set
+
+
+def parse_property(sqe: SQE) -> PropertyAccess:
+    size = 8 if sqe.cdw10 & 0x7 == 1 else 4
+    return PropertyAccess(sqe.cdw11, size, sqe.cdw12 | (sqe.cdw13 << 32))
+
+
+def build_disconnect(cid: int = 0) -> SQE:
+    return _fabrics_sqe(FCType.DISCONNECT, cid, cdw10=0)
+
+
+# --- register field codecs (NVMe Base 2.0, 3.1.4) ---------------------------
+
+class CAP(NamedTuple):
+    mqes: int  # 0's based
+    cqr: int = 1
+    ams: int = 0
+    to: int = 0  # worst-case time to ready, in 500 ms units
+    dstrd: int = 0
+    nssrs: int = 0
+    css: int = 0x01  # bit 0: NVM command set
+    bps: int = 0
+    mpsmin: int = 0  # 2^(12+mpsmin)
+    mpsmax: int = 0
+    cmbs: int = 0
+
+    @classmethod
+    def decode(cls, v: int) -> "CAP":
+        return cls(v & 0xFFFF, (v >> 16) & 1, (v >> 17) & 3, (v >> 24) & 0xFF, (v >> 32) & 0xF,
+                   (v >> 36) & 1, (v >> 37) & 0xFF, (v >> 45) & 1, (v >> 48) & 0xF,
+                   (v >> 52) & 0xF, (v >> 57) & 1)
+
+    def encode(self) -> int:
+        return (self.mqes | self.cqr << 16 | self.ams << 17 | self.to << 24 | self.dstrd << 32
+                | self.nssrs << 36 | self.css << 37 | self.bps << 45 | self.mpsmin << 48
+                | self.mpsmax << 52 | self.cmbs << 57)
+
+
+class CC(NamedTuple):
+    en: int = 0
+    css: int = 0
+    mps: int = 0
+    ams: int = 0
+    shn: int = 0  # 1 = normal shutdown, 2 = abrupt
+    iosqes: int = 0
+    iocqes: int = 0
+
+    @classmethod
+    def decode(cls, v: int) -> "CC":
+        return cls(v & 1, (v >> 4) & 7, (v >> 7) & 0xF, (v >> 11) & 7, (v >> 14) & 3,
+                   (v >> 16) & 0xF, (v >> 20) & 0xF)
+
+    def encode(self) -> int:
+        return (self.en | self.css << 4 | self.mps << 7 | self.ams << 11 | self.shn << 14
+                | self.iosqes << 16 | self.iocqes << 20)
+
+
+CC_FIELDS_MASK = CC(1, 7, 0xF, 7, 3, 0xF, 0xF).encode()
+
+SHN_NONE, SHN_NORMAL, SHN_ABRUPT = 0, 1, 2
+SHST_NORMAL, SHST_OCCURRING, SHST_COMPLETE = 0, 1, 2
+
+
+class CSTS(NamedTuple):
+    rdy: int = 0
+    cfs: int = 0
+    shst: int = 0
+    nssro: int = 0
+    pp: int = 0
+
+    @classmethod
+    def decode(cls, v: int) -> "CSTS":
+        return cls(v & 1, (v >> 1) & 1, (v >> 2) & 3, (v >> 4) & 1, (v >> 5) & 1)
+
+    def encode(self) -> int:
+        return self.rdy | self.cfs << 1 | self.shst << 2 | self.nssro << 4 | self.pp << 5
+
+
+class VS(NamedTuple):
+    mjr: int
+    mnr: int
+    ter: int = 0
+
+    @classmethod
+    def decode(cls, v: int) -> "VS":
+        return cls(v >> 16, (v >> 8) & 0xFF, v & 0xFF)
+
+    def encode(self) -> int:
+        return self.mjr << 16 | self.mnr << 8 | self.ter
+
+    def __str__(self) -> str:
+        return f"{self.mjr}.{self.mnr}.{self.ter}" if self.ter else f"{self.mjr}.{self.mnr}"

@@ -1,0 +1,77 @@
+"""NVM command set I/O commands (NVM Command Set Specification 1.0, 3)."""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+from typing import NamedTuple
+
+from nvmecontrol.wire.capsule import SQE
+
+
+class NvmOpc(IntEnum):
+    FLUSH = 0x00
+    WRITE = 0x01
+    READ = 0x02
+    WRITE_ZEROES = 0x08
+    DATASET_MANAGEMENT = 0x09
+
+
+# Opcode bits 1:0 give the data direction (NVMe 2.0, figure 90).
+def data_direction(opc: int) -> int:
+    """0 none, 1 host-to-controller, 2 controller-to-host, 3 bidirectional."""
+    return opc & 0x3
+
+
+DSM_DEALLOCATE = 1 << 2  # CDW11 AD
+WZ_DEAC = 1 << 25  # Write Zeroes CDW12: deallocate
+FUA = 1 << 30
+DSM_RANGE = struct.Struct("<IIQ")  # context attributes, NLB (1's based), SLBA
+# Dataset Management holds at most 256 ranges (NR is 0's based in 8 bits).
+DSM_MAX_RANGES = 256
+
+
+class Rw(NamedTuple):
+    nsid: int
+    slba: int
+    nlb: int  # 1's based block count
+
+
+def build_rw(opc: int, nsid: int, slba: int, nlb: int, fua: bool = False) -> SQE:
+    return SQE(opc, nsid=nsid, cdw10=slba & 0xFFFFFFFF, cdw11=slba >> 32,
+               cdw12=(nlb - 1) | (FUA if fua else 0))
+
+
+def build_read(nsid: int, slba: int, nlb: int) -> SQE:
+    return build_rw(NvmOpc.READ, nsid, slba, nlb)
+
+
+def build_write(nsid: int, slba: int, nlb: int, fua: bool = False) -> SQE:
+    return build_rw(NvmOpc.WRITE, nsid, slba, nlb, fua)
+
+
+def build_write_zeroes(nsid: int, slba: int, nlb: int, deallocate: bool = False) -> SQE:
+    sqe = build_rw(NvmOpc.WRITE_ZEROES, nsid, slba, nlb)
+    return sqe._replace(cdw12=sqe.cdw12 | (WZ_DEAC if deallocate else 0))
+
+
+def parse_rw(sqe: SQE) -> Rw:
+    return Rw(sqe.nsid, sqe.cdw10 | sqe.cdw11 << 32, (sqe.cdw12 & 0xFFFF) + 1)
+
+
+def build_flush(nsid: int) -> SQE:
+    return SQE(NvmOpc.FLUSH, nsid=nsid)
+
+
+def build_deallocate(nsid: int, count: int) -> SQE:
+    """Dataset Management with AD set; the ``count`` ranges go in the data."""
+    return SQE(NvmOpc.DATASET_MANAGEMENT, nsid=nsid, cdw10=count - 1, cdw11=DSM_DEALLOCATE)
+
+
+def encode_dsm_ranges(ranges: list[tuple[int, int]]) -> bytes:
+    """Data of a Dataset Management command from (slba, nlb) pairs."""
+    return b"".join(DSM_RANGE.pack(0, nlb, slba) for slba, nlb in ranges)
+
+
+def decode_dsm_ranges(buf, count: int) -> list[tuple[int, int]]:
+    return [(slba, nlb) for _attr, nlb, slba in DSM_RANGE.iter_unpack(bytes(buf[:count * 16]))]

@@ -1,0 +1,500 @@
+"""NVMe/TCP PDUs: encoding, header validation and stream decoding.
+
+NVMe/TCP Transport Specification 1.0 (rev 1.0c), section 3.6.  Every PDU
+starts with an 8-byte common header (CH: type, flags, HLEN, PDO, PLEN),
+followed by a PDU-specific header (PSH), an optional header digest, padding
+up to PDO, data, and an optional data digest.
+
+Decoding is split in two so both halves stay testable:
+
+* :func:`check_header` is a pure function that validates a common header
+  (and the few PSH fields that decide the PDU's size) and names the lowest
+  wrong field with its Fatal Error Status / Field Error Information, as a
+  TermReq must (3.6.2.9-10);
+* :class:`PduDecoder` cuts a byte stream into PDUs.  It owns one receive
+  buffer that the caller fills (``get_buffer``/``buffer_updated``, like an
+  asyncio BufferedProtocol, or ``feed`` for tests); data payloads are
+  memoryview slices of that buffer, valid until the next fill.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+from typing import NamedTuple
+
+from nvmecontrol.errors import PeerProtocolError
+from nvmecontrol.wire import crc
+from nvmecontrol.wire.capsule import CQE_SIZE, SQE_SIZE
+
+
+class PduType(IntEnum):
+    ICReq = 0x00
+    ICResp = 0x01
+    H2CTermReq = 0x02
+    C2HTermReq = 0x03
+    CapsuleCmd = 0x04
+    CapsuleResp = 0x05
+    H2CData = 0x06
+    C2HData = 0x07
+    R2T = 0x09
+
+
+class FES(IntEnum):
+    """Fatal Error Status of a TermReq (NVMe/TCP 1.0, figure 20)."""
+
+    INVALID_HEADER_FIELD = 0x01
+    PDU_SEQUENCE_ERROR = 0x02
+    HEADER_DIGEST_ERROR = 0x03
+    DATA_OUT_OF_RANGE = 0x04
+    R2T_LIMIT_EXCEEDED = 0x05
+    DATA_LIMIT_EXCEEDED = 0x05  # the same value covers both limits
+    UNSUPPORTED_PARAMETER = 0x06
+
+
+# Common-header flag bits.
+F_HDGST = 0x01
+F_DDGST = 0x02
+F_LAST_PDU = 0x04  # H2CData / C2HData
+F_SUCCESS = 0x08  # C2HData only: command completed, no CapsuleResp follows
+
+# ICReq/ICResp DGST bits.
+DGST_HDGST = 0x01
+DGST_DDGST = 0x02
+
+CH_SIZE = 8
+DIGEST_SIZE = 4
+IC_HLEN = 128
+TERM_HLEN = 24
+CMD_HLEN = CH_SIZE + SQE_SIZE  # 72
+RESP_HLEN = CH_SIZE + CQE_SIZE  # 24
+DATA_HLEN = 24  # H2CData, C2HData, R2T
+
+# A TermReq carries at most the first 128 bytes of the offending PDU header
+# (NVMe/TCP 3.6.2.9), so its PLEN is bounded; anything larger is hostile.
+TERM_MAX_DATA = 128
+# The smallest MAXH2CDATA a controller may advertise (NVMe/TCP 3.6.2.3).
+MIN_MAXH2CDATA = 4096
+# The largest padding a PDA (at most 31, i.e. 128-byte alignment) can require.
+MAX_PAD = 128
+# PFV 0 is the only PDU format version defined.
+PFV = 0
+
+ROLE_HOST = "host"  # we are the host: we receive controller-to-host PDUs
+ROLE_CONTROLLER = "controller"
+
+_RECEIVED_BY = {
+    ROLE_HOST: frozenset({PduType.ICResp, PduType.C2HTermReq, PduType.CapsuleResp,
+                          PduType.C2HData, PduType.R2T}),
+    ROLE_CONTROLLER: frozenset({PduType.ICReq, PduType.H2CTermReq, PduType.CapsuleCmd,
+                                PduType.H2CData}),
+}
+
+_HLEN = {
+    PduType.ICReq: IC_HLEN, PduType.ICResp: IC_HLEN,
+    PduType.H2CTermReq: TERM_HLEN, PduType.C2HTermReq: TERM_HLEN,
+    PduType.CapsuleCmd: CMD_HLEN, PduType.CapsuleResp: RESP_HLEN,
+    PduType.H2CData: DATA_HLEN, PduType.C2HData: DATA_HLEN, PduType.R2T: DATA_HLEN,
+}
+
+# Flags each type may carry (besides the digest flags, checked separately).
+_EXTRA_FLAGS = {
+    PduType.H2CData: F_LAST_PDU,
+    PduType.C2HData: F_LAST_PDU | F_SUCCESS,
+}
+# Types after the IC exchange that carry a header digest when negotiated.
+_DIGESTED = frozenset({PduType.CapsuleCmd, PduType.CapsuleResp, PduType.H2CData,
+                       PduType.C2HData, PduType.R2T})
+# Types that may carry data (and then a data digest when negotiated).
+_DATA = frozenset({PduType.CapsuleCmd, PduType.H2CData, PduType.C2HData})
+
+# Field offsets in the common header, used as FEI.
+FEI_TYPE, FEI_FLAGS, FEI_HLEN, FEI_PDO, FEI_PLEN = 0, 1, 2, 3, 4
+
+_CH = struct.Struct("<BBBBI")
+_IC = struct.Struct("<BBBBIHBBI112x")
+_TERM = struct.Struct("<BBBBIHI10x")
+_DATA_HDR = struct.Struct("<BBBBIHHII4x")
+_U16 = struct.Struct("<H")
+
+
+# --- PDU records -----------------------------------------------------------
+
+class ICReq(NamedTuple):
+    hpda: int = 0
+    dgst: int = 0
+    maxr2t: int = 0  # 0's based
+    pfv: int = PFV
+
+
+class ICResp(NamedTuple):
+    cpda: int = 0
+    dgst: int = 0
+    maxh2cdata: int = 0x20000
+    pfv: int = PFV
+
+
+class TermReq(NamedTuple):
+    """H2CTermReq or C2HTermReq (``h2c`` tells which)."""
+
+    fes: int
+    fei: int = 0
+    data: bytes = b""
+    h2c: bool = True
+
+
+class CapsuleCmd(NamedTuple):
+    sqe: bytes  # 64 bytes
+    data: memoryview | bytes | None = None  # in-capsule data
+    digest_error: bool = False
+
+
+class CapsuleResp(NamedTuple):
+    cqe: bytes  # 16 bytes
+
+
+class H2CData(NamedTuple):
+    cccid: int
+    ttag: int
+    datao: int
+    data: memoryview | bytes
+    last: bool = True
+    digest_error: bool = False
+
+
+class C2HData(NamedTuple):
+    cccid: int
+    datao: int
+    data: memoryview | bytes
+    last: bool = True
+    success: bool = False
+    digest_error: bool = False
+
+
+class R2T(NamedTuple):
+    cccid: int
+    ttag: int
+    r2to: int
+    r2tl: int
+
+
+# --- encoding --------------------------------------------------------------
+
+def _pad_to(pda: int, hdr_end: int) -> int:
+    """PDO for data after a header ending at ``hdr_end`` with PDU data alignment ``pda``.
+
+    PDA is 0's based in dwords: 0 means no alignment, n means (n+1)*4 bytes.
+    """
+    if not pda:
+        return hdr_end
+    align = (pda + 1) * 4
+    return (hdr_end + align - 1) // align * align
+
+
+def encode_icreq(p: ICReq) -> bytes:
+    return _IC.pack(PduType.ICReq, 0, IC_HLEN, 0, IC_HLEN, p.pfv, p.hpda, p.dgst, p.maxr2t)
+
+
+def encode_icresp(p: ICResp) -> bytes:
+    return _IC.pack(PduType.ICResp, 0, IC_HLEN, 0, IC_HLEN, p.pfv, p.cpda, p.dgst, p.maxh2cdata)
+
+
+def encode_termreq(p: TermReq) -> bytes:
+    data = bytes(p.data[:TERM_MAX_DATA])
+    ptype = PduType.H2CTermReq if p.h2c else PduType.C2HTermReq
+    return _TERM.pack(ptype, 0, TERM_HLEN, 0, TERM_HLEN + len(data), p.fes, p.fei) + data
+
+
+def _framed(header: bytearray, data, hdgst: bool, ddgst: bool, pda: int) -> list:
+    """Finish a PDU whose CH+PSH is ``header``: set flags/PDO/PLEN, add digests.
+
+    Returns a list of buffers for ``sendmsg``; ``data`` is not copied.
+    """
+    hlen = len(header)
+    flags = header[1]
+    hdr_end = hlen + (DIGEST_SIZE if hdgst else 0)
+    if hdgst:
+        flags |= F_HDGST
+    dlen = len(data) if data is not None else 0
+    if dlen:
+        pdo = _pad_to(pda, hdr_end)
+        plen = pdo + dlen + (DIGEST_SIZE if ddgst else 0)
+        if ddgst:
+            flags |= F_DDGST
+    else:
+        pdo = 0
+        plen = hdr_end
+    header[1] = flags
+    header[3] = pdo
+    struct.pack_into("<I", header, 4, plen)
+    out = [header]
+    if hdgst:
+        out.append(crc.digest(header))
+    if dlen:
+        if pdo > hdr_end:
+            out.append(bytes(pdo - hdr_end))
+        out.append(data)
+        if ddgst:
+            out.append(crc.digest(data))
+    return out
+
+
+def encode_capsule_cmd(sqe, data=None, *, hdgst=False, ddgst=False, pda=0) -> list:
+    header = bytearray(CMD_HLEN)
+    header[0] = PduType.CapsuleCmd
+    header[2] = CMD_HLEN
+    header[CH_SIZE:] = sqe
+    return _framed(header, data, hdgst, ddgst, pda)
+
+
+def encode_capsule_resp(cqe, *, hdgst=False) -> list:
+    header = bytearray(RESP_HLEN)
+    header[0] = PduType.CapsuleResp
+    header[2] = RESP_HLEN
+    header[CH_SIZE:] = cqe
+    return _framed(header, None, hdgst, False, 0)
+
+
+def _data_header(ptype: int, flags: int, cccid: int, ttag: int, offset: int, length: int) -> bytearray:
+    header = bytearray(DATA_HLEN)
+    _DATA_HDR.pack_into(header, 0, ptype, flags, DATA_HLEN, 0, 0, cccid, ttag, offset, length)
+    return header
+
+
+def encode_h2c_data(p: H2CData, *, hdgst=False, ddgst=False, pda=0) -> list:
+    header = _data_header(PduType.H2CData, F_LAST_PDU if p.last else 0,
+                          p.cccid, p.ttag, p.datao, len(p.data))
+    return _framed(header, p.data, hdgst, ddgst, pda)
+
+
+def encode_c2h_data(p: C2HData, *, hdgst=False, ddgst=False, pda=0) -> list:
+    flags = (F_LAST_PDU if p.last else 0) | (F_SUCCESS if p.success else 0)
+    header = _data_header(PduType.C2HData, flags, p.cccid, 0, p.datao, len(p.data))
+    return _framed(header, p.data, hdgst, ddgst, pda)
+
+
+def encode_r2t(p: R2T, *, hdgst=False) -> list:
+    header = _data_header(PduType.R2T, 0, p.cccid, p.ttag, p.r2to, p.r2tl)
+    return _framed(header, None, hdgst, False, 0)
+
+
+def join(buffers) -> bytes:
+    """One bytes object from a list of encoded buffers (tests, small PDUs)."""
+    return b"".join(bytes(b) for b in buffers)
+
+
+# --- header validation -----------------------------------------------------
+
+class HeaderInfo(NamedTuple):
+    """What :func:`check_header` learned: enough to frame the PDU."""
+
+    ptype: int
+    flags: int
+    hlen: int
+    pdo: int
+    plen: int
+    data_len: int  # bytes of PDU data (0 if none)
+
+
+def _bad(fei: int, why: str) -> PeerProtocolError:
+    return PeerProtocolError(f"invalid PDU header: {why}", FES.INVALID_HEADER_FIELD, fei)
+
+
+def check_header(ch, *, role: str, connected: bool, hdgst: bool, ddgst: bool,
+                 pda: int, max_data: int) -> HeaderInfo:
+    """Validate an 8-byte common header received by ``role``.
+
+    ``connected`` is False until the IC exchange finished; until then digests
+    are off and only the IC PDU (or a TermReq) may arrive.  ``pda`` is the
+    data alignment the *receiver* asked for (HPDA for a controller receiving,
+    CPDA for a host receiving); ``max_data`` bounds the data of one PDU.
+
+    The lowest wrong field is reported first (NVMe/TCP 3.6.2.10: FEI is the
+    byte offset of the field in error).
+    """
+    ptype, flags, hlen, pdo, plen = _CH.unpack_from(ch)
+    try:
+        ptype = PduType(ptype)
+    except ValueError:
+        raise _bad(FEI_TYPE, f"unknown PDU type 0x{ptype:02x}") from None
+    if ptype not in _RECEIVED_BY[role]:
+        raise _bad(FEI_TYPE, f"{ptype.name} cannot be sent to a {role}")
+    is_ic = ptype in (PduType.ICReq, PduType.ICResp)
+    is_term = ptype in (PduType.H2CTermReq, PduType.C2HTermReq)
+    if connected == is_ic and not is_term:
+        state = "after" if connected else "before"
+        raise PeerProtocolError(f"{ptype.name} received {state} connection initialization",
+                                FES.PDU_SEQUENCE_ERROR, FEI_TYPE)
+
+    digested = connected and ptype in _DIGESTED
+    want_h = F_HDGST if (digested and hdgst) else 0
+    allowed = want_h | _EXTRA_FLAGS.get(ptype, 0)
+    if ptype in _DATA and ddgst and connected:
+        allowed |= F_DDGST
+    if flags & ~allowed:
+        raise _bad(FEI_FLAGS, f"{ptype.name} has unexpected flags 0x{flags:02x}")
+    if (flags & F_HDGST) != want_h:
+        raise _bad(FEI_FLAGS, f"{ptype.name} header digest flag does not match the negotiated digests")
+    if flags & F_SUCCESS and not flags & F_LAST_PDU:
+        raise _bad(FEI_FLAGS, "C2HData has SUCCESS without LAST_PDU")
+
+    if hlen != _HLEN[ptype]:
+        raise _bad(FEI_HLEN, f"{ptype.name} HLEN {hlen}, expected {_HLEN[ptype]}")
+
+    hdr_end = hlen + (DIGEST_SIZE if want_h else 0)
+    if ptype not in _DATA:
+        if pdo != 0:
+            raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo}, expected 0")
+        if is_term:
+            if not hlen <= plen <= hlen + TERM_MAX_DATA:
+                raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen} out of range")
+            return HeaderInfo(ptype, flags, hlen, pdo, plen, plen - hlen)
+        if plen != hdr_end:
+            raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen}, expected {hdr_end}")
+        return HeaderInfo(ptype, flags, hlen, pdo, plen, 0)
+
+    want_d = DIGEST_SIZE if flags & F_DDGST else 0
+    if pdo == 0:
+        # No data (CapsuleCmd without in-capsule data).  Data PDUs must carry data.
+        if ptype is not PduType.CapsuleCmd:
+            raise _bad(FEI_PDO, f"{ptype.name} PDO 0 but data PDUs carry data")
+        if flags & F_DDGST:
+            raise _bad(FEI_FLAGS, "data digest flag on a PDU without data")
+        if plen != hdr_end:
+            raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen}, expected {hdr_end} for no data")
+        return HeaderInfo(ptype, flags, hlen, 0, plen, 0)
+    if pdo < hdr_end or pdo > hdr_end + MAX_PAD or pdo != _pad_to(pda, pdo):
+        raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo} is not a valid data offset")
+    if ddgst and connected and not want_d:
+        raise _bad(FEI_FLAGS, f"{ptype.name} lacks the negotiated data digest")
+    data_len = plen - pdo - want_d
+    if data_len <= 0:
+        raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen} leaves no data after PDO {pdo}")
+    if data_len > max_data:
+        raise _bad(FEI_PLEN, f"{ptype.name} carries {data_len} bytes, more than {max_data}")
+    return HeaderInfo(ptype, flags, hlen, pdo, plen, data_len)
+
+
+# --- stream decoding -------------------------------------------------------
+
+def _decode_ic(ptype, b) -> ICReq | ICResp:
+    _t, _f, _h, _p, _l, pfv, pda, dgst, last = _IC.unpack_from(b)
+    if pfv != PFV:
+        raise PeerProtocolError(f"unsupported PDU format version {pfv}",
+                                FES.UNSUPPORTED_PARAMETER, 8)
+    if pda > 31:
+        raise _bad(10, f"PDA {pda} exceeds 31")
+    if dgst & ~(DGST_HDGST | DGST_DDGST):
+        raise _bad(11, f"reserved DGST bits 0x{dgst:02x}")
+    if ptype is PduType.ICReq:
+        return ICReq(pda, dgst, last, pfv)
+    if last < MIN_MAXH2CDATA or last % 4:
+        raise _bad(12, f"MAXH2CDATA {last} is below 4096 or not dword aligned")
+    return ICResp(pda, dgst, last, pfv)
+
+
+class PduDecoder:
+    """Cuts a received byte stream into PDUs for one queue pair.
+
+    The caller sets the negotiated parameters (``connected``, digests, PDA,
+    ``max_data``) as the IC exchange completes.  :meth:`decode` returns every
+    complete PDU in the buffer; their data are memoryviews into the buffer,
+    valid until the next :meth:`get_buffer` or :meth:`feed`.
+    """
+
+    def __init__(self, role: str, *, buffer_size: int = 1 << 20, max_data: int = 1 << 20):
+        self.role = role
+        self.connected = False
+        self.hdgst = False
+        self.ddgst = False
+        self.pda = 0
+        self.max_data = max_data
+        self._buf = bytearray(buffer_size)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._need = CH_SIZE  # bytes the next PDU needs in total
+
+    def get_buffer(self, min_size: int = 65536) -> memoryview:
+        """Free space to receive into; compacts earlier data (invalidating old views)."""
+        size = len(self._buf)
+        pending = self._end - self._start
+        want = max(min_size, self._need - pending)
+        if self._start and size - self._end < want:
+            self._view[:pending] = self._view[self._start:self._end]
+            self._start, self._end = 0, pending
+        if size - self._end < want:
+            grown = bytearray(max(size * 2, self._end + want))
+            grown[:pending] = self._view[self._start:self._end]
+            self._buf = grown
+            self._view = memoryview(grown)
+            self._start, self._end = 0, pending
+        return self._view[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+
+    def feed(self, data) -> None:
+        """Copy ``data`` into the buffer (convenience for tests and small reads)."""
+        n = len(data)
+        self.get_buffer(n)[:n] = data
+        self._end += n
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet decoded into a PDU."""
+        return self._end - self._start
+
+    def decode(self) -> list:
+        """Every complete PDU in the buffer, in order.  Raises PeerProtocolError."""
+        out = []
+        view = self._view
+        while self._end - self._start >= CH_SIZE:
+            s = self._start
+            info = check_header(view[s:s + CH_SIZE], role=self.role, connected=self.connected,
+                                hdgst=self.hdgst, ddgst=self.ddgst, pda=self.pda,
+                                max_data=self.max_data)
+            if self._end - s < info.plen:
+                self._need = info.plen
+                break
+            self._need = CH_SIZE
+            self._start = s + info.plen
+            pdu = self._decode_one(info, view[s:s + info.plen])
+            out.append(pdu)
+            if info.ptype in (PduType.ICReq, PduType.ICResp):
+                # Stop: the caller must apply the negotiated digests and PDA
+                # before the next PDU is validated.
+                break
+        return out
+
+    def _decode_one(self, info: HeaderInfo, pdu: memoryview):
+        ptype, flags, hlen = info.ptype, info.flags, info.hlen
+        if flags & F_HDGST and not crc.check(pdu[:hlen], pdu[hlen:hlen + DIGEST_SIZE]):
+            raise PeerProtocolError(f"{ptype.name} header digest mismatch",
+                                    FES.HEADER_DIGEST_ERROR, 0)
+        if ptype is PduType.CapsuleResp:
+            return CapsuleResp(bytes(pdu[CH_SIZE:hlen]))
+        data = None
+        bad = False
+        if info.data_len:
+            data = pdu[info.pdo:info.pdo + info.data_len]
+            if flags & F_DDGST:
+                bad = not crc.check(data, pdu[info.plen - DIGEST_SIZE:info.plen])
+        if ptype is PduType.CapsuleCmd:
+            return CapsuleCmd(bytes(pdu[CH_SIZE:hlen]), data, bad)
+        if ptype in (PduType.C2HData, PduType.H2CData, PduType.R2T):
+            _t, _f, _h, _p, _l, cccid, ttag, offset, length = _DATA_HDR.unpack_from(pdu)
+            if ptype is PduType.R2T:
+                return R2T(cccid, ttag, offset, length)
+            if length != info.data_len:
+                raise PeerProtocolError(
+                    f"{ptype.name} DATAL {length} does not match its PLEN ({info.data_len} bytes)",
+                    FES.INVALID_HEADER_FIELD, 16)
+            if ptype is PduType.C2HData:
+                return C2HData(cccid, offset, data, bool(flags & F_LAST_PDU),
+                               bool(flags & F_SUCCESS), bad)
+            return H2CData(cccid, ttag, offset, data, bool(flags & F_LAST_PDU), bad)
+        if ptype in (PduType.ICReq, PduType.ICResp):
+            return _decode_ic(ptype, pdu)
+        fes, fei = struct.unpack_from("<HI", pdu, 8)
+        return TermReq(fes, fei, bytes(pdu[hlen:info.plen]), ptype is PduType.H2CTermReq)
