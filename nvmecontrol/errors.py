@@ -62,3 +62,11 @@ class Unsupported(NvmeControlError):
 
 class DeviceError(NvmeControlError):
     """A local device, file or kernel interface failed (ioctl, sysfs, /dev)."""
+
+
+class HostRefused(CommandFailed):
+    """Connect was refused because the host NQN is not allowed (Connect Invalid Host)."""
+
+
+class NotFound(NvmeControlError):
+    """A named device, session, namespace or subsystem does not exist."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from nvmecontrol.errors import (CommandFailed, NvmeControlError, PeerProtocolError, PeerTimeout,
+from nvmecontrol.errors import (CommandFailed, HostRefused, NvmeControlError, PeerProtocolError, PeerTimeout,
                                 Unsupported, UsageError)
 from nvmecontrol.hostid import HostIdentity, hostid_bytes
 from nvmecontrol.nqn import DISCOVERY_NQN
@@ -32,7 +32,7 @@ from nvmecontrol.transport.address import Address, format_address, resolve
 from nvmecontrol.transport.tcp import TcpQueuePair
 from nvmecontrol.wire import admin, fabrics as F
 from nvmecontrol.wire.fabrics import CAP, CC, CSTS, Prop
-from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_SIZE, decode_controller
+from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE, decode_identify_controller
 from nvmecontrol.wire.qpair import ADMIN_ICD
 from nvmecontrol.wire.status import decode_status
 
@@ -100,7 +100,7 @@ class Association:
 
     def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
         _, data = self.admin.execute(admin.build_identify(cns, nsid, cntid),
-                                     f"Identify CNS {cns:#04x}", read_len=IDENTIFY_SIZE)
+                                     f"Identify CNS {cns:#04x}", read_len=IDENTIFY_DATA_SIZE)
         return data
 
     def get_log_page(self, g: admin.GetLogPage) -> bytes:
@@ -177,6 +177,9 @@ def connect_failure(cqe, qid: int) -> CommandFailed:
     """A readable error for a failed Connect (Fabrics 3.3.1: IATTR/IPO on invalid parameters)."""
     st = decode_status(cqe.status)
     err = CommandError(f"Connect (queue {qid})", cqe)
+    if st.sct == 1 and st.sc == 0x84:
+        return HostRefused(f"{err.args[0]}: the controller does not allow this host NQN",
+                           cqe.status)
     if st.sct == 1 and st.sc == 0x82:
         where = "Connect data" if cqe.dw0 & 1 else "Connect command"
         err.args = (f"{err.args[0]}; invalid parameter at byte {cqe.dw0 >> 16} of the {where}",)
@@ -235,7 +238,7 @@ def connect_association(address: Address, subnqn: str, host: HostIdentity,
     try:
         enable_controller(assoc, io=not discovery)
         assoc.cdata_raw = assoc.identify(CNS_CONTROLLER)
-        assoc.cdata = decode_controller(assoc.cdata_raw)
+        assoc.cdata = decode_identify_controller(assoc.cdata_raw)
         try:
             assoc.vs = F.VS.decode(assoc.get_property(Prop.VS))
         except CommandFailed:

@@ -1,0 +1,3 @@
+from nvmecontrol.cli.app import run
+
+run()

@@ -1,0 +1,128 @@
+"""Admin commands on Linux kernel controllers through the passthrough ioctl.
+
+``identify`` and ``logpage`` on ``nvmeX``/``nvmeXnY`` send their command with
+NVME_IOCTL_ADMIN_CMD (include/uapi/linux/nvme_ioctl.h) on the device node;
+the kernel carries it over its own association.  A namespace node answers
+NVME_IOCTL_ID with its NSID.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import re
+from dataclasses import dataclass
+
+from nvmecontrol.errors import CommandFailed, DeviceError, NotFound, UsageError
+from nvmecontrol.wire import admin
+from nvmecontrol.wire.capsule import SQE
+from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE
+from nvmecontrol.wire.status import describe_status
+
+# _IOWR('N', 0x41, struct nvme_passthru_cmd) and _IO('N', 0x40).
+NVME_IOCTL_ADMIN_CMD = 0xC0484E41
+NVME_IOCTL_ID = 0x4E40
+# Admin commands through the kernel get this long before it aborts them.
+PASSTHRU_TIMEOUT_MS = 30_000
+
+# nvme0, nvme0n1, FreeBSD's nvme0ns1, with or without /dev/.
+_DEVICE_RE = re.compile(r"^(?:/dev/)?(nvme(\d+))(?:n(?:s)?(\d+))?$")
+
+
+class _PassthruCmd(ctypes.Structure):
+    _fields_ = [
+        ("opcode", ctypes.c_uint8), ("flags", ctypes.c_uint8), ("rsvd1", ctypes.c_uint16),
+        ("nsid", ctypes.c_uint32), ("cdw2", ctypes.c_uint32), ("cdw3", ctypes.c_uint32),
+        ("metadata", ctypes.c_uint64), ("addr", ctypes.c_uint64),
+        ("metadata_len", ctypes.c_uint32), ("data_len", ctypes.c_uint32),
+        ("cdw10", ctypes.c_uint32), ("cdw11", ctypes.c_uint32), ("cdw12", ctypes.c_uint32),
+        ("cdw13", ctypes.c_uint32), ("cdw14", ctypes.c_uint32), ("cdw15", ctypes.c_uint32),
+        ("timeout_ms", ctypes.c_uint32), ("result", ctypes.c_uint32),
+    ]
+
+
+assert ctypes.sizeof(_PassthruCmd) == 72
+
+
+@dataclass(slots=True)
+class DeviceName:
+    controller: str  # nvmeX
+    instance: int
+    nsid: int | None  # from the name (nvmeXnY), if any
+
+    @property
+    def path(self) -> str:
+        if self.nsid is None:
+            return f"/dev/{self.controller}"
+        return f"/dev/{self.controller}n{self.nsid}"
+
+
+def parse_device_name(text: str) -> DeviceName | None:
+    """A kernel device name, or None when ``text`` is not of that form."""
+    m = _DEVICE_RE.match(text)
+    if not m:
+        return None
+    return DeviceName(m.group(1), int(m.group(2)), int(m.group(3)) if m.group(3) else None)
+
+
+class KernelController:
+    """A controller the Linux kernel holds, addressed by its device node."""
+
+    def __init__(self, name: DeviceName, *, dev_root: str = "/dev"):
+        self.name = name
+        path = os.path.join(dev_root, os.path.basename(name.path))
+        try:
+            self.fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound(f"{name.path}: no such NVMe device") from None
+        except PermissionError:
+            raise DeviceError(f"{path}: permission denied (admin commands need root)") from None
+        except OSError as e:
+            raise DeviceError(f"{path}: {os.strerror(e.errno)}") from None
+        self.nsid = name.nsid
+        if name.nsid is not None:
+            try:
+                self.nsid = fcntl.ioctl(self.fd, NVME_IOCTL_ID)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def admin_command(self, sqe: SQE, what: str, read_len: int = 0) -> tuple[int, bytes]:
+        buf = ctypes.create_string_buffer(read_len) if read_len else None
+        cmd = _PassthruCmd(opcode=sqe.opc, nsid=sqe.nsid, cdw2=sqe.cdw2, cdw3=sqe.cdw3,
+                           addr=ctypes.addressof(buf) if buf is not None else 0,
+                           data_len=read_len, cdw10=sqe.cdw10, cdw11=sqe.cdw11,
+                           cdw12=sqe.cdw12, cdw13=sqe.cdw13, cdw14=sqe.cdw14,
+                           cdw15=sqe.cdw15, timeout_ms=PASSTHRU_TIMEOUT_MS)
+        try:
+            rc = fcntl.ioctl(self.fd, NVME_IOCTL_ADMIN_CMD, cmd)
+        except OSError as e:
+            raise DeviceError(f"{self.name.path}: {what}: {os.strerror(e.errno)}") from None
+        if rc > 0:
+            # A positive return is the NVMe status field (SCT/SC and flags).
+            status = rc & 0x7FFF
+            raise CommandFailed(f"{what} failed: {describe_status(status)}", status)
+        return cmd.result, buf.raw if buf is not None else b""
+
+    def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
+        _, data = self.admin_command(admin.build_identify(cns, nsid, cntid),
+                                     f"Identify CNS {cns:#04x}", IDENTIFY_DATA_SIZE)
+        return data
+
+    def identify_controller(self) -> bytes:
+        return self.identify(CNS_CONTROLLER)
+
+    def get_log_page(self, g: admin.GetLogPage) -> bytes:
+        _, data = self.admin_command(admin.build_get_log_page(g), f"Get Log Page {g.lid:#04x}",
+                                     g.length)
+        return data
+
+
+def open_kernel_controller(text: str) -> KernelController:
+    name = parse_device_name(text)
+    if name is None:
+        raise UsageError(f"{text!r} is not an NVMe device name (nvmeX or nvmeXnY)")
+    return KernelController(name)

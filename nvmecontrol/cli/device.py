@@ -1,0 +1,86 @@
+"""Turning a command's target arguments into a controller to ask.
+
+``identify`` and ``logpage`` accept, like FreeBSD, a device (``nvme0``,
+``nvme0n1``, ``nvme0ns1``, with or without ``/dev/``) held by the kernel,
+or, beyond FreeBSD, a network address with a subsystem NQN for a one-shot
+userspace association (the discovery NQN when only an address is given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
+from nvmecontrol.errors import UsageError
+from nvmecontrol.host.association import Association, AssociationParams, connect_association
+from nvmecontrol.hostid import resolve_host_identity
+from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
+from nvmecontrol.transport.address import DISCOVERY_PORT, IO_PORT, parse_address
+from nvmecontrol.wire import admin
+from nvmecontrol.wire.identify import CNS_CONTROLLER
+
+# A CLI association lives for a few commands; the controller may drop it
+# after this long without a keep-alive, which bounds leaks if we are killed.
+ONE_SHOT_KATO_S = 30
+
+
+@dataclass(slots=True)
+class ConnectOptions:
+    """How to reach a controller over the network (ignored for devices)."""
+
+    hostnqn: str | None = None
+    hostid: str | None = None
+    hdgst: bool = False
+    ddgst: bool = False
+    timeout_s: float = 30.0
+
+
+class Controller:
+    """One interface over a kernel device and a userspace association."""
+
+    def __init__(self, name: str, backend, *, namespace_nsid: int | None = None):
+        self.name = name
+        self._backend = backend
+        self.namespace_nsid = namespace_nsid  # set when the target named a namespace
+        self._cdata: bytes | None = backend.cdata_raw if isinstance(backend, Association) else None
+
+    def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
+        return self._backend.identify(cns, nsid, cntid)
+
+    def identify_controller(self) -> bytes:
+        if self._cdata is None:
+            self._cdata = self.identify(CNS_CONTROLLER)
+        return self._cdata
+
+    def get_log_page(self, g: admin.GetLogPage) -> bytes:
+        return self._backend.get_log_page(g)
+
+    def close(self) -> None:
+        if isinstance(self._backend, Association):
+            self._backend.shutdown()
+        else:
+            self._backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Controller:
+    """Open what ``target`` (and ``subnqn``) name."""
+    dev = parse_device_name(target)
+    if dev is not None:
+        if subnqn is not None:
+            raise UsageError(f"{target} is a device; a subsystem NQN goes only with an address")
+        kc = KernelController(dev)
+        return Controller(target, kc, namespace_nsid=kc.nsid)
+    nqn = subnqn or DISCOVERY_NQN
+    validate_nqn(nqn, strict=False, what="subsystem NQN")
+    address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN else IO_PORT)
+    host = resolve_host_identity(opts.hostnqn, opts.hostid)
+    params = AssociationParams(hdgst=opts.hdgst, ddgst=opts.ddgst, kato_s=ONE_SHOT_KATO_S,
+                               timeout_s=opts.timeout_s)
+    assoc = connect_association(address, nqn, host, params)
+    return Controller(f"{address.text} {nqn}", assoc)

@@ -1,0 +1,95 @@
+"""``nvmecontrol discover``: read a discovery controller's log page.
+
+FreeBSD syntax (``discover [-v] [-t tcp] [-q HostNQN] address``), default
+port 8009 (NVMe-oF 7.4.9.3), one-shot association with KATO 0 and no
+digests (as FreeBSD), the FreeBSD text format or JSON.  ``--walk`` also
+follows referrals (bounded, loop-free), which FreeBSD does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from nvmecontrol.cli.options import HostId, HostNqn, OutputFormat, TimeoutS, Transport, check_transport
+from nvmecontrol.cli.output import Format, emit, emit_json, warn
+from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
+from nvmecontrol.cli.render.identify import controller_to_json, render_controller_text
+from nvmecontrol.host.association import AssociationParams
+from nvmecontrol.host.discovery import DiscoveryLog, discover, walk_referrals
+from nvmecontrol.hostid import resolve_host_identity
+from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
+from nvmecontrol.wire.discovery import DiscoveryHeader
+from nvmecontrol.wire.identify import decode_identify_controller
+
+NAME = "discover"
+HELP = "Show the discovery log page of a discovery controller (default port 8009)."
+NO_ARGS_IS_HELP = True
+
+
+@dataclass(slots=True)
+class DiscoverResult:
+    log: DiscoveryLog
+    cdata_raw: bytes | None = None  # with -v
+    visited: list[str] | None = None  # with --walk
+    errors: list[str] | None = None
+
+
+def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=False,
+        timeout_s=30.0) -> DiscoverResult:
+    address = parse_address(address_text, default_port=DISCOVERY_PORT)
+    host = resolve_host_identity(hostnqn, hostid)
+    for w in host.warnings:
+        warn(w)
+    params = AssociationParams(kato_s=0, timeout_s=timeout_s)
+    if walk:
+        res = walk_referrals(address, host, params)
+        header = DiscoveryHeader(0, len(res.entries), 0)
+        return DiscoverResult(DiscoveryLog(header, res.entries), visited=res.visited,
+                              errors=res.errors)
+    log, assoc = discover(address, host, params, verbose=verbose)
+    cdata = None
+    if assoc is not None:
+        cdata = assoc.cdata_raw
+        assoc.shutdown()
+    return DiscoverResult(log, cdata)
+
+
+def render_text(r: DiscoverResult) -> str:
+    parts = []
+    if r.cdata_raw is not None:
+        parts.append(render_controller_text(decode_identify_controller(r.cdata_raw)) + "\n")
+    parts.append(render_discovery_text(r.log.header, r.log.entries))
+    return "".join(parts)
+
+
+def render_json(r: DiscoverResult) -> dict:
+    out = discovery_to_json(r.log.header, r.log.entries)
+    if r.cdata_raw is not None:
+        out["controller"] = controller_to_json(decode_identify_controller(r.cdata_raw))
+    if r.visited is not None:
+        out["visited"] = r.visited
+        out["errors"] = r.errors
+    return out
+
+
+def command(
+    address: Annotated[str, typer.Argument(help="host[:port], [v6addr][:port]; port defaults to 8009.")],
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the discovery controller's identify data first.")] = False,
+    transport: Transport = "tcp",
+    hostnqn: HostNqn = None,
+    hostid: HostId = None,
+    walk: Annotated[bool, typer.Option("--walk", help="Follow referrals to other discovery controllers.")] = False,
+    fmt: OutputFormat = Format.text,
+    timeout: TimeoutS = 30.0,
+):
+    check_transport(transport)
+    r = run(address, hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk, timeout_s=timeout)
+    for e in r.errors or []:
+        warn(f"referral skipped: {e}")
+    if fmt is Format.json:
+        emit_json(render_json(r))
+    else:
+        emit(render_text(r))

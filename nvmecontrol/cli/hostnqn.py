@@ -1,0 +1,52 @@
+"""``nvmecontrol hostnqn``: show where the host NQN and ID come from, or make new ones.
+
+Like nvme-cli's ``show-hostnqn``/``gen-hostnqn``, plus the source of each
+value, because "which host NQN am I using?" is a question users keep asking.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nvmecontrol.cli.options import HostId, HostNqn, OutputFormat
+from nvmecontrol.cli.output import Format, emit, emit_json, warn
+from nvmecontrol.hostid import generate_hostnqn, resolve_host_identity, write_host_files
+from nvmecontrol.nqn import uuid_from_nqn
+
+NAME = "hostnqn"
+HELP = "Show the host NQN and host ID (and their sources), or generate a new host NQN."
+NO_ARGS_IS_HELP = False
+
+
+def command(
+    generate: Annotated[bool, typer.Option("--generate", help="Print a new random host NQN.")] = False,
+    write: Annotated[bool, typer.Option("--write", help="With --generate: store it in /etc/nvme/hostnqn and hostid.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --write: replace existing files.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show the host ID and the sources.")] = False,
+    hostnqn: HostNqn = None,
+    hostid: HostId = None,
+    fmt: OutputFormat = Format.text,
+):
+    if generate:
+        nqn = generate_hostnqn()
+        if write:
+            write_host_files(nqn, uuid_from_nqn(nqn), overwrite=force)
+        if fmt is Format.json:
+            emit_json({"hostnqn": nqn, "hostid": str(uuid_from_nqn(nqn)), "written": write})
+        else:
+            emit(nqn)
+        return
+    ident = resolve_host_identity(hostnqn, hostid)
+    for w in ident.warnings:
+        warn(w)
+    if fmt is Format.json:
+        emit_json({"hostnqn": ident.hostnqn, "hostid": str(ident.hostid),
+                   "hostnqn_source": ident.hostnqn_source, "hostid_source": ident.hostid_source,
+                   "warnings": list(ident.warnings)})
+    elif verbose:
+        emit(f"Host NQN: {ident.hostnqn} (from {ident.hostnqn_source})\n"
+             f"Host ID:  {ident.hostid} (from {ident.hostid_source})")
+    else:
+        emit(ident.hostnqn)

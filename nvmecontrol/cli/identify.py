@@ -1,0 +1,73 @@
+"""``nvmecontrol identify``: Identify Controller / Namespace data.
+
+FreeBSD syntax (``identify [-v] [-x] [-n nsid] <device-id | namespace-id>``),
+plus a network form ``identify address subnqn`` that asks over a one-shot
+userspace association.  ``-x`` dumps hex (``-v`` the whole 4 KiB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Optional
+
+import typer
+
+from nvmecontrol.cli.device import ConnectOptions, open_controller
+from nvmecontrol.cli.options import DataDigest, HdrDigest, HostId, HostNqn, OutputFormat, TimeoutS
+from nvmecontrol.cli.output import Format, emit, emit_json
+from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
+                                             render_controller_text, render_namespace_text)
+from nvmecontrol.cli.render.logpage import hexdump
+from nvmecontrol.wire.identify import (CNS_CONTROLLER, CNS_NAMESPACE, decode_identify_controller,
+                                       decode_identify_namespace)
+
+NAME = "identify"
+HELP = "Show Identify Controller or Namespace data of a device or a remote controller."
+NO_ARGS_IS_HELP = True
+
+# Without -v, hex dumps stop where the reserved/vendor areas begin, as
+# FreeBSD does: controller data before the vendor specific area (3072),
+# namespace data after the 64 LBA formats (384).
+CONTROLLER_DUMP_LEN = 3072
+NAMESPACE_DUMP_LEN = 384
+
+
+@dataclass(slots=True)
+class IdentifyResult:
+    raw: bytes
+    nsid: int  # 0 = controller
+
+
+def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions) -> IdentifyResult:
+    with open_controller(target, subnqn, opts) as ctrl:
+        if nsid is None:
+            nsid = ctrl.namespace_nsid or 0
+        if nsid == 0:
+            return IdentifyResult(ctrl.identify_controller(), 0)
+        return IdentifyResult(ctrl.identify(CNS_NAMESPACE, nsid), nsid)
+
+
+def command(
+    target: Annotated[str, typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")],
+    subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
+    nsid: Annotated[Optional[int], typer.Option("-n", "--nsid", help="Namespace ID (0: the controller).", min=0)] = None,
+    hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -x: dump the whole structure.")] = False,
+    hostnqn: HostNqn = None,
+    hostid: HostId = None,
+    hdr_digests: HdrDigest = False,
+    data_digests: DataDigest = False,
+    fmt: OutputFormat = Format.text,
+    timeout: TimeoutS = 30.0,
+):
+    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout)
+    r = run(target, subnqn, nsid, opts)
+    if hex_:
+        limit = len(r.raw) if verbose else (NAMESPACE_DUMP_LEN if r.nsid else CONTROLLER_DUMP_LEN)
+        emit(hexdump(r.raw[:limit]))
+    elif r.nsid:
+        ns = decode_identify_namespace(r.raw)
+        emit_json(namespace_to_json(ns)) if fmt is Format.json else emit(render_namespace_text(ns))
+    else:
+        c = decode_identify_controller(r.raw)
+        emit_json(controller_to_json(c)) if fmt is Format.json else emit(render_controller_text(c))

@@ -1,0 +1,151 @@
+"""Fetching discovery log pages and walking referrals.
+
+NVMe over Fabrics 1.1, 5 (Discovery Service).  The log changes under us when
+subsystems come and go, so it is read as header, entries, header again, and
+retried until GENCTR stands still (as FreeBSD and nvme-cli do).  A
+discovery controller may also answer "restart discovery", which means the
+same thing.  Referrals (SUBTYPE 1/3) point at other discovery controllers;
+walking them is bounded and remembers where it has been.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nvmecontrol.errors import CommandFailed, NvmeControlError, PeerProtocolError
+from nvmecontrol.host.association import (Association, AssociationParams,
+                                          connect_association)
+from nvmecontrol.hostid import HostIdentity
+from nvmecontrol.nqn import DISCOVERY_NQN
+from nvmecontrol.transport.address import Address, format_address
+from nvmecontrol.wire import admin
+from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
+                                        DiscoveryHeader, DiscoveryLogEntry, SubType,
+                                        decode_discovery_entries, decode_discovery_header)
+from nvmecontrol.wire.logpages import LogPage
+from nvmecontrol.wire.status import decode_status
+
+# GENCTR kept changing this many times: give up rather than loop forever
+# against a controller whose log never settles (nvme-cli uses 10).
+MAX_GENCTR_RETRIES = 10
+# Referral walk bounds: depth and controllers visited, against referral
+# loops and fan-out bombs (nvme-cli 2.x recursed until it crashed).
+MAX_REFERRAL_DEPTH = 8
+MAX_DISCOVERY_CONTROLLERS = 64
+# Status codes meaning "read the log again from the start".
+_RESTART = {(1, 0x83), (1, 0x90)}  # Connect Restart Discovery, Discover Restart
+# One Get Log Page transfers at most this much; longer logs are read in pieces.
+_CHUNK = 256 * 1024
+
+
+@dataclass(slots=True)
+class DiscoveryLog:
+    header: DiscoveryHeader
+    entries: list[DiscoveryLogEntry]
+
+
+def _read(assoc: Association, offset: int, length: int) -> bytes:
+    out = bytearray()
+    while length > 0:
+        n = min(length, _CHUNK)
+        out += assoc.get_log_page(admin.GetLogPage(lid=LogPage.DISCOVERY, length=n,
+                                                   offset=offset, nsid=0))
+        offset += n
+        length -= n
+    return bytes(out)
+
+
+def _restartable(e: CommandFailed) -> bool:
+    st = decode_status(e.status)
+    return (int(st.sct), st.sc) in _RESTART
+
+
+def fetch_discovery_log(assoc: Association) -> DiscoveryLog:
+    """The whole log, consistent under one GENCTR."""
+    for _attempt in range(MAX_GENCTR_RETRIES):
+        try:
+            head = decode_discovery_header(_read(assoc, 0, DISCOVERY_HEADER_SIZE))
+            if head.recfmt != 0:
+                raise PeerProtocolError(f"unsupported discovery log format {head.recfmt}")
+            raw = _read(assoc, DISCOVERY_HEADER_SIZE, head.numrec * DISCOVERY_ENTRY_SIZE) \
+                if head.numrec else b""
+            entries = decode_discovery_entries(raw, head.numrec) if head.numrec else []
+            again = decode_discovery_header(_read(assoc, 0, DISCOVERY_HEADER_SIZE))
+        except CommandFailed as e:
+            if _restartable(e):
+                continue
+            raise
+        if again.genctr == head.genctr and again.numrec == head.numrec:
+            return DiscoveryLog(head, entries)
+    raise PeerProtocolError(f"discovery log kept changing (GENCTR) over {MAX_GENCTR_RETRIES} reads")
+
+
+def discover(address: Address, host: HostIdentity, params: AssociationParams | None = None,
+             *, verbose: bool = False) -> tuple[DiscoveryLog, Association | None]:
+    """Connect to a discovery controller, fetch its log, shut down.
+
+    With ``verbose`` the association is returned open, so the caller can show
+    the controller's identify data, and must shut it down.
+    """
+    assoc = connect_association(address, DISCOVERY_NQN, host, params)
+    try:
+        log = fetch_discovery_log(assoc)
+    except BaseException:
+        assoc.shutdown()
+        raise
+    if verbose:
+        return log, assoc
+    assoc.shutdown()
+    return log, None
+
+
+def is_referral(e: DiscoveryLogEntry) -> bool:
+    return e.subtype in (SubType.REFERRAL, SubType.CURRENT_DISCOVERY) or \
+        e.subnqn == DISCOVERY_NQN
+
+
+@dataclass(slots=True)
+class WalkResult:
+    """Every I/O subsystem entry found, and the discovery controllers visited."""
+
+    entries: list[DiscoveryLogEntry] = field(default_factory=list)
+    visited: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def walk_referrals(address: Address, host: HostIdentity,
+                   params: AssociationParams | None = None) -> WalkResult:
+    """Discover from ``address`` and every referral reachable from it.
+
+    Cycle detection keys controllers by (traddr, trsvcid); the first error at
+    the starting address is raised, later ones are collected in ``errors``.
+    """
+    result = WalkResult()
+    seen_entries: set[tuple] = set()
+    queue = [(address, 0)]
+    seen = {(address.host, address.port)}
+    while queue:
+        addr, depth = queue.pop(0)
+        result.visited.append(format_address(addr.host, addr.port))
+        try:
+            log, _ = discover(addr, host, params)
+        except NvmeControlError as e:
+            if depth == 0:
+                raise
+            result.errors.append(f"{format_address(addr.host, addr.port)}: {e}")
+            continue
+        for e in log.entries:
+            if is_referral(e):
+                key = (e.traddr, int(e.trsvcid) if e.trsvcid.isdigit() else e.trsvcid)
+                if (key in seen or depth + 1 > MAX_REFERRAL_DEPTH
+                        or len(seen) >= MAX_DISCOVERY_CONTROLLERS):
+                    continue
+                seen.add(key)
+                if isinstance(key[1], int):
+                    queue.append((Address(e.traddr, key[1], f"{e.traddr}:{key[1]}"), depth + 1))
+                continue
+            ident = (e.trtype, e.traddr, e.trsvcid, e.subnqn)
+            if ident not in seen_entries:
+                seen_entries.add(ident)
+                result.entries.append(e)
+    return result
