@@ -181,8 +181,9 @@ def connect_failure(cqe, qid: int) -> CommandFailed:
         return HostRefused(f"{err.args[0]}: the controller does not allow this host NQN",
                            cqe.status)
     if st.sct == 1 and st.sc == 0x82:
-        where = "Connect data" if cqe.dw0 & 1 else "Connect command"
-        err.args = (f"{err.args[0]}; invalid parameter at byte {cqe.dw0 >> 16} of the {where}",)
+        ipo, in_data = F.parse_connect_invalid(cqe.dw0)
+        where = "Connect data" if in_data else "Connect command"
+        err.args = (f"{err.args[0]}; invalid parameter at byte {ipo} of the {where}",)
     return err
 
 

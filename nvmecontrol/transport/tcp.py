@@ -32,7 +32,9 @@ def set_nodelay(sock: socket.socket) -> None:
 
 def sendmsg_all(sock: socket.socket, buffers: list) -> None:
     """Send every buffer, resuming after partial sends without copying."""
-    views = [memoryview(b).cast("B") for b in buffers]
+    # Empty buffers are dropped: a send that can only make zero progress
+    # would otherwise loop forever.
+    views = [v for v in (memoryview(b).cast("B") for b in buffers) if len(v)]
     while views:
         sent = sock.sendmsg(views[:_IOV_MAX])
         while sent:
@@ -125,6 +127,11 @@ class TcpQueuePair:
             raise PeerTimeout(f"{self._who()}: no answer within {self._timeout_text(deadline)}") from None
         except OSError as e:
             raise ConnectionLost(f"{self._who()}: receive failed: {os.strerror(e.errno or errno.EIO)}") from None
+        finally:
+            if deadline is not None:
+                # Later sends and deadline-less polls must not inherit what
+                # was left of this deadline.
+                self.sock.settimeout(self.timeout)
         if n == 0:
             self.qp.closed = True
             raise ConnectionLost(f"{self._who()}: connection closed by peer")

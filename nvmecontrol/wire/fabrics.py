@@ -132,8 +132,18 @@ def connect_success_dw0(cntlid: int, authreq: int = 0) -> int:
 
 
 def connect_invalid_dw0(ipo: int, in_data: bool) -> int:
-    """DW0 of a Connect Invalid Parameters completion: IATTR and IPO (Fabrics 3.3.1)."""
-    return (1 if in_data else 0) | (ipo << 16)
+    """DW0 of a Connect Invalid Parameters completion (Fabrics 1.1, 3.3.1).
+
+    IPO is bytes 01:00 and IATTR byte 02 (bit 0 set: the offset is in the
+    Connect data, clear: in the SQE), as Linux nvmet (IPO_IATTR_CONNECT_DATA),
+    SPDK and FreeBSD lay it out.
+    """
+    return (ipo & 0xFFFF) | ((1 if in_data else 0) << 16)
+
+
+def parse_connect_invalid(dw0: int) -> tuple[int, bool]:
+    """(IPO, offset is in the Connect data) from a Connect Invalid Parameters DW0."""
+    return dw0 & 0xFFFF, bool((dw0 >> 16) & 1)
 
 
 def hostid_to_uuid(hostid: bytes) -> uuid.UUID:

@@ -37,7 +37,16 @@ class Rw(NamedTuple):
     nlb: int  # 1's based block count
 
 
+# NLB is a 16-bit 0's based field: 1..65536 blocks per command.
+MAX_NLB = 0x10000
+
+
 def build_rw(opc: int, nsid: int, slba: int, nlb: int, fua: bool = False) -> SQE:
+    if not 1 <= nlb <= MAX_NLB:
+        # A larger count would spill into PRINFO/FUA/LR (CDW12 31:16).
+        raise ValueError(f"block count {nlb} out of range 1..{MAX_NLB}")
+    if not 0 <= slba < 1 << 64:
+        raise ValueError(f"SLBA {slba} does not fit in 64 bits")
     return SQE(opc, nsid=nsid, cdw10=slba & 0xFFFFFFFF, cdw11=slba >> 32,
                cdw12=(nlb - 1) | (FUA if fua else 0))
 
@@ -65,6 +74,8 @@ def build_flush(nsid: int) -> SQE:
 
 def build_deallocate(nsid: int, count: int) -> SQE:
     """Dataset Management with AD set; the ``count`` ranges go in the data."""
+    if not 1 <= count <= DSM_MAX_RANGES:
+        raise ValueError(f"range count {count} out of range 1..{DSM_MAX_RANGES}")
     return SQE(NvmOpc.DATASET_MANAGEMENT, nsid=nsid, cdw10=count - 1, cdw11=DSM_DEALLOCATE)
 
 

@@ -363,10 +363,12 @@ def check_header(ch, *, role: str, connected: bool, hdgst: bool, ddgst: bool,
         if plen != hdr_end:
             raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen}, expected {hdr_end} for no data")
         return HeaderInfo(ptype, flags, hlen, 0, plen, 0)
-    if pdo < hdr_end or pdo > hdr_end + MAX_PAD or pdo != _pad_to(pda, pdo):
-        raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo} is not a valid data offset")
+    # The flags (byte 1) come before PDO (byte 3): report a missing data
+    # digest flag first when both are wrong.
     if ddgst and connected and not want_d:
         raise _bad(FEI_FLAGS, f"{ptype.name} lacks the negotiated data digest")
+    if pdo < hdr_end or pdo > hdr_end + MAX_PAD or pdo != _pad_to(pda, pdo):
+        raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo} is not a valid data offset")
     data_len = plen - pdo - want_d
     if data_len <= 0:
         raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen} leaves no data after PDO {pdo}")

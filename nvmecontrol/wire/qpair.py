@@ -113,6 +113,21 @@ class _Base:
                 P.TermReq(fes, fei, offending[:P.TERM_MAX_DATA], h2c=(self.role == P.ROLE_HOST))))
         self.closed = True
 
+    def _pdus(self):
+        """Every complete PDU received so far.
+
+        The decoder stops after an IC PDU so that the negotiated digests and
+        PDA apply to what follows; the caller handles the IC PDU (which
+        configures the decoder) before this generator resumes and decodes
+        the rest of the buffer, so bytes already received are not left
+        waiting for the next read.
+        """
+        while True:
+            pdus = self.decoder.decode()
+            yield from pdus
+            if not pdus or type(pdus[-1]) not in (P.ICReq, P.ICResp):
+                return
+
     def _apply(self, est: Established, pda_rx: int, pda_tx: int) -> None:
         self.established = est
         self.hdgst, self.ddgst = est.hdgst, est.ddgst
@@ -236,7 +251,7 @@ class HostQueuePair(_Base):
     def receive(self) -> list:
         """Process every complete PDU received so far; returns events."""
         events = []
-        for pdu in self.decoder.decode():
+        for pdu in self._pdus():
             t = type(pdu)
             if t is P.CapsuleResp:
                 cqe = decode_cqe(pdu.cqe)
@@ -323,7 +338,7 @@ class ControllerQueuePair(_Base):
 
     def receive(self) -> list:
         events = []
-        for pdu in self.decoder.decode():
+        for pdu in self._pdus():
             t = type(pdu)
             if t is P.CapsuleCmd:
                 if pdu.data is not None and len(pdu.data) > self.max_icd:

@@ -1,0 +1,135 @@
+"""Bad input gets one line on stderr and a distinct sysexits status, no traceback."""
+
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from nvmecontrol.cli.app import main
+from nvmecontrol.cli import exitcodes as X
+
+
+def run_cli(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if "does not match the UUID" not in l]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def listener():
+    """A loopback listener whose behaviour each test chooses."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    conns = []
+
+    def serve(action):
+        def loop():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            conns.append(c)
+            action(c)
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        return srv.getsockname()[1]
+
+    yield serve
+    srv.close()
+    for c in conns:
+        c.close()
+
+
+def test_invalid_address_is_usage(capsys):
+    rc, out, err = run_cli(capsys, "discover", "10.0.0.1:notaport")
+    assert rc == X.EX_USAGE
+    assert "port" in one_line(err) and out == ""
+
+
+def test_invalid_hostnqn_is_usage(capsys):
+    rc, out, err = run_cli(capsys, "discover", "-q", "nqn.2014-13.org.example:x", "127.0.0.1:1")
+    assert rc == X.EX_USAGE
+    assert "month 13" in one_line(err)
+
+
+def test_unknown_option_is_usage(capsys):
+    rc, _out, err = run_cli(capsys, "discover", "--no-such-option", "127.0.0.1")
+    assert rc == X.EX_USAGE
+    assert "no-such-option" in err
+
+
+def test_refused_connection_is_nohost(capsys):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    rc, _out, err = run_cli(capsys, "discover", f"127.0.0.1:{port}")
+    assert rc == X.EX_NOHOST
+    assert "refused" in one_line(err).lower()
+
+
+def test_silent_peer_is_tempfail(capsys, listener):
+    port = listener(lambda c: None)  # accepts, never answers
+    rc, _out, err = run_cli(capsys, "discover", "--timeout", "0.5", f"127.0.0.1:{port}")
+    assert rc == X.EX_TEMPFAIL
+    assert "no answer" in one_line(err)
+
+
+def test_garbage_from_peer_is_protocol_error(capsys, listener):
+    got = []
+
+    def garbage(c):
+        c.recv(128)
+        c.sendall(b"\xff" * 128)
+        try:
+            got.append(c.recv(256))
+        except OSError:
+            pass
+
+    port = listener(garbage)
+    rc, _out, err = run_cli(capsys, "discover", "--timeout", "2", f"127.0.0.1:{port}")
+    assert rc == X.EX_PROTOCOL
+    assert "unknown PDU type 0xff" in one_line(err)
+
+
+def test_peer_closing_is_ioerr(capsys, listener):
+    port = listener(lambda c: (c.recv(128), c.close()))
+    rc, _out, err = run_cli(capsys, "discover", "--timeout", "2", f"127.0.0.1:{port}")
+    assert rc == X.EX_IOERR
+    assert "closed" in one_line(err)
+
+
+def test_missing_page_is_usage(capsys):
+    rc, _out, err = run_cli(capsys, "logpage", "nvme0")
+    assert rc == X.EX_USAGE
+    assert "-p" in one_line(err)
+
+
+def test_unknown_device_is_noinput(capsys):
+    rc, _out, err = run_cli(capsys, "identify", "nvme987")
+    assert rc == X.EX_NOINPUT
+    assert "nvme987" in one_line(err)
+
+
+def test_entry_point_subprocess_exit_status():
+    p = subprocess.run([sys.executable, "-m", "nvmecontrol", "discover", "[::1"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == X.EX_USAGE
+    assert p.stdout == ""
+    assert "Traceback" not in p.stderr and "invalid address" in p.stderr
+
+
+def test_exit_codes_are_distinct_per_cause():
+    causes = [code for _fam, code, _why in X.EXIT_CODES
+              if _fam.__name__ not in ("ConnectionLost",)]
+    assert len(set(causes)) == len(causes)
