@@ -34,6 +34,8 @@ class PeerProtocolError(NvmeControlError):
         super().__init__(message)
         self.fes = fes
         self.fei = fei
+        # The offending PDU header, echoed back in the TermReq (filled by the decoder).
+        self.offending = b""
 
 
 class LocalProtocolError(NvmeControlError):

@@ -150,7 +150,7 @@ class TcpQueuePair:
     def _terminate(self, e: PeerProtocolError) -> None:
         """Send the TermReq for ``e`` (best effort) and close."""
         if e.fes is not None and not self.qp.closed:
-            self.qp.terminate(e.fes, e.fei)
+            self.qp.terminate(e.fes, e.fei, e.offending)
             try:
                 self.sock.settimeout(1.0)
                 sendmsg_all(self.sock, self.qp.take_outgoing())

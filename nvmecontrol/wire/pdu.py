@@ -453,15 +453,20 @@ class PduDecoder:
         view = self._view
         while self._end - self._start >= CH_SIZE:
             s = self._start
-            info = check_header(view[s:s + CH_SIZE], role=self.role, connected=self.connected,
-                                hdgst=self.hdgst, ddgst=self.ddgst, pda=self.pda,
-                                max_data=self.max_data)
-            if self._end - s < info.plen:
-                self._need = info.plen
-                break
-            self._need = CH_SIZE
-            self._start = s + info.plen
-            pdu = self._decode_one(info, view[s:s + info.plen])
+            try:
+                info = check_header(view[s:s + CH_SIZE], role=self.role,
+                                    connected=self.connected, hdgst=self.hdgst,
+                                    ddgst=self.ddgst, pda=self.pda, max_data=self.max_data)
+                if self._end - s < info.plen:
+                    self._need = info.plen
+                    break
+                self._need = CH_SIZE
+                self._start = s + info.plen
+                pdu = self._decode_one(info, view[s:s + info.plen])
+            except PeerProtocolError as e:
+                # A TermReq echoes the offending header (NVMe/TCP 3.6.2.9).
+                e.offending = bytes(view[s:min(self._end, s + TERM_MAX_DATA)])
+                raise
             out.append(pdu)
             if info.ptype in (PduType.ICReq, PduType.ICResp):
                 # Stop: the caller must apply the negotiated digests and PDA
