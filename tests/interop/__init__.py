@@ -1,0 +1,1 @@
+"""Interop tier: the Linux kernel as NVMe/TCP peer in a qemu guest (see README.md)."""
