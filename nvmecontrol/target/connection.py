@@ -1,0 +1,263 @@
+"""One TCP connection (one NVMe/TCP queue pair), driven by one thread.
+
+The loop is the batched design of ``performance-limits.md`` §5: one
+``recv_into`` straight into the decoder's buffer, every complete PDU in it
+decoded and answered, and every answer (C2HData payloads as memoryviews of a
+reused read arena, CapsuleResps, R2Ts) sent with one ``sendmsg``.
+
+Life cycle: ICReq/ICResp (the wire state machine), then Fabrics Connect
+turns the connection into the admin queue of a new controller or an I/O
+queue of an existing one (``controller.handle_connect``); until then any
+other command fails with Invalid Opcode, as in the Linux target.  A
+connection must get that far within HANDSHAKE_TIMEOUT_S.
+
+Threads: the connection thread owns the decoder; everything that touches
+the queue pair's output (``qp.outgoing``, SQHD) or the socket's send side
+runs under ``lock``, because asynchronous event completions and keep-alive
+or administrative terminations come from other threads.  Those never close
+the socket themselves: ``abort`` shuts it down, and the owning thread sees
+the end of its stream and cleans up (closing a descriptor another thread
+is blocked on could hand its number to a new socket).
+
+Protocol errors in what the host sent get the C2HTermReq the wire state
+machine chose (FES/FEI), are logged once, and end only this connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import socket
+import struct
+import threading
+import time
+
+from nvmecontrol.errors import ConnectionLost, LocalProtocolError, PeerProtocolError
+from nvmecontrol.target import constants as K
+from nvmecontrol.target.discovery import unmap
+from nvmecontrol.transport.address import format_address
+from nvmecontrol.transport.tcp import sendmsg_all, set_nodelay
+from nvmecontrol.wire.pdu import FES
+from nvmecontrol.wire.qpair import Command, ControllerQueuePair, WriteData
+
+log = logging.getLogger("nvmfd")
+
+_monotonic = time.monotonic
+
+
+class Connection:
+    def __init__(self, server, sock: socket.socket, port, conn_id: int):
+        self.server = server
+        self.sock = sock
+        self.port = port
+        self.id = conn_id
+        try:
+            peer = sock.getpeername()
+            local = sock.getsockname()
+        except OSError:
+            peer = local = ("?", 0)
+        if not isinstance(peer, tuple):  # AF_UNIX (tests): no address
+            peer = local = ("local", 0)
+        self.peer_host, self.peer_port = peer[0], peer[1]
+        self.local_host, self.local_port = local[0], local[1]
+        self.peer = format_address(unmap(self.peer_host), self.peer_port)
+        self.qp = ControllerQueuePair(
+            allow_hdgst=server.allow_hdgst, allow_ddgst=server.allow_ddgst,
+            maxh2cdata=K.MAXH2CDATA, max_icd=K.IN_CAPSULE_DATA, max_transfer=K.MAX_TRANSFER)
+        self.lock = threading.Lock()
+        # Set by Connect: the controller, our queue ID and the command handler.
+        self.ctrl = None
+        self.qid = 0
+        self.io = None
+        self.on_command = self._unconnected_command
+        # CID -> (callback, state) of transfers waiting for H2CData.
+        self.transfers: dict[int, tuple] = {}
+        # Anonymous memory: pages cost nothing until a read uses them (a
+        # bytearray would be zero-filled, 4 MiB per connection up front).
+        self._arena = mmap.mmap(-1, K.READ_ARENA_BYTES, flags=mmap.MAP_PRIVATE)
+        self._arena_view = memoryview(self._arena)
+        self._arena_used = 0
+        self.closing = False
+        self.connecting = False  # Connect data is being collected through R2T
+        self.errors = 0
+        self.thread = threading.Thread(target=self.run, name=f"nvmfd-conn{conn_id}", daemon=True)
+
+    # -- thread --
+    def start(self) -> None:
+        self.thread.start()
+
+    def run(self) -> None:
+        sock = self.sock
+        why = None
+        try:
+            set_nodelay(sock)
+            deadline = _monotonic() + K.HANDSHAKE_TIMEOUT_S
+            dec = self.qp.decoder
+            recv_into = sock.recv_into
+            lock = self.lock
+            while True:
+                if self.ctrl is None:
+                    # The whole handshake is bounded, not each receive: a host
+                    # dribbling bytes cannot hold the thread either.
+                    remaining = deadline - _monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout
+                    sock.settimeout(remaining)
+                n = recv_into(dec.get_buffer())
+                if not n:
+                    why = "closed by the host"
+                    break
+                dec.buffer_updated(n)
+                ctrl = self.ctrl
+                if ctrl is not None:
+                    ctrl.last_activity = _monotonic()
+                with lock:
+                    if self.closing:
+                        break
+                    self._process()
+        except PeerProtocolError as e:
+            self._protocol_error(e)
+            why = "protocol error"
+        except ConnectionLost as e:
+            why = str(e)
+        except socket.timeout:
+            why = f"no Connect within {K.HANDSHAKE_TIMEOUT_S:g} s"
+            log.info("connection %d from %s: %s", self.id, self.peer, why)
+        except OSError as e:
+            why = e.strerror or str(e)
+        except LocalProtocolError as e:  # a bug of ours; keep the daemon alive
+            log.error("connection %d from %s: internal error: %s", self.id, self.peer, e)
+            why = "internal error"
+        except Exception:
+            log.exception("connection %d from %s: internal error", self.id, self.peer)
+            why = "internal error"
+        finally:
+            self.closing = True
+            try:
+                sock.close()
+            except OSError:
+                pass
+            if self.errors > K.MAX_LOGGED_ERRORS_PER_CONNECTION:
+                log.info("connection %d from %s: %d command errors in all (%d not logged)",
+                         self.id, self.peer, self.errors,
+                         self.errors - K.MAX_LOGGED_ERRORS_PER_CONNECTION)
+            self.server.connection_closed(self, why)
+
+    def _process(self) -> None:
+        for ev in self.qp.receive():
+            t = type(ev)
+            if t is Command:
+                # Looked up per command: Connect switches the handler mid-batch.
+                self.on_command(ev)
+            elif t is WriteData:
+                entry = self.transfers.get(ev.cid)
+                if entry is not None:
+                    entry[0](ev, entry[1])
+        self.flush()
+
+    def _protocol_error(self, e: PeerProtocolError) -> None:
+        fes = e.fes
+        if fes is not None:
+            try:
+                name = FES(fes).name
+            except ValueError:
+                name = f"0x{fes:x}"
+            log.warning("connection %d from %s: %s; sending C2HTermReq (FES %s, FEI %d)",
+                        self.id, self.peer, e, name, e.fei)
+        else:
+            log.warning("connection %d from %s: %s", self.id, self.peer, e)
+        with self.lock:
+            if fes is not None and not self.qp.closed:
+                # The TermReq echoes the offending PDU header (NVMe/TCP 3.6.2.9).
+                self.qp.terminate(fes, e.fei, e.offending)
+            try:
+                self.sock.settimeout(1.0)
+                self.flush()
+            except OSError:
+                pass
+
+    # -- output --
+    def flush(self) -> None:
+        """Send everything queued (caller holds ``lock``); the read arena is free again."""
+        out = self.qp.take_outgoing()
+        if out:
+            sendmsg_all(self.sock, out)
+        self._arena_used = 0
+
+    def read_buffer(self, n: int) -> memoryview:
+        """Space for ``n`` bytes of read data, valid until the next flush."""
+        used = self._arena_used
+        if used + n > K.READ_ARENA_BYTES:
+            if n > K.READ_ARENA_BYTES:
+                return memoryview(bytearray(n))
+            self.flush()
+            used = 0
+        self._arena_used = used + n
+        return self._arena_view[used:used + n]
+
+    def respond(self, cid: int, status: int = 0, dw0: int = 0, dw1: int = 0) -> None:
+        self.qp.respond(cid, status, dw0, dw1, self.qid)
+
+    def send_read(self, cid: int, data) -> None:
+        """Read data, completed by C2HData SUCCESS or, with SQ flow control, a CapsuleResp."""
+        qp = self.qp
+        if qp.sq_flow_control:
+            qp.send_data(cid, data)
+            qp.respond(cid, 0, 0, 0, self.qid)
+        else:
+            qp.send_data(cid, data, success=True)
+
+    def fail(self, cid: int, status: int, why: str, *, opc: int = 0, nsid: int = 0,
+             lba: int = 0, pel: int = K.PEL_NONE, dw0: int = 0) -> None:
+        """Complete ``cid`` with an error status, record and (rate-limited) log it."""
+        self.errors += 1
+        if self.errors <= K.MAX_LOGGED_ERRORS_PER_CONNECTION:
+            log.info("connection %d from %s, queue %d: command %#x (opcode %#04x) failed "
+                     "with status %#06x: %s", self.id, self.peer, self.qid, cid, opc, status, why)
+        ctrl = self.ctrl
+        if ctrl is not None:
+            ctrl.record_error(self.qid, cid, status, opc=opc, nsid=nsid, lba=lba, pel=pel)
+        self.qp.respond(cid, status, dw0, 0, self.qid)
+
+    # -- data from the host --
+    def collect(self, cid: int, length: int, done) -> None:
+        """Ask for ``length`` bytes by R2T; ``done(cid, data, digest_error)`` when all arrived."""
+        self.transfers[cid] = (self._collect_data, [bytearray(length), done, False])
+        self.qp.request_data(cid, length)
+
+    def _collect_data(self, ev: WriteData, state: list) -> None:
+        buf = state[0]
+        buf[ev.offset:ev.offset + len(ev.data)] = ev.data
+        if ev.digest_error:
+            state[2] = True
+        if ev.done:
+            del self.transfers[ev.cid]
+            state[1](ev.cid, bytes(buf), state[2])
+
+    # -- before Connect --
+    def _unconnected_command(self, ev: Command) -> None:
+        from nvmecontrol.target.controller import handle_connect  # import cycle
+        handle_connect(self.server, self, ev)
+
+    # -- teardown from other threads --
+    def abort(self) -> None:
+        """End the connection from another thread (the owner cleans up)."""
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def connected(self, ctrl, qid: int, handler) -> None:
+        """Connect succeeded: from now on commands go to ``handler``."""
+        self.ctrl = ctrl
+        self.qid = qid
+        self.on_command = handler
+        self.sock.settimeout(None)
+        # Blocking sends still give up when the host stops reading.
+        sec = int(K.SEND_STALL_TIMEOUT_S)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                                 struct.pack("ll", sec, 0))
+        except OSError:
+            pass

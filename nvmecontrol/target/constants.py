@@ -1,0 +1,124 @@
+"""What nvmfd advertises, the limits it keeps against hostile peers, and
+the completion statuses it answers with.
+
+Every limit that protects the daemon from a host (memory, threads, time)
+is a named constant here with its reason; the values the controller
+advertises in CAP / Identify are derived from them so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from nvmecontrol.wire.status import make_status
+
+# --- advertised capabilities ---------------------------------------------------
+
+# CAP.MQES (0's based): 128-entry submission queues, admin and I/O.  Bounds
+# the commands a host may have outstanding per queue when SQ flow control
+# is on, hence the per-queue state we may hold.
+MQES = 127
+# CAP.TO in 500 ms units (the kernel target says 15, 7.5 s); we are ready at
+# once, the value only bounds how long a host polls CSTS.RDY.
+CAP_TO = 15
+# Memory page size 4 KiB only (CAP.MPSMIN = MPSMAX = 0).
+MPS = 0
+# MDTS, in units of the 4 KiB minimum page: 2^8 * 4 KiB = 1 MiB per command.
+# Bounds what one command makes us read into memory or expect from the host.
+MDTS = 8
+MAX_TRANSFER = (1 << MDTS) * 4096
+# In-capsule data accepted on every queue (the admin queue's 8 KiB minimum,
+# NVMe/TCP 3.3.2, and the same for I/O queues): IOCCSZ = (64 + 8192) / 16.
+IN_CAPSULE_DATA = 8192
+IOCCSZ = (64 + IN_CAPSULE_DATA) // 16
+IORCSZ = 1
+# Largest H2CData PDU we accept (ICResp MAXH2CDATA).  The decoder must hold
+# one whole PDU, so this bounds the receive buffer of a connection; with
+# MAX_TRANSFER the same, a write of any size needs one R2T and one PDU.
+MAXH2CDATA = MAX_TRANSFER
+# I/O queues granted per controller (Set Features Number of Queues).  Each
+# queue is one TCP connection and one thread here.
+MAX_IO_QUEUES = 16
+# Asynchronous Event Request Limit (0's based): 4 AERs held per controller.
+AERL = 3
+# Abort Command Limit (0's based).  Abort never aborts anything (we run each
+# command to completion at once) and says so in DW0 bit 0.
+ACL = 3
+# Error Log Page Entries (0's based): the last 64 errors per controller.
+ELPE = 63
+# Keep Alive Support granularity in 100 ms units (as the kernel target: 1 s).
+KAS = 10
+# ANA transition time (s) and group limits: one group, always optimized.
+ANATT = 10
+ANAGRPMAX = 1
+
+# --- limits against hostile or broken peers --------------------------------
+
+# A new TCP connection must finish ICReq and Connect within this time, or
+# it is dropped: an idle socket that never connects would otherwise hold a
+# thread forever.
+HANDSHAKE_TIMEOUT_S = 10.0
+# A send that makes no progress for this long (the host stopped reading)
+# ends the connection instead of blocking its thread and lock forever.
+SEND_STALL_TIMEOUT_S = 60.0
+# Discovery associations may connect with KATO 0 (hosts do, for one-shot
+# discovery); like the Linux target (NVMET_DISC_KATO_MS) we still reap them
+# after this much silence, so abandoned discovery controllers do not pile up.
+DISCOVERY_IDLE_KATO_MS = 120_000
+# Connections the daemon serves at once (one thread each); more are closed
+# at accept time.
+MAX_CONNECTIONS = 1024
+# Associations (controllers) at once, across all subsystems; more get
+# Connect "Controller Busy".
+MAX_CONTROLLERS = 512
+# Command failures logged per connection; a host hammering bad commands
+# cannot flood the log (the rest are counted and summarised at close).
+MAX_LOGGED_ERRORS_PER_CONNECTION = 20
+# Bytes of read data staged per connection before the batch must be sent:
+# one read arena reused after every sendmsg (MAX_TRANSFER fits at least 4x).
+READ_ARENA_BYTES = 4 * MAX_TRANSFER
+# Admin-queue payloads we collect through R2T (Connect data, DSM ranges):
+# bounded by the largest such structure (256 DSM ranges = 4 KiB, Connect 1 KiB).
+MAX_COLLECTED_DATA = 4096
+# Control socket: one request line at most this long, and this many clients.
+MAX_CONTROL_LINE = 64 * 1024
+MAX_CONTROL_CLIENTS = 16
+
+# --- statuses ---------------------------------------------------------------
+
+
+def _g(sc: int, dnr: bool = True) -> int:
+    return make_status(0, sc, dnr=dnr)
+
+
+def _c(sc: int, dnr: bool = True) -> int:
+    return make_status(1, sc, dnr=dnr)
+
+
+SUCCESS = 0
+INVALID_OPCODE = _g(0x01)
+INVALID_FIELD = _g(0x02)
+CMD_ID_CONFLICT = _g(0x03)
+INTERNAL_ERROR = _g(0x06, dnr=False)
+INVALID_NS = _g(0x0B)
+CMD_SEQ_ERROR = _g(0x0C)
+SGL_DATA_LENGTH_INVALID = _g(0x0F)
+SGL_TYPE_INVALID = _g(0x11)
+SGL_OFFSET_INVALID = _g(0x16)
+KEEP_ALIVE_INVALID = _g(0x1A, dnr=False)
+NS_WRITE_PROTECTED = _g(0x20)
+# Data digest error: the host may retry (no DNR).
+TRANSIENT_TRANSPORT = _g(0x22, dnr=False)
+LBA_OUT_OF_RANGE = _g(0x80)
+INVALID_QUEUE_ID = _c(0x01)
+ASYNC_LIMIT = _c(0x05)
+INVALID_LOG_PAGE = _c(0x09)
+FEATURE_NOT_SAVEABLE = _c(0x0D)
+CONNECT_INCOMPATIBLE_FORMAT = _c(0x80)
+CONNECT_CTRL_BUSY = _c(0x81)
+CONNECT_INVALID_PARAM = _c(0x82)
+CONNECT_INVALID_HOST = _c(0x84)
+# Write fault (media error): a backing-store write failed.
+WRITE_FAULT = make_status(2, 0x80)
+UNRECOVERED_READ = make_status(2, 0x81)
+
+# Parameter Error Location when the error is not tied to a field.
+PEL_NONE = 0xFFFF

@@ -1,0 +1,363 @@
+"""nvmfd: the userspace NVMe/TCP target (FreeBSD nvmfd(8) style), and its
+control subcommands (FreeBSD ctladm nvlist / nvterminate style).
+
+    nvmfd [-FGgdr] [-a address]... [-p port] [-n subnqn] [--allow-host hostnqn]...
+          [--block-size 512|4096] [-S socket] [--port-file file] [--pid-file file]
+          [--log-file file] device ...
+    nvmfd [-FGgdr] -c config.json [-S socket] [--port-file file]
+    nvmfd list [-S socket] [--json]
+    nvmfd terminate [-S socket] (-c id | --host hostnqn | -a)
+    nvmfd ns-add [-S socket] [--nsid nsid] [--subsystem subnqn] [-r] device
+    nvmfd ns-remove [-S socket] [--subsystem subnqn] nsid
+
+A device is a file, a block device, or ``mem:SIZE`` / ``ramdisk:SIZE`` (RAM).
+
+Differences from FreeBSD nvmfd, on purpose: ``-F`` means foreground (FreeBSD
+spells it ``-d``, also accepted) and logs every association; hosts may
+always disable SQ flow control (FreeBSD's ``-F`` permission is the
+default); digests are allowed by default, and ``-g``/``-G`` restrict them
+to header/data digests only; one port serves both the discovery
+controller and the I/O controllers (FreeBSD uses separate ``-P``/``-p``).
+
+Exit status (sysexits): 0 success, 64 usage, 66 no such association or
+namespace, 69 the daemon is not running, 71 a socket or file could not be
+opened, 70 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from nvmecontrol.errors import ConnectError, NotFound, NvmeControlError, UsageError
+from nvmecontrol.nqn import nqn_from_uuid
+from nvmecontrol.target.config import (BLOCK_SIZES, DEFAULT_BLOCK_SIZE, NamespaceConfig,
+                                       PortConfig, SubsystemConfig, TargetConfig, check_hostnqn,
+                                       check_subnqn, load_nvmetcli_file, mem_size)
+from nvmecontrol.target.control import ControlClient, default_socket_path
+from nvmecontrol.target.server import Server
+from nvmecontrol.transport.address import IO_PORT
+
+EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 0, 64, 66, 69, 70, 71
+SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove")
+
+log = logging.getLogger("nvmfd")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2; sysexits says 64
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        sys.exit(EX_USAGE)
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nvmfd", description="Userspace NVMe over Fabrics (NVMe/TCP) target.",
+                epilog="Subcommands of a running daemon: nvmfd list | terminate | ns-add | "
+                       "ns-remove (see nvmfd SUBCOMMAND -h).")
+    p.add_argument("-a", "--address", action="append", metavar="ADDR",
+                   help="listen address (repeatable; default 0.0.0.0; :: for IPv6)")
+    p.add_argument("-p", "--port", type=int, default=None, metavar="PORT",
+                   help=f"TCP port for discovery and I/O (default {IO_PORT}; 0 picks one)")
+    p.add_argument("-n", "--subnqn", metavar="NQN",
+                   help="subsystem NQN (default: derived from the host UUID)")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="nvmetcli saved-config JSON (Linux kernel target format)")
+    p.add_argument("-r", "--read-only", action="store_true", help="export namespaces read-only")
+    p.add_argument("-F", "--foreground", action="store_true",
+                   help="stay in the foreground and log every association")
+    p.add_argument("-d", dest="foreground", action="store_true",
+                   help="same as -F (FreeBSD nvmfd spelling)")
+    p.add_argument("-g", "--hdr-digests", action="store_true",
+                   help="permit header digests (with -G: both; neither: both permitted)")
+    p.add_argument("-G", "--data-digests", action="store_true",
+                   help="permit data digests (with -g: both; neither: both permitted)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NQN",
+                   help="admit only this host NQN (repeatable; default: any host)")
+    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, choices=BLOCK_SIZES,
+                   help="logical block size of the namespaces (default 512)")
+    p.add_argument("-S", "--socket", metavar="PATH",
+                   help=f"control socket (default {default_socket_path()})")
+    p.add_argument("--port-file", metavar="FILE",
+                   help="write the bound port(s), one per line, once listening")
+    p.add_argument("--pid-file", metavar="FILE", help="write the daemon's process ID here")
+    p.add_argument("--log-file", metavar="FILE", help="log here (default: stderr with -F, "
+                   "else syslog)")
+    p.add_argument("devices", nargs="*", metavar="device",
+                   help="file, block device, mem:SIZE or ramdisk:SIZE")
+    return p
+
+
+def _sub_parser(cmd: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"nvmfd {cmd}")
+    p.add_argument("-S", "--socket", metavar="PATH",
+                   help=f"control socket (default {default_socket_path()})")
+    if cmd == "list":
+        p.description = "List associations (like ctladm nvlist)."
+        p.add_argument("--json", action="store_true", help="JSON output")
+    elif cmd == "terminate":
+        p.description = "Terminate associations (like ctladm nvterminate)."
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("-c", "--id", type=int, metavar="ID", help="association ID (nvmfd list)")
+        g.add_argument("--host", metavar="NQN", help="every association of this host NQN")
+        g.add_argument("-a", "--all", action="store_true", help="every association")
+    elif cmd == "ns-add":
+        p.description = "Add a namespace to the running daemon (hosts get an AEN)."
+        p.add_argument("device", help="file, block device, mem:SIZE or ramdisk:SIZE")
+        p.add_argument("--nsid", type=int, help="namespace ID (default: the lowest free)")
+        p.add_argument("--subsystem", metavar="NQN", help="subsystem (needed when several)")
+        p.add_argument("-r", "--read-only", action="store_true")
+        p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, choices=BLOCK_SIZES)
+    elif cmd == "ns-remove":
+        p.description = "Remove a namespace from the running daemon (hosts get an AEN)."
+        p.add_argument("nsid", type=int)
+        p.add_argument("--subsystem", metavar="NQN", help="subsystem (needed when several)")
+    return p
+
+
+def _split(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(subcommand, its arguments); leading -S options may precede the subcommand."""
+    lead = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-S", "--socket") and i + 1 < len(argv):
+            lead += argv[i:i + 2]
+            i += 2
+        elif a.startswith("--socket=") or (a.startswith("-S") and len(a) > 2):
+            lead.append(a)
+            i += 1
+        else:
+            break
+    if i < len(argv) and argv[i] in SUBCOMMANDS:
+        return argv[i], lead + argv[i + 1:]
+    return None, argv
+
+
+# --- the daemon ------------------------------------------------------------------
+
+def _default_subnqn() -> str:
+    from nvmecontrol.hostid import resolve_host_identity
+    return nqn_from_uuid(resolve_host_identity().hostid)
+
+
+def build_config(args) -> TargetConfig:
+    if args.config:
+        if args.devices or args.address or args.port is not None or args.subnqn is not None \
+                or args.allow_host:
+            raise UsageError("with -c the ports, subsystems and namespaces come from the "
+                             "configuration; drop the devices and -a/-p/-n/--allow-host")
+        return load_nvmetcli_file(args.config)
+    nqn = args.subnqn if args.subnqn is not None else _default_subnqn()
+    check_subnqn(nqn, "-n")
+    for h in args.allow_host:
+        check_hostnqn(h, "--allow-host")
+    port = IO_PORT if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} out of range")
+    namespaces = []
+    for i, dev in enumerate(args.devices, 1):
+        if mem_size(dev) is None:
+            dev = os.path.abspath(dev)
+        namespaces.append(NamespaceConfig(nsid=i, path=dev, block_size=args.block_size))
+    sub = SubsystemConfig(nqn=nqn, namespaces=namespaces, allow_any_host=not args.allow_host,
+                          allowed_hosts=list(args.allow_host))
+    ports = []
+    for i, addr in enumerate(args.address or ["0.0.0.0"], 1):
+        addr = addr.strip("[]")
+        ports.append(PortConfig(portid=i, traddr=addr, trsvcid=str(port),
+                                adrfam="ipv6" if ":" in addr else "ipv4", subsystems=[nqn]))
+    return TargetConfig(hosts=list(args.allow_host), ports=ports, subsystems=[sub])
+
+
+class _SyslogHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        import syslog
+        self._syslog = syslog
+        syslog.openlog("nvmfd", syslog.LOG_PID, syslog.LOG_DAEMON)
+
+    def emit(self, record):
+        prio = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                logging.CRITICAL: 2}.get(record.levelno, 6)
+        try:
+            self._syslog.syslog(prio, self.format(record))
+        except Exception:
+            pass
+
+
+def _setup_logging(args) -> None:
+    log.handlers.clear()
+    log.propagate = False
+    if args.log_file:
+        handler: logging.Handler = logging.FileHandler(args.log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s nvmfd: %(message)s"))
+    elif args.foreground:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("nvmfd: %(message)s"))
+    else:
+        handler = _SyslogHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if args.foreground else logging.WARNING)
+
+
+def _write_lines(path: str, values: list[int]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write("".join(f"{v}\n" for v in values))
+    os.replace(tmp, path)  # readers never see a partial file
+
+
+def _daemonize() -> int:
+    """Fork into the background; returns the write end of the readiness pipe."""
+    r, w = os.pipe()
+    if os.fork() > 0:
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            status = f.read()
+        if status == b"ok":
+            os._exit(EX_OK)
+        sys.stderr.write(status.decode(errors="replace") or "nvmfd: daemon failed to start\n")
+        os._exit(EX_SOFTWARE)
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(EX_OK)
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    return w
+
+
+def run_daemon(argv: list[str]) -> int:
+    args = _daemon_parser().parse_args(argv)
+    # The daemon changes to / after forking: keep every path meaning what it meant here.
+    for name in ("socket", "port_file", "pid_file", "log_file", "config"):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
+    _setup_logging(args)
+    if args.hdr_digests or args.data_digests:
+        allow_h, allow_d = args.hdr_digests, args.data_digests
+    else:
+        allow_h = allow_d = True
+    config = build_config(args)
+    server = Server(config, allow_hdgst=allow_h, allow_ddgst=allow_d, read_only=args.read_only,
+                    log_associations=args.foreground,
+                    control_path=args.socket or default_socket_path())
+    server.bind()
+    if args.port_file:
+        _write_lines(args.port_file, server.bound_ports())
+    ready_fd = None if args.foreground else _daemonize()
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.serve()
+    for port in server.ports:
+        subs = ", ".join(port.subsystems) or "no subsystems"
+        log.info("listening on %s (port %d): %s", port.address, port.portid, subs)
+    for sub in server.subsystems.values():
+        for ns in sub.namespaces.values():
+            log.info("%s namespace %d: %s, %d blocks of %d bytes%s", sub.nqn, ns.nsid, ns.path,
+                     ns.nblocks, ns.block_size, " (read-only)" if ns.read_only else "")
+    if args.pid_file:
+        _write_lines(args.pid_file, [os.getpid()])
+    if ready_fd is not None:
+        os.write(ready_fd, b"ok")
+        os.close(ready_fd)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        if args.pid_file:
+            try:
+                os.unlink(args.pid_file)
+            except OSError:
+                pass
+    return EX_OK
+
+
+# --- control subcommands -------------------------------------------------------------
+
+def render_list(assocs: list[dict]) -> str:
+    lines = [f"{'ID':>4} {'Transport':<16} {'HostNQN':<36} {'SubNQN':<36} Peer"]
+    for a in assocs:
+        lines.append(f"{a['id']:>4} {a['transport']:<16} {a['hostnqn']:<36} {a['subnqn']:<36} "
+                     f"{a['peer']}")
+    return "\n".join(lines)
+
+
+def run_subcommand(cmd: str, argv: list[str]) -> int:
+    args = _sub_parser(cmd).parse_args(argv)
+    with ControlClient(args.socket) as client:
+        if cmd == "list":
+            assocs = client.request("list")["associations"]
+            if args.json:
+                print(json.dumps({"associations": assocs}, indent=2, sort_keys=True))
+            else:
+                print(render_list(assocs))
+        elif cmd == "terminate":
+            if args.all:
+                client.request("terminate", all=True)
+            elif args.id is not None:
+                client.request("terminate", id=args.id)
+            else:
+                client.request("terminate", host=args.host)
+            print("NVMeoF connections terminated")
+        elif cmd == "ns-add":
+            device = args.device if mem_size(args.device) is not None \
+                else os.path.abspath(args.device)
+            r = client.request("ns-add", device=device, nsid=args.nsid, subsystem=args.subsystem,
+                               read_only=args.read_only, block_size=args.block_size)
+            print(f"namespace {r['nsid']} added to {r['subsystem']}")
+        elif cmd == "ns-remove":
+            r = client.request("ns-remove", nsid=args.nsid, subsystem=args.subsystem)
+            print(f"namespace {r['nsid']} removed from {r['subsystem']}")
+    return EX_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cmd, rest = _split(argv)
+    # In-process callers (tests) get the "nvmfd" logger back as it was.
+    saved = (list(log.handlers), log.propagate, log.level)
+    try:
+        return run_subcommand(cmd, rest) if cmd else run_daemon(rest)
+    except UsageError as e:
+        print(f"nvmfd: {e}", file=sys.stderr)
+        return EX_USAGE
+    except NotFound as e:
+        print(f"nvmfd: {e}", file=sys.stderr)
+        return EX_NOINPUT
+    except ConnectError as e:
+        print(f"nvmfd: {e}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except OSError as e:
+        print(f"nvmfd: {e.strerror or e}", file=sys.stderr)
+        return EX_OSERR
+    except NvmeControlError as e:
+        print(f"nvmfd: {e}", file=sys.stderr)
+        return EX_SOFTWARE
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as e:  # argparse (usage errors, -h)
+        return e.code if isinstance(e.code, int) else EX_USAGE
+    finally:
+        log.handlers[:], log.propagate = saved[0], saved[1]
+        log.setLevel(saved[2])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
