@@ -52,6 +52,16 @@ class _Fail(Exception):
         self.status, self.why, self.pel, self.lba = status, why, pel, lba
 
 
+
+
+def _checked_nlb(ns, slba: int, c12: int) -> int:
+    """NLB (1's based) of a Read/Write/Write Zeroes, or LBA Out of Range."""
+    nlb = (c12 & 0xFFFF) + 1
+    if slba + nlb > ns.nblocks:
+        raise _Fail(K.LBA_OUT_OF_RANGE, f"blocks {slba}+{nlb} beyond {ns.nblocks}",
+                    PEL_SLBA, slba)
+    return nlb
+
 class IoQueue:
     """Command handling for one connected I/O queue."""
 
@@ -81,10 +91,7 @@ class IoQueue:
                 raise _Fail(K.INVALID_NS, f"no active namespace {nsid:#x}", PEL_NSID)
             if opc == _READ:
                 slba = c10 | c11 << 32
-                nlb = (c12 & 0xFFFF) + 1
-                if slba + nlb > ns.nblocks:
-                    raise _Fail(K.LBA_OUT_OF_RANGE, f"blocks {slba}+{nlb} beyond {ns.nblocks}",
-                                PEL_SLBA, slba)
+                nlb = _checked_nlb(ns, slba, c12)
                 length = nlb << ns.shift
                 if length > K.MAX_TRANSFER:
                     raise _Fail(K.INVALID_FIELD, f"{length} bytes exceed MDTS", PEL_NLB, slba)
@@ -115,10 +122,7 @@ class IoQueue:
                 if ns.read_only:
                     raise _Fail(K.NS_WRITE_PROTECTED, "namespace is read-only", PEL_NSID)
                 slba = c10 | c11 << 32
-                nlb = (c12 & 0xFFFF) + 1
-                if slba + nlb > ns.nblocks:
-                    raise _Fail(K.LBA_OUT_OF_RANGE, f"blocks {slba}+{nlb} beyond {ns.nblocks}",
-                                PEL_SLBA, slba)
+                nlb = _checked_nlb(ns, slba, c12)
                 try:
                     if c12 & WZ_DEAC:
                         ns.backend.deallocate(slba << ns.shift, nlb << ns.shift)
@@ -141,10 +145,7 @@ class IoQueue:
     def _write(self, ev, cid, ns, saddr, slen, stype, slba, c12) -> None:
         if ns.read_only:
             raise _Fail(K.NS_WRITE_PROTECTED, "namespace is read-only", PEL_NSID)
-        nlb = (c12 & 0xFFFF) + 1
-        if slba + nlb > ns.nblocks:
-            raise _Fail(K.LBA_OUT_OF_RANGE, f"blocks {slba}+{nlb} beyond {ns.nblocks}",
-                        PEL_SLBA, slba)
+        nlb = _checked_nlb(ns, slba, c12)
         length = nlb << ns.shift
         if length > K.MAX_TRANSFER:
             raise _Fail(K.INVALID_FIELD, f"{length} bytes exceed MDTS", PEL_NLB, slba)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+from nvmecontrol.wire.identify import decode_ascii, decode_nqn
 from nvmecontrol.errors import LocalProtocolError, PeerProtocolError
 
 DISCOVERY_HEADER_SIZE = 1024
@@ -128,15 +129,9 @@ def _enum(cls: type[IntEnum], value: int) -> int:
         return value
 
 
-def _ascii(raw: bytes) -> str:
-    return raw.rstrip(b" \x00").decode("ascii", "surrogateescape")
-
-
-def _nqn(raw: bytes) -> str:
-    cut = raw.find(b"\x00")
-    if cut >= 0:
-        raw = raw[:cut]
-    return raw.rstrip(b" ").decode("utf-8", "surrogateescape")
+# Discovery strings decode as Identify's do (SPDK pads with spaces, Linux with NULs).
+_ascii = decode_ascii
+_nqn = decode_nqn
 
 
 class DiscoveryHeader(NamedTuple):
