@@ -25,6 +25,8 @@ and closed only after :data:`CLOSE_GRACE_S`.
 
 from __future__ import annotations
 
+import abc
+
 import ctypes
 import ctypes.util
 import errno
@@ -78,18 +80,20 @@ def fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
     raise OSError(err, os.strerror(err))
 
 
-class Backend:
+class Backend(abc.ABC):
     """Byte store interface; offsets and lengths are already range checked."""
 
     size: int
     kind: str
     writable: bool = True
 
+    @abc.abstractmethod
     def read_into(self, view: memoryview, offset: int) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def write(self, data, offset: int) -> None:
-        raise NotImplementedError
+        ...
 
     def flush(self) -> None:
         pass
@@ -97,8 +101,9 @@ class Backend:
     def sync_range(self) -> None:
         """Make completed writes durable (FUA, write-through)."""
 
+    @abc.abstractmethod
     def write_zeroes(self, offset: int, length: int) -> None:
-        raise NotImplementedError
+        ...
 
     def deallocate(self, offset: int, length: int) -> None:
         self.write_zeroes(offset, length)

@@ -30,8 +30,8 @@ from nvmecontrol.wire.identify import (
     IdentifyNamespace,
 )
 
-# FreeBSD computes MDTS with the host PAGE_SIZE instead of CAP.MPSMIN (a
-# TODO in its source); for every platform that runs it that is 4 KiB.
+# FreeBSD computes MDTS with the host PAGE_SIZE instead of CAP.MPSMIN (its
+# source marks this as unfinished); on every platform that runs it, 4 KiB.
 _PAGE_SIZE = 4096
 _LABEL_WIDTH = 29
 
