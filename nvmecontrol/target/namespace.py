@@ -26,7 +26,6 @@ and closed only after :data:`CLOSE_GRACE_S`.
 from __future__ import annotations
 
 import abc
-
 import ctypes
 import ctypes.util
 import errno

@@ -184,3 +184,32 @@ def test_unknown_subsystem_is_reported(capsys, two_subsystems):
                        "nqn.2014-08.org.nvmexpress.test:nope")
     assert rc in (X.EX_IOERR, X.EX_NOPERM), err
     assert "Connect" in err and "sct 0x1" in err
+
+
+def test_identify_and_logpage_on_kernel_controller(two_subsystems, linux_guest):
+    """Inside the guest: the kernel holds the controller, we use the passthrough ioctl."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    py = f"cd {repo} && {sys.executable} -m nvmecontrol"
+    linux_guest.run(f"nvme connect -t tcp -a {GUEST_ADDR} -s 4420 -n {NQN_A} -q {OUR_HOST}",
+                    check=True, timeout=60)
+    try:
+        dev = linux_guest.run(
+            f"for c in /sys/class/nvme/nvme*; do [ \"$(cat $c/subsysnqn)\" = {NQN_A} ] && "
+            "basename $c && break; done", check=True).stdout.strip()
+        res = linux_guest.run(f"{py} identify {dev}", timeout=120)
+        assert res.ok, res.stderr
+        assert re.search(r"^Model Number:\s+Linux$", res.stdout, re.M)
+        assert NQN_A in res.stdout
+        res = linux_guest.run(f"{py} identify -o json {dev}n1", timeout=120)
+        assert res.ok, res.stderr
+        assert json.loads(res.stdout)["nsze"] == 32 * 1024 * 1024 // 512
+        res = linux_guest.run(f"{py} logpage -p 2 -o json /dev/{dev}", timeout=120)
+        assert res.ok, res.stderr
+        assert json.loads(res.stdout)["lid"] == 2
+        res = linux_guest.run(f"{py} identify nvme9", timeout=120)
+        assert res.rc == X.EX_NOINPUT and "nvme9" in res.stderr
+    finally:
+        linux_guest.run(f"nvme disconnect -n {NQN_A}", timeout=60)
