@@ -203,7 +203,13 @@ def test_identify_and_logpage_on_kernel_controller(two_subsystems, linux_guest):
         assert res.ok, res.stderr
         assert re.search(r"^Model Number:\s+Linux$", res.stdout, re.M)
         assert NQN_A in res.stdout
-        res = linux_guest.run(f"{py} identify -o json {dev}n1", timeout=120)
+        # With native multipath the namespace node is named after the
+        # subsystem instance, not the controller: find it by its NQN.
+        ns_dev = linux_guest.run(
+            f"for b in /sys/block/nvme*n1; do case ${{b##*/}} in nvme*c*n1) continue;; esac; "
+            f"[ \"$(cat $b/device/subsysnqn)\" = {NQN_A} ] && basename $b && break; done",
+            check=True).stdout.strip()
+        res = linux_guest.run(f"{py} identify -o json {ns_dev}", timeout=120)
         assert res.ok, res.stderr
         assert json.loads(res.stdout)["nsze"] == 32 * 1024 * 1024 // 512
         res = linux_guest.run(f"{py} logpage -p 2 -o json /dev/{dev}", timeout=120)
