@@ -191,8 +191,10 @@ def test_identify_and_logpage_on_kernel_controller(two_subsystems, linux_guest):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
-    py = f"cd {repo} && {sys.executable} -m nvmecontrol"
+    # Host paths under /tmp appear elsewhere inside the guest's chroot.
+    repo = linux_guest.guest_path(Path(__file__).resolve().parents[2])
+    python = linux_guest.guest_path(sys.executable)
+    py = f"cd {repo} && {python} -m nvmecontrol"
     linux_guest.run(f"nvme connect -t tcp -a {GUEST_ADDR} -s 4420 -n {NQN_A} -q {OUR_HOST}",
                     check=True, timeout=60)
     try:
