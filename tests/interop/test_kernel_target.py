@@ -193,7 +193,9 @@ def test_identify_and_logpage_on_kernel_controller(two_subsystems, linux_guest):
 
     # Host paths under /tmp appear elsewhere inside the guest's chroot.
     repo = linux_guest.guest_path(Path(__file__).resolve().parents[2])
-    python = linux_guest.guest_path(sys.executable)
+    # The venv's python is a symlink: map its directory, keep its name.
+    exe = Path(sys.executable)
+    python = f"{linux_guest.guest_path(exe.parent)}/{exe.name}"
     py = f"cd {repo} && {python} -m nvmecontrol"
     linux_guest.run(f"nvme connect -t tcp -a {GUEST_ADDR} -s 4420 -n {NQN_A} -q {OUR_HOST}",
                     check=True, timeout=60)
