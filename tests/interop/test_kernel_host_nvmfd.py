@@ -117,3 +117,45 @@ def test_tshark_reads_kernel_host_and_nvmfd(linux_guest, nvmfd_factory):
         assert cap.problems() == []
     finally:
         cap.cleanup()
+
+
+def test_nvmetcli_config_discovered_by_kernel_host(linux_guest, nvmfd_factory):
+    """An nvmetcli saved config (two subsystems, a restricted host, a referral) served by
+    nvmfd: the kernel host's discovery shows exactly what its host NQN may see."""
+    from nvmecontrol.target.config import load_nvmetcli
+
+    open_nqn = "nqn.2014-08.org.example:cfg-open"
+    locked_nqn = "nqn.2014-08.org.example:cfg-locked"
+    config = load_nvmetcli({
+        "hosts": [{"nqn": OTHER_HOSTNQN}],
+        "ports": [{"portid": 1,
+                   "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1",
+                            "trsvcid": "0", "treq": "not specified"},
+                   "subsystems": [open_nqn, locked_nqn],
+                   "referrals": [{"name": "ref", "enable": 1,
+                                  "addr": {"trtype": "tcp", "adrfam": "ipv4",
+                                           "traddr": "192.0.2.33", "trsvcid": "8009",
+                                           "treq": "not specified", "portid": 2}}]}],
+        "subsystems": [
+            {"nqn": open_nqn, "allowed_hosts": [], "attr": {"allow_any_host": "1"},
+             "namespaces": [{"nsid": 1, "enable": 1, "device": {"path": "mem:8M"}}]},
+            {"nqn": locked_nqn, "allowed_hosts": [OTHER_HOSTNQN],
+             "attr": {"allow_any_host": "0"},
+             "namespaces": [{"nsid": 1, "enable": 1, "device": {"path": "mem:4M"}}]},
+        ],
+    })
+    srv = nvmfd_factory(config=config)
+
+    def subnqns(hostnqn: str) -> list[str]:
+        res = _nvme(linux_guest, f"discover -t tcp -a {HOST_FROM_GUEST} -s {srv.port} "
+                                 f"-q {hostnqn}")
+        assert res.ok, res.stderr
+        return sorted(line.split()[-1] for line in res.stdout.splitlines()
+                      if line.startswith("subnqn:"))
+
+    discovery = "nqn.2014-08.org.nvmexpress.discovery"
+    assert subnqns(GUEST_HOSTNQN) == sorted([open_nqn, discovery])
+    assert subnqns(OTHER_HOSTNQN) == sorted([open_nqn, locked_nqn, discovery])
+    res = _nvme(linux_guest, f"discover -t tcp -a {HOST_FROM_GUEST} -s {srv.port} "
+                             f"-q {GUEST_HOSTNQN}")
+    assert "traddr:  192.0.2.33" in res.stdout and "trsvcid: 8009" in res.stdout
