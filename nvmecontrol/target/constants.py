@@ -8,6 +8,7 @@ advertises in CAP / Identify are derived from them so the two cannot drift.
 
 from __future__ import annotations
 
+from nvmecontrol.wire import status as S
 from nvmecontrol.wire.status import make_status
 
 # --- advertised capabilities ---------------------------------------------------
@@ -86,39 +87,39 @@ MAX_CONTROL_CLIENTS = 16
 
 
 def _g(sc: int, dnr: bool = True) -> int:
-    return make_status(0, sc, dnr=dnr)
+    return make_status(S.SCT_GENERIC, sc, dnr=dnr)
 
 
 def _c(sc: int, dnr: bool = True) -> int:
-    return make_status(1, sc, dnr=dnr)
+    return make_status(S.SCT_COMMAND_SPECIFIC, sc, dnr=dnr)
 
 
 SUCCESS = 0
-INVALID_OPCODE = _g(0x01)
-INVALID_FIELD = _g(0x02)
-CMD_ID_CONFLICT = _g(0x03)
-INTERNAL_ERROR = _g(0x06, dnr=False)
-INVALID_NS = _g(0x0B)
-CMD_SEQ_ERROR = _g(0x0C)
-SGL_DATA_LENGTH_INVALID = _g(0x0F)
-SGL_TYPE_INVALID = _g(0x11)
-SGL_OFFSET_INVALID = _g(0x16)
-KEEP_ALIVE_INVALID = _g(0x1A, dnr=False)
-NS_WRITE_PROTECTED = _g(0x20)
+INVALID_OPCODE = _g(S.SC_INVALID_OPCODE)
+INVALID_FIELD = _g(S.SC_INVALID_FIELD)
+CMD_ID_CONFLICT = _g(S.SC_CMD_ID_CONFLICT)
+INTERNAL_ERROR = _g(S.SC_INTERNAL, dnr=False)
+INVALID_NS = _g(S.SC_INVALID_NS)
+CMD_SEQ_ERROR = _g(S.SC_CMD_SEQ_ERROR)
+SGL_DATA_LENGTH_INVALID = _g(S.SC_SGL_INVALID_DATA)
+SGL_TYPE_INVALID = _g(S.SC_SGL_INVALID_TYPE)
+SGL_OFFSET_INVALID = _g(S.SC_SGL_INVALID_OFFSET)
+KEEP_ALIVE_INVALID = _g(S.SC_KEEP_ALIVE_INVALID, dnr=False)
+NS_WRITE_PROTECTED = _g(S.SC_NS_WRITE_PROTECTED)
 # Data digest error: the host may retry (no DNR).
-TRANSIENT_TRANSPORT = _g(0x22, dnr=False)
-LBA_OUT_OF_RANGE = _g(0x80)
-INVALID_QUEUE_ID = _c(0x01)
-ASYNC_LIMIT = _c(0x05)
-INVALID_LOG_PAGE = _c(0x09)
-FEATURE_NOT_SAVEABLE = _c(0x0D)
-CONNECT_INCOMPATIBLE_FORMAT = _c(0x80)
-CONNECT_CTRL_BUSY = _c(0x81)
-CONNECT_INVALID_PARAM = _c(0x82)
-CONNECT_INVALID_HOST = _c(0x84)
+TRANSIENT_TRANSPORT = _g(S.SC_TRANSIENT_TRANSPORT_ERROR, dnr=False)
+LBA_OUT_OF_RANGE = _g(S.SC_LBA_RANGE)
+INVALID_QUEUE_ID = _c(S.SC_INVALID_QID)
+ASYNC_LIMIT = _c(S.SC_ASYNC_LIMIT)
+INVALID_LOG_PAGE = _c(S.SC_INVALID_LOG_PAGE)
+FEATURE_NOT_SAVEABLE = _c(S.SC_FEATURE_NOT_SAVEABLE)
+CONNECT_INCOMPATIBLE_FORMAT = _c(S.SC_CONNECT_INCOMPATIBLE_FORMAT)
+CONNECT_CTRL_BUSY = _c(S.SC_CONNECT_CTRL_BUSY)
+CONNECT_INVALID_PARAM = _c(S.SC_CONNECT_INVALID_PARAM)
+CONNECT_INVALID_HOST = _c(S.SC_CONNECT_INVALID_HOST)
 # Write fault (media error): a backing-store write failed.
-WRITE_FAULT = make_status(2, 0x80)
-UNRECOVERED_READ = make_status(2, 0x81)
+WRITE_FAULT = make_status(S.SCT_MEDIA, S.SC_WRITE_FAULT)
+UNRECOVERED_READ = make_status(S.SCT_MEDIA, S.SC_UNRECOVERED_READ_ERROR)
 
 # Parameter Error Location when the error is not tied to a field.
 PEL_NONE = 0xFFFF

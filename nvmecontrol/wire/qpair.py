@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from nvmecontrol.errors import ConnectionLost, LocalProtocolError, PeerProtocolError
 from nvmecontrol.wire import pdu as P
+from nvmecontrol.wire.status import SC_TRANSIENT_TRANSPORT_ERROR, SCT_GENERIC, make_status
 from nvmecontrol.wire.capsule import (CQE, SGL, SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK,
                                       SQE, decode_cqe, encode_cqe, encode_sqe)
 
@@ -43,7 +44,7 @@ MAX_TRANSFER = 8 << 20
 DEFAULT_MAXH2CDATA = 0x20000
 # Generic status Transient Transport Error (SCT 0, SC 0x22): a command whose
 # data failed its digest (NVMe/TCP 3.6.2.11); the host may retry it.
-STATUS_TRANSIENT_TRANSPORT = 0x22
+STATUS_TRANSIENT_TRANSPORT = make_status(SCT_GENERIC, SC_TRANSIENT_TRANSPORT_ERROR)
 
 
 class Established(NamedTuple):
