@@ -18,11 +18,12 @@ ALLOWED = {
     "nqn": {"errors"},
     "hostid": {"errors", "nqn"},
     "wire": {"errors", "nqn"},
+    "nbd": {"errors"},
     "transport": {"errors", "nqn", "wire"},
     "host": {"errors", "nqn", "hostid", "wire", "transport"},
-    "backends": {"errors", "nqn", "hostid", "wire", "transport", "host"},
+    "backends": {"errors", "nqn", "hostid", "wire", "transport", "host", "nbd"},
     "target": {"errors", "nqn", "hostid", "wire", "transport"},
-    "cli": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends", "__init__"},
+    "cli": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends", "nbd", "__init__"},
     "__init__": set(),
     "__main__": {"cli"},
 }
@@ -77,11 +78,12 @@ def test_imports_follow_the_layers(path):
         assert target in ALLOWED[layer], f"{path.name}:{lineno}: {layer} may not import {mod}"
 
 
-def test_wire_does_no_io():
+@pytest.mark.parametrize("package", ["wire", "nbd"])
+def test_protocol_packages_do_no_io(package):
     forbidden = {"socket", "select", "selectors", "threading", "time", "os", "asyncio"}
-    for path in (ROOT / "wire").rglob("*.py"):
+    for path in (ROOT / package).rglob("*.py"):
         for lineno, mod in imported_modules(path):
-            assert mod.split(".")[0] not in forbidden, f"wire/{path.name}:{lineno} imports {mod}"
+            assert mod.split(".")[0] not in forbidden, f"{package}/{path.name}:{lineno} imports {mod}"
 
 
 def test_only_backends_touch_dev_and_sys():

@@ -1,0 +1,110 @@
+"""What every association backend reports and remembers, in one shape.
+
+``devlist``, ``disconnect``, ``reconnect`` and the shell completions treat
+kernel controllers, FreeBSD handoffs and userspace sessions alike, so each
+backend describes its controllers with :class:`ControllerInfo` and keeps the
+parameters of a connect as :class:`ConnectParams` (FreeBSD's "reconnect
+params": everything needed to dial the same association again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from nvmecontrol.host.association import AssociationParams
+from nvmecontrol.wire.fabrics import CNTLID_DYNAMIC
+
+# FreeBSD connect.c defaults (NVMF_KATO_DEFAULT, NVMF_DEFAULT_RECONNECT_DELAY,
+# NVMF_DEFAULT_CONTROLLER_LOSS); one I/O queue unless asked.
+DEFAULT_KATO_S = 120
+DEFAULT_RECONNECT_DELAY_S = 10
+DEFAULT_CTRL_LOSS_TMO_S = 600
+DEFAULT_NUM_IO_QUEUES = 1
+
+
+@dataclass(slots=True)
+class ConnectParams:
+    """Everything needed to build (or rebuild) one association."""
+
+    traddr: str
+    trsvcid: str
+    subnqn: str
+    hostnqn: str
+    hostid: str  # UUID text
+    transport: str = "tcp"
+    num_io_queues: int = DEFAULT_NUM_IO_QUEUES
+    queue_size: int = 0  # 0: CAP.MQES + 1 (capped)
+    kato_s: int = DEFAULT_KATO_S
+    reconnect_delay_s: int = DEFAULT_RECONNECT_DELAY_S
+    ctrl_loss_tmo_s: int = DEFAULT_CTRL_LOSS_TMO_S
+    hdgst: bool = False
+    ddgst: bool = False
+    sq_flow_control: bool = False
+    cntlid: int = CNTLID_DYNAMIC
+    timeout_s: float = 30.0
+
+    @property
+    def address_text(self) -> str:
+        host = f"[{self.traddr}]" if ":" in self.traddr else self.traddr
+        return f"{host}:{self.trsvcid}"
+
+    def association_params(self) -> AssociationParams:
+        return AssociationParams(hdgst=self.hdgst, ddgst=self.ddgst, kato_s=self.kato_s,
+                                 num_io_queues=self.num_io_queues,
+                                 io_queue_size=self.queue_size,
+                                 sq_flow_control=self.sq_flow_control, cntlid=self.cntlid,
+                                 timeout_s=self.timeout_s)
+
+    def same_association(self, other: "ConnectParams") -> bool:
+        """Same subsystem, address and host: connect must not duplicate it."""
+        return (self.transport.lower(), self.traddr, str(self.trsvcid), self.subnqn, self.hostnqn) == \
+            (other.transport.lower(), other.traddr, str(other.trsvcid), other.subnqn, other.hostnqn)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ConnectParams":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(slots=True)
+class NamespaceInfo:
+    """One namespace of a controller, and where the system exposes it."""
+
+    name: str  # nvme0n1, nvmeu0ns1
+    nsid: int
+    size_bytes: int = 0
+    lba_size: int = 512
+    path: str | None = None  # /dev/nvme0n1, /dev/nbd0
+    uri: str | None = None  # nbd+unix:///ns1?socket=...
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class ControllerInfo:
+    """One controller as devlist shows it."""
+
+    name: str  # nvme0, nvmeu0
+    backend: str  # "kernel", "nbd", "freebsd"
+    model: str = ""
+    subnqn: str = ""
+    transport: str = "tcp"
+    traddr: str = ""
+    trsvcid: str = ""
+    hostnqn: str = ""
+    cntlid: int = 0
+    state: str = "live"  # backend's own word: live, connecting, resetting, deleting, dead
+    connected: bool = True
+    disconnected_since: float | None = None  # time.time() of the loss, when not connected
+    namespaces: list[NamespaceInfo] = field(default_factory=list)
+    pid: int | None = None  # the session process, for userspace sessions
+    params: ConnectParams | None = None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["params"] = self.params.to_json() if self.params else None
+        return d
