@@ -6,7 +6,7 @@ import struct
 from enum import IntEnum
 from typing import NamedTuple
 
-from nvmecontrol.wire.capsule import SQE
+from nvmecontrol.wire.capsule import PSDT_SGL, SQE, SQE_SIZE
 
 
 class NvmOpc(IntEnum):
@@ -49,6 +49,27 @@ def build_rw(opc: int, nsid: int, slba: int, nlb: int, fua: bool = False) -> SQE
         raise ValueError(f"SLBA {slba} does not fit in 64 bits")
     return SQE(opc, nsid=nsid, cdw10=slba & 0xFFFFFFFF, cdw11=slba >> 32,
                cdw12=(nlb - 1) | (FUA if fua else 0))
+
+
+# Opcode, flags, NSID at 4, then CDW10-12 at 40: the fields an I/O command
+# of the data path sets (CID and SGL are the queue pair's to fill).
+_RW_HEAD = struct.Struct("<BB2xI")
+_RW_CDW10_12 = struct.Struct("<III")
+
+
+def encode_io(opc: int, nsid: int, slba: int = 0, nlb: int = 0, *, cdw12_flags: int = 0,
+              cdw10: int | None = None, cdw11: int | None = None) -> bytearray:
+    """The 64 SQE bytes of an I/O command, built without an SQE tuple (the hot path).
+
+    With ``nlb`` (1's based) the command is a read/write-style one (SLBA in
+    CDW10-11, NLB-1 in CDW12); ``cdw10``/``cdw11`` override for others (DSM).
+    """
+    raw = bytearray(SQE_SIZE)
+    _RW_HEAD.pack_into(raw, 0, opc, PSDT_SGL, nsid)
+    _RW_CDW10_12.pack_into(raw, 40, slba & 0xFFFFFFFF if cdw10 is None else cdw10,
+                           slba >> 32 if cdw11 is None else cdw11,
+                           ((nlb - 1) if nlb else 0) | cdw12_flags)
+    return raw
 
 
 def build_read(nsid: int, slba: int, nlb: int) -> SQE:

@@ -27,12 +27,13 @@ Errors found in what the peer sent raise :class:`PeerProtocolError`, whose
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from nvmecontrol.errors import ConnectionLost, LocalProtocolError, PeerProtocolError
 from nvmecontrol.wire import pdu as P
 from nvmecontrol.wire.status import SC_TRANSIENT_TRANSPORT_ERROR, SCT_GENERIC, make_status
-from nvmecontrol.wire.capsule import (CQE, SGL, SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK,
+from nvmecontrol.wire.capsule import (CQE, SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK,
                                       SQE, decode_cqe, encode_cqe, encode_sqe)
 
 # Admin queues accept up to 8 KiB of in-capsule data (NVMe/TCP 3.3.2: the
@@ -59,10 +60,29 @@ class Established(NamedTuple):
 
 
 class Completion(NamedTuple):
-    """A command completed (CapsuleResp, or C2HData with SUCCESS)."""
+    """A command completed (CapsuleResp, or C2HData with SUCCESS).
+
+    ``tag`` is what the submitter attached to the command: resolving it here,
+    while the CID is still reserved, means a caller that resubmits while
+    walking a batch of events can never confuse a reused CID.
+    """
 
     cid: int
     cqe: CQE
+    tag: object = None
+
+
+class ReadData(NamedTuple):
+    """C2HData for a command submitted with ``read_len`` and no buffer.
+
+    ``data`` is a view into the decoder's buffer, valid until the next
+    receive: forward it (or copy it) before reading from the socket again.
+    """
+
+    cid: int
+    offset: int
+    data: memoryview
+    tag: object = None
 
 
 class Command(NamedTuple):
@@ -89,6 +109,11 @@ def termreq_for(err: PeerProtocolError, offending: bytes, *, role: str) -> list:
     fes = err.fes if err.fes is not None else P.FES.INVALID_HEADER_FIELD
     return [P.encode_termreq(P.TermReq(fes, err.fei, bytes(offending[:P.TERM_MAX_DATA]),
                                        h2c=(role == P.ROLE_HOST)))]
+
+
+# The SGL descriptor at SQE bytes 24-39: address, length, 3 reserved bytes
+# and the descriptor type byte.
+_SGL_AT_24 = struct.Struct("<QI3xB")
 
 
 class _Base:
@@ -148,14 +173,15 @@ class _Base:
 class _Pending:
     """Host-side state of one outstanding command."""
 
-    __slots__ = ("read_into", "read_len", "received", "write_data", "digest_error")
+    __slots__ = ("read_into", "read_len", "received", "write_data", "digest_error", "tag")
 
-    def __init__(self, read_into, write_data):
+    def __init__(self, read_into, read_len, write_data, tag):
         self.digest_error = False
         self.read_into = read_into
-        self.read_len = len(read_into) if read_into is not None else 0
+        self.read_len = len(read_into) if read_into is not None else read_len
         self.received = 0
         self.write_data = write_data
+        self.tag = tag
 
 
 class HostQueuePair(_Base):
@@ -197,6 +223,35 @@ class HostQueuePair(_Base):
         self._apply(est, pda_rx=self.hpda, pda_tx=r.cpda)
         return est
 
+    # -- handoff to another process (FreeBSD's qpair nvlist, in spirit) --
+    def handoff_state(self) -> dict:
+        """What another process needs to carry on with this queue pair's socket.
+
+        Only an idle queue pair can be handed over: no command outstanding,
+        nothing received but undecoded, nothing waiting to be sent.
+        """
+        est = self.established
+        if est is None or self.closed or self.outstanding or self.decoder.pending or self.outgoing:
+            raise LocalProtocolError("only an idle, connected queue pair can be handed over")
+        return {"queue_size": self.queue_size, "max_icd": self.max_icd, "hdgst": est.hdgst,
+                "ddgst": est.ddgst, "cpda": est.cpda, "hpda": est.hpda,
+                "maxh2cdata": est.maxh2cdata, "maxr2t": est.maxr2t,
+                "sq_flow_control": self.sq_flow_control, "sqhd": self.sqhd, "sqtail": self.sqtail}
+
+    @classmethod
+    def adopt(cls, state: dict, *, buffer_size: int = 1 << 20) -> "HostQueuePair":
+        """The queue pair described by :meth:`handoff_state`, already established."""
+        qp = cls(queue_size=state["queue_size"], hdgst=state["hdgst"], ddgst=state["ddgst"],
+                 hpda=state["hpda"], maxr2t=state["maxr2t"], max_icd=state["max_icd"],
+                 buffer_size=buffer_size)
+        qp.maxh2cdata = state["maxh2cdata"]
+        est = Established(state["hdgst"], state["ddgst"], state["cpda"], state["hpda"],
+                          state["maxh2cdata"], state["maxr2t"])
+        qp._apply(est, pda_rx=state["hpda"], pda_tx=state["cpda"])
+        qp.sq_flow_control = state["sq_flow_control"]
+        qp.sqhd, qp.sqtail = state["sqhd"], state["sqtail"]
+        return qp
+
     # -- submission --
     @property
     def outstanding(self) -> int:
@@ -207,35 +262,43 @@ class HostQueuePair(_Base):
             return False
         return not self.sq_flow_control or (self.sqtail + 1) % self.queue_size != self.sqhd
 
-    def submit(self, sqe: SQE, *, write_data=None, read_into=None) -> int:
+    def submit(self, sqe: SQE | bytearray, *, write_data=None, read_into=None, read_len: int = 0,
+               tag=None) -> int:
         """Queue a command; returns its CID.
 
-        ``write_data`` (bytes-like) goes in-capsule when it fits, else after
-        R2T; ``read_into`` (writable memoryview) receives C2HData.
+        ``sqe`` is an SQE or its 64 encoded bytes (a bytearray this call may
+        change: the data path builds them directly).  ``write_data``
+        (bytes-like) goes in-capsule when it fits, else after R2T;
+        ``read_into`` (writable memoryview) receives C2HData, or, with
+        ``read_len`` instead, the data arrive as :class:`ReadData` events
+        (zero-copy).  ``tag`` comes back in the command's events.
         """
         if self.established is None or self.closed:
             raise LocalProtocolError("queue pair is not connected")
         if not self.can_submit():
             raise LocalProtocolError("submission queue is full")
         cid = self._free_cids.pop()
-        raw = encode_sqe(sqe)
-        raw[2:4] = cid.to_bytes(2, "little")
+        raw = sqe if type(sqe) is bytearray else encode_sqe(sqe)
+        raw[2] = cid & 0xFF
+        raw[3] = cid >> 8
         icd = None
         wlen = len(write_data) if write_data is not None else 0
         if wlen and wlen <= self.max_icd:
-            sgl = SGL(0, wlen, SGL_DATA_BLOCK_OFFSET)
+            _SGL_AT_24.pack_into(raw, 24, 0, wlen, SGL_DATA_BLOCK_OFFSET)
             icd, held = write_data, None
         else:
-            length = wlen or (len(read_into) if read_into is not None else 0)
-            sgl = SGL(0, length, SGL_TRANSPORT_DATA_BLOCK)
+            length = wlen or (len(read_into) if read_into is not None else read_len)
+            _SGL_AT_24.pack_into(raw, 24, 0, length, SGL_TRANSPORT_DATA_BLOCK)
             held = write_data if wlen else None
-        raw[24:40] = sgl.addr.to_bytes(8, "little") + sgl.length.to_bytes(4, "little") \
-            + bytes(3) + bytes([sgl.type])
-        self._pending[cid] = _Pending(read_into, held)
+        self._pending[cid] = _Pending(read_into, read_len, held, tag)
         self.sqtail = (self.sqtail + 1) % self.queue_size
         self.outgoing.extend(P.encode_capsule_cmd(raw, icd, hdgst=self.hdgst,
                                                   ddgst=self.ddgst, pda=self.pda_tx))
         return cid
+
+    def outstanding_tags(self) -> list:
+        """Tags of every command not completed (to resubmit after a lost connection)."""
+        return [p.tag for p in self._pending if p is not None and p.tag is not None]
 
     def _pending_for(self, cid: int, what: str) -> _Pending:
         p = self._pending[cid] if cid < len(self._pending) else None
@@ -244,9 +307,12 @@ class HostQueuePair(_Base):
                                     P.FES.INVALID_HEADER_FIELD, 8)
         return p
 
-    def _complete(self, cid: int) -> None:
+    def _complete(self, cid: int):
+        """Free ``cid``; returns the command's tag."""
+        tag = self._pending[cid].tag
         self._pending[cid] = None
         self._free_cids.append(cid)
+        return tag
 
     # -- receive --
     def receive(self) -> list:
@@ -260,10 +326,9 @@ class HostQueuePair(_Base):
                     cqe = cqe._replace(status=STATUS_TRANSIENT_TRANSPORT)
                 if self.sq_flow_control:
                     self.sqhd = cqe.sqhd
-                self._complete(cqe.cid)
-                events.append(Completion(cqe.cid, cqe))
+                events.append(Completion(cqe.cid, cqe, self._complete(cqe.cid)))
             elif t is P.C2HData:
-                events.extend(self._on_c2h(pdu))
+                events += self._on_c2h(pdu)
             elif t is P.R2T:
                 self._on_r2t(pdu)
             elif t is P.ICResp:
@@ -279,18 +344,21 @@ class HostQueuePair(_Base):
             raise PeerProtocolError(
                 f"C2HData offset {d.datao}+{n} outside the expected {p.received}..{p.read_len}",
                 P.FES.DATA_OUT_OF_RANGE, 12)
-        p.read_into[d.datao:d.datao + n] = d.data
+        if p.read_into is not None:
+            p.read_into[d.datao:d.datao + n] = d.data
+            out = []
+        else:
+            out = [ReadData(d.cccid, d.datao, d.data, p.tag)]
         p.received += n
         p.digest_error |= d.digest_error
         if d.success:
             if p.received != p.read_len:
                 raise PeerProtocolError("C2HData SUCCESS before all data was sent",
                                         P.FES.INVALID_HEADER_FIELD, 1)
-            self._complete(d.cccid)
             # SUCCESS implies SQ flow control is off, so SQHD is not tracked.
             status = STATUS_TRANSIENT_TRANSPORT if p.digest_error else 0
-            return [Completion(d.cccid, CQE(cid=d.cccid, status=status))]
-        return []
+            out.append(Completion(d.cccid, CQE(cid=d.cccid, status=status), self._complete(d.cccid)))
+        return out
 
     def _on_r2t(self, r: P.R2T) -> None:
         p = self._pending_for(r.cccid, "R2T")
