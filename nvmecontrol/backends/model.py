@@ -103,6 +103,7 @@ class ControllerInfo:
     namespaces: list[NamespaceInfo] = field(default_factory=list)
     pid: int | None = None  # the session process, for userspace sessions
     params: ConnectParams | None = None
+    warnings: list[str] = field(default_factory=list)  # what connect could not do (e.g. attach)
 
     def to_json(self) -> dict:
         d = asdict(self)

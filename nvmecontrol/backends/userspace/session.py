@@ -1,0 +1,420 @@
+"""A userspace session: one association held in a process and served over NBD.
+
+The session owns the association that ``connect`` built (handed over with
+its sockets, see ``handoff.py``), keeps it alive (Keep Alive every KATO/2),
+serves each namespace as an NBD export, answers the control socket, and,
+when a connection drops, keeps NBD requests parked while it reconnects the
+way FreeBSD's kernel and devd do: at once, then every reconnect-delay
+seconds, until ctrl-loss-tmo; ``nvmecontrol reconnect`` forces an attempt.
+After reconnecting, parked requests are submitted again in arrival order;
+after ctrl-loss-tmo they fail with EIO and the session ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
+from nvmecontrol.backends.userspace.bridge import Namespace, QueueWorker, split
+from nvmecontrol.backends.userspace.nbd_server import NbdListener
+from nvmecontrol.errors import NvmeControlError
+from nvmecontrol.host.association import Association, connect_association
+from nvmecontrol.hostid import HostIdentity
+from nvmecontrol.nbd import protocol as N
+from nvmecontrol.transport.address import Address, parse_address, resolve
+from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_NAMESPACE,
+                                       decode_active_nsid_list, decode_identify_namespace)
+
+log = logging.getLogger("nvmecontrol.session")
+
+# Largest NVMe transfer one command carries (bounded again by MDTS).
+MAX_COMMAND_BYTES = 2 << 20
+# NBD's own cap on one request (larger ones are split into commands).
+NBD_MAX_PAYLOAD = 32 << 20
+# ONCS bits: Write Zeroes (3), Dataset Management (2).
+ONCS_DSM, ONCS_WRITE_ZEROES = 1 << 2, 1 << 3
+# How long an orderly disconnect waits for requests in flight.
+DRAIN_TIMEOUT_S = 10.0
+
+LIVE, CONNECTING, DELETING, DEAD = "live", "connecting", "deleting", "dead"
+
+
+def export_name(nsid: int) -> str:
+    return f"ns{nsid}"
+
+
+def nbd_uri(socket_path: str, nsid: int) -> str:
+    return f"nbd+unix:///{export_name(nsid)}?socket={socket_path}"
+
+
+class SessionPaths:
+    """Where one session keeps its files inside the runtime directory."""
+
+    def __init__(self, rundir: Path, name: str):
+        self.dir = rundir / name
+        self.state = self.dir / "session.json"
+        self.namespaces = self.dir / "namespaces"  # one NSID per line, for completions
+        self.control = self.dir / "control.sock"
+        self.nbd = self.dir / "nbd.sock"
+        self.log = rundir / "log" / f"{name}.log"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Session:
+    """The association, its NBD exports and its reconnection."""
+
+    def __init__(self, name: str, paths: SessionPaths, params: ConnectParams, host: HostIdentity,
+                 assoc: Association, *, nbd_tcp: str | None = None):
+        self.name = name
+        self.paths = paths
+        self.params = params
+        self.host = host
+        self.assoc = assoc
+        self.nbd_tcp = nbd_tcp
+        self.lock = threading.Lock()  # state, workers, parked
+        self.admin_lock = threading.Lock()  # one admin command at a time
+        self.state = LIVE
+        self.workers: list[QueueWorker] = []
+        self.parked: list = []
+        self.lost_at: float | None = None
+        self.last_error = ""
+        self.wake = threading.Event()
+        self.stop_requested = False
+        self._force: list = []  # pending reconnect requests: (params or None, result dict, Event)
+        self.namespaces: dict[int, Namespace] = {}
+        self.attached: dict[int, str] = {}  # nsid -> /dev/nbdX
+        self.listeners: list[NbdListener] = []
+        self._seq = itertools.count()
+        self._conn_counter = itertools.count()
+        self.started = time.time()
+
+    # -- set-up --
+    def start(self) -> None:
+        self.paths.dir.mkdir(mode=0o700, exist_ok=True)
+        self._read_namespaces(self.assoc)
+        self._install(self.assoc)
+        self.listeners.append(NbdListener.unix(str(self.paths.nbd), self, self.exports,
+                                               self._conn_counter))
+        if self.nbd_tcp:
+            addr = parse_address(self.nbd_tcp, default_port=10809)
+            self.listeners.append(NbdListener.tcp(resolve(addr), self, self.exports,
+                                                  self._conn_counter))
+        for lst in self.listeners:
+            lst.start()
+        threading.Thread(target=self._keep_alive_loop, daemon=True, name="keep-alive").start()
+        self.write_state()
+
+    def _read_namespaces(self, assoc: Association) -> None:
+        cdata = assoc.cdata
+        mdts = (1 << cdata.mdts) * 4096 if cdata.mdts else MAX_COMMAND_BYTES
+        max_cmd = min(MAX_COMMAND_BYTES, mdts)
+        with self.admin_lock:
+            nsids = decode_active_nsid_list(assoc.identify(CNS_ACTIVE_NSID_LIST, 0))
+            found = {}
+            for nsid in nsids:
+                ns = decode_identify_namespace(assoc.identify(CNS_NAMESPACE, nsid))
+                lba = ns.block_size() or 512
+                found[nsid] = Namespace(nsid, lba, ns.nsze * lba, max_cmd_bytes=max_cmd,
+                                        can_write_zeroes=bool(cdata.oncs & ONCS_WRITE_ZEROES),
+                                        can_trim=bool(cdata.oncs & ONCS_DSM))
+        for nsid, ns in found.items():
+            old = self.namespaces.get(nsid)
+            if old is None:
+                self.namespaces[nsid] = ns
+            elif (old.lba_size, old.size) != (ns.lba_size, ns.size):
+                log.warning("namespace %d changed from %d x %d to %d x %d bytes", nsid,
+                            old.size // old.lba_size, old.lba_size, ns.size // ns.lba_size,
+                            ns.lba_size)
+                old.size, old.lba_size = ns.size, ns.lba_size
+        for nsid in set(self.namespaces) - set(found):
+            log.warning("namespace %d is no longer active on the controller", nsid)
+        write_atomically(self.paths.namespaces, "".join(f"{n}\n" for n in sorted(self.namespaces)))
+
+    def exports(self):
+        exports = {}
+        for nsid, ns in sorted(self.namespaces.items()):
+            name = export_name(nsid)
+            exports[name] = N.Export(name, ns.size, read_only=ns.read_only,
+                                     description=f"{self.params.subnqn} namespace {nsid}",
+                                     min_block=ns.lba_size,
+                                     preferred_block=max(4096, ns.lba_size),
+                                     max_block=NBD_MAX_PAYLOAD, can_trim=ns.can_trim,
+                                     can_write_zeroes=ns.can_write_zeroes)
+        default = next(iter(exports), None)
+        return exports, default
+
+    def namespace_for(self, export: str) -> Namespace:
+        return self.namespaces[int(export[2:])]
+
+    def _install(self, assoc: Association) -> None:
+        workers = [QueueWorker(hq, i, on_lost=self._on_lost, on_done=self._on_done)
+                   for i, hq in enumerate(assoc.io)]
+        for w in workers:
+            w.start()
+        with self.lock:
+            self.assoc = assoc
+            self.workers = workers
+            self.state = LIVE
+            self.lost_at = None
+            parked, self.parked = self.parked, []
+        if parked:
+            log.info("replaying %d commands held during the outage", len(parked))
+            parked.sort(key=lambda p: p.req.seq)
+            self._resubmit(parked)
+
+    # -- the data path's callbacks --
+    def submit(self, conn, batch: list) -> None:
+        """From an NBD reader: (request, write data, FUA) triples to carry out."""
+        parts = []
+        for req, data, fua in batch:
+            req.seq = next(self._seq)
+            ps = split(req, conn.namespace, data, fua)
+            req.remaining = len(ps)
+            parts += ps
+        self._resubmit(parts)
+
+    def _resubmit(self, parts: list) -> None:
+        while parts:
+            with self.lock:
+                if self.state == DEAD:
+                    break
+                if self.state != LIVE:
+                    self.parked.extend(parts)
+                    return
+                workers = self.workers
+            groups: dict = {}
+            for p in parts:
+                groups.setdefault(p.req.conn.index % len(workers), []).append(p)
+            rest = []
+            for i, group in groups.items():
+                if not workers[i].submit(group):
+                    rest.extend(group)
+            if rest:
+                # That queue just died: its loss is being reported; wait for the
+                # state to change, then park or use the new queues.
+                time.sleep(0.001)
+            parts = rest
+        self._fail_parts(parts, N.EIO)
+
+    def _on_done(self, done: dict) -> None:
+        for conn, reqs in done.items():
+            conn.reply(reqs)
+
+    def _on_lost(self, worker, parts: list, reason: str) -> None:
+        with self.lock:
+            self.parked.extend(parts)
+            if self.state == LIVE and worker in self.workers:
+                self.state = CONNECTING
+                self.lost_at = time.time()
+                self.last_error = f"I/O queue {worker.index + 1}: {reason}"
+                log.warning("connection lost (%s); %d commands held", self.last_error,
+                            len(self.parked))
+                self.wake.set()
+
+    def _fail_parts(self, parts: list, error: int) -> None:
+        done: dict = {}
+        for p in parts:
+            req = p.req
+            req.error = req.error or error
+            req.remaining -= 1
+            if req.remaining == 0:
+                done.setdefault(req.conn, []).append(req)
+        self._on_done(done)
+
+    # -- keep-alive and admin commands --
+    def _keep_alive_loop(self) -> None:
+        interval = max(1.0, self.params.kato_s / 2) if self.params.kato_s else None
+        while interval and not self.stop_requested:
+            time.sleep(interval)
+            with self.lock:
+                if self.state != LIVE:
+                    continue
+                assoc = self.assoc
+            try:
+                with self.admin_lock:
+                    assoc.keep_alive()
+            except NvmeControlError as e:
+                self._admin_lost(assoc, f"Keep Alive: {e}")
+
+    def _admin_lost(self, assoc, reason: str) -> None:
+        with self.lock:
+            if self.state != LIVE or assoc is not self.assoc:
+                return
+            self.state = CONNECTING
+            self.lost_at = time.time()
+            self.last_error = reason
+            log.warning("connection lost (%s)", reason)
+            self.wake.set()
+
+    def admin_command(self, sqe: bytearray, read_len: int, write_data: bytes | None):
+        """Run one admin command for the control socket (identify, logpage)."""
+        with self.lock:
+            if self.state != LIVE:
+                raise NvmeControlError(f"{self.name} is not connected ({self.state})")
+            assoc = self.assoc
+        with self.admin_lock:
+            try:
+                return assoc.admin.execute(sqe, "admin command", read_len=read_len,
+                                           write_data=write_data, check=False)
+            except NvmeControlError as e:
+                self._admin_lost(assoc, str(e))
+                raise
+
+    # -- reconnect, disconnect --
+    def request_reconnect(self, params: ConnectParams | None, timeout: float) -> dict:
+        result: dict = {}
+        done = threading.Event()
+        with self.lock:
+            self._force.append((params, result, done))
+        self.wake.set()
+        if not done.wait(timeout):
+            return {"ok": False, "error": f"no new association within {timeout:g} s"}
+        return result
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        self.wake.set()
+
+    def run(self, before_shutdown=None) -> None:
+        """The supervisor: wait for a loss, a forced reconnect or a stop."""
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stop_requested:
+                break
+            with self.lock:
+                needed = self.state == CONNECTING or bool(self._force)
+            if needed and not self._reconnect():
+                break
+        if before_shutdown is not None:
+            before_shutdown()
+        self._shutdown()
+
+    def _teardown_queues(self) -> None:
+        with self.lock:
+            workers, self.workers = self.workers, []
+            assoc = self.assoc
+        for w in workers:
+            w.fail("association torn down for reconnection")
+        assoc.close()
+
+    def _reconnect(self) -> bool:
+        with self.lock:
+            if self.state == LIVE:  # forced while live: a fresh association
+                self.state = CONNECTING
+                self.lost_at = time.time()
+                self.last_error = "reconnect requested"
+        self._teardown_queues()
+        self.write_state()
+        loss_deadline = (time.monotonic() + self.params.ctrl_loss_tmo_s
+                         if self.params.ctrl_loss_tmo_s else None)
+        attempt = True
+        while not self.stop_requested:
+            with self.lock:
+                forced, self._force = self._force, []
+            for params, _result, _done in forced:
+                if params is not None:
+                    self.params = params
+            if attempt or forced:
+                ok = self._attempt()
+                for _params, result, done in forced:
+                    result.update({"ok": ok, "error": "" if ok else self.last_error})
+                    done.set()
+                if ok:
+                    return True
+            delay = self.params.reconnect_delay_s or None
+            if loss_deadline is not None:
+                left = loss_deadline - time.monotonic()
+                if left <= 0:
+                    break
+                delay = min(delay, left) if delay else left
+            attempt = self.wake.wait(delay) is False and bool(self.params.reconnect_delay_s)
+            self.wake.clear()
+        # Controller loss timeout (or stop): what is still held fails with EIO.
+        with self.lock:
+            self.state = DEAD
+            parked, self.parked = self.parked, []
+            forced, self._force = self._force, []
+        for _params, result, done in forced:
+            result.update({"ok": False, "error": "the session is ending"})
+            done.set()
+        log.error("giving up after ctrl-loss-tmo (%d s): failing %d commands with EIO",
+                  self.params.ctrl_loss_tmo_s, len(parked))
+        self._fail_parts(parked, N.EIO)
+        return False
+
+    def _attempt(self) -> bool:
+        p = self.params
+        address = Address(p.traddr, int(p.trsvcid), p.address_text)
+        try:
+            assoc = connect_association(address, p.subnqn, self.host, p.association_params())
+            self._read_namespaces(assoc)
+        except NvmeControlError as e:
+            self.last_error = str(e)
+            log.warning("reconnect to %s failed: %s", p.address_text, e)
+            self.write_state()
+            return False
+        self._install(assoc)
+        log.info("established a new association with %d I/O queues (cntlid %d)",
+                 len(assoc.io), assoc.cntlid)
+        self.write_state()
+        return True
+
+    def _shutdown(self) -> None:
+        """Orderly end: stop accepting, let requests in flight finish, CC.SHN."""
+        for lst in self.listeners:
+            lst.close()
+        with self.lock:
+            live = self.state == LIVE
+            if live:
+                self.state = DELETING
+        self.write_state()
+        if live:
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while any(w.qp.outstanding or w.backlog for w in self.workers) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.01)
+            for w in self.workers:
+                w.close()
+            with self.admin_lock:
+                self.assoc.shutdown()
+
+    # -- state for devlist --
+    def info(self) -> ControllerInfo:
+        with self.lock:
+            state, lost_at, assoc = self.state, self.lost_at, self.assoc
+        namespaces = []
+        for nsid, ns in sorted(self.namespaces.items()):
+            namespaces.append(NamespaceInfo(f"{self.name}ns{nsid}", nsid, ns.size, ns.lba_size,
+                                            path=self.attached.get(nsid),
+                                            uri=nbd_uri(str(self.paths.nbd), nsid)))
+        cdata = assoc.cdata
+        return ControllerInfo(
+            name=self.name, backend="nbd", model=cdata.mn if cdata else "",
+            subnqn=self.params.subnqn, transport="tcp", traddr=self.params.traddr,
+            trsvcid=str(self.params.trsvcid), hostnqn=self.params.hostnqn, cntlid=assoc.cntlid,
+            state=state, connected=state == LIVE,
+            disconnected_since=lost_at if state != LIVE else None, namespaces=namespaces,
+            pid=os.getpid(), params=self.params)
+
+    def write_state(self) -> None:
+        data = self.info().to_json()
+        data["last_error"] = self.last_error
+        data["nbd_socket"] = str(self.paths.nbd)
+        data["nbd_tcp"] = [list(lst.address)[:2] for lst in self.listeners[1:]]
+        data["started"] = self.started
+        try:
+            write_atomically(self.paths.state, json.dumps(data, indent=1))
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.paths.state, e.strerror)
