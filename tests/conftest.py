@@ -155,3 +155,27 @@ def nvmfd_process(tmp_path):
 @pytest.fixture
 def host_identity() -> HostIdentity:
     return make_host()
+
+
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_home(_cache_home, monkeypatch):
+    """Keep ``discover``'s NQN cache (cli/discovery_cache.py) out of the user's home."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
+
+
+@pytest.fixture(autouse=True)
+def _private_runtime_dir(tmp_path_factory, monkeypatch):
+    """Sessions, locks and their logs live in a per-test runtime directory.
+
+    A short path: AF_UNIX socket paths are limited to 107 bytes.
+    """
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="nvmc-run-", dir="/tmp"))
+    monkeypatch.setenv("NVMECONTROL_RUNTIME_DIR", str(path))
+    return path

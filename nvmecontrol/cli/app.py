@@ -13,21 +13,23 @@ import typer
 from typer._click import exceptions as click_exc  # typer vendors click (>= 0.26)
 
 from nvmecontrol import __version__
-from nvmecontrol.cli import discover, hostnqn, identify, logpage
+from nvmecontrol.cli import (connect, connect_all, devlist, disconnect, disconnect_all, discover,
+                             hostnqn, identify, logpage, reconnect)
 from nvmecontrol.cli.exitcodes import EX_INTERRUPTED, EX_IOERR, EX_USAGE, exit_code_for
 from nvmecontrol.errors import NvmeControlError
 
 # -h is devlist's --human in FreeBSD, so help is --help only.
 app = typer.Typer(
     name="nvmecontrol",
-    help="NVMe over Fabrics (NVMe/TCP) control: discover, connect, identify, logpage.",
+    help="NVMe over Fabrics (NVMe/TCP) control: discover, connect, devlist, identify, logpage.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-for module in (discover, identify, logpage, hostnqn):
+for module in (devlist, discover, connect, connect_all, disconnect, disconnect_all, reconnect,
+               identify, logpage, hostnqn):
     app.command(module.NAME, help=module.HELP, no_args_is_help=module.NO_ARGS_IS_HELP)(module.command)
 
 

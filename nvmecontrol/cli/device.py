@@ -2,7 +2,8 @@
 
 ``identify`` and ``logpage`` accept, like FreeBSD, a device (``nvme0``,
 ``nvme0n1``, ``nvme0ns1``, with or without ``/dev/``) held by the kernel,
-or, beyond FreeBSD, a network address with a subsystem NQN for a one-shot
+a userspace session (``nvmeu0``, ``nvmeu0ns1``, asked over its control
+socket), or, beyond FreeBSD, a network address with a subsystem NQN for a one-shot
 userspace association (the discovery NQN when only an address is given).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
+from nvmecontrol.backends.userspace.backend import SessionAdmin, parse_session_name
 from nvmecontrol.errors import UsageError
 from nvmecontrol.host.association import Association, AssociationParams, connect_association
 from nvmecontrol.hostid import resolve_host_identity
@@ -70,6 +72,12 @@ class Controller:
 
 def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Controller:
     """Open what ``target`` (and ``subnqn``) name."""
+    session = parse_session_name(target)
+    if session is not None:
+        if subnqn is not None:
+            raise UsageError(f"{target} is a session; a subsystem NQN goes only with an address")
+        admin_ = SessionAdmin(target)
+        return Controller(target, admin_, namespace_nsid=admin_.nsid)
     dev = parse_device_name(target)
     if dev is not None:
         if subnqn is not None:

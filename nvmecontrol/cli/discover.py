@@ -13,14 +13,15 @@ from typing import Annotated
 
 import typer
 
+from nvmecontrol.cli import discovery_cache
 from nvmecontrol.cli.options import HostId, HostNqn, OutputFormat, TimeoutS, Transport, check_transport
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
 from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
 from nvmecontrol.cli.render.identify import controller_to_json, render_controller_text
 from nvmecontrol.host.association import AssociationParams
-from nvmecontrol.host.discovery import DiscoveryLog, discover, walk_referrals
+from nvmecontrol.host.discovery import DiscoveryLog, discover, is_referral, walk_referrals
 from nvmecontrol.hostid import resolve_host_identity
-from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
+from nvmecontrol.transport.address import DISCOVERY_PORT, format_address, parse_address
 from nvmecontrol.wire.discovery import DiscoveryHeader
 from nvmecontrol.wire.identify import decode_identify_controller
 
@@ -57,6 +58,24 @@ def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=Fal
     return DiscoverResult(log, cdata)
 
 
+def remember_nqns(address_text: str, entries) -> None:
+    """Cache the subsystem NQNs for ``connect ADDRESS <TAB>``.
+
+    Under the address as typed, and under each entry's own traddr:trsvcid,
+    because ``connect`` is given the I/O controller's address, which is
+    usually not the discovery controller's (port 8009 vs 4420).
+    """
+    subsystems = [e for e in entries if not is_referral(e)]
+    discovery_cache.save(address_text, (e.subnqn for e in subsystems))
+    by_address: dict[str, list[str]] = {}
+    for e in subsystems:
+        if e.traddr and e.trsvcid:
+            by_address.setdefault(format_address(e.traddr, e.trsvcid), []).append(e.subnqn)
+    for text, nqns in by_address.items():
+        if text != address_text:
+            discovery_cache.save(text, nqns)
+
+
 def render_text(r: DiscoverResult) -> str:
     parts = []
     if r.cdata_raw is not None:
@@ -87,6 +106,7 @@ def command(
 ):
     check_transport(transport)
     r = run(address, hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk, timeout_s=timeout)
+    remember_nqns(address, r.log.entries)
     for e in r.errors or []:
         warn(f"referral skipped: {e}")
     if fmt is Format.json:

@@ -1,0 +1,67 @@
+"""``nvmecontrol reconnect``: a new association for an existing controller.
+
+FreeBSD syntax: ``reconnect <device>`` redials with the saved parameters;
+``reconnect [options] <device> <address>`` uses the new address and the
+options given (subsystem, host NQN and controller ID stay as saved).  A
+userspace session keeps its NBD clients' requests parked meanwhile and
+replays them; the kernel backend resets the controller, or moves it to the
+new address.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nvmecontrol.backends import select
+from nvmecontrol.cli.connect_options import (CtrlLossTmo, FlowControl, KeepAliveTmo, NrIoQueues,
+                                             QueueSize, ReconnectDelay, Tuning)
+from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, OutputFormat,
+                                     TimeoutS, Transport, check_transport)
+from nvmecontrol.cli.output import Format, emit, emit_json
+from nvmecontrol.cli.render.devices import address_text
+from nvmecontrol.errors import UsageError
+from nvmecontrol.hostid import resolve_host_identity
+from nvmecontrol.transport.address import parse_address
+
+NAME = "reconnect"
+HELP = "Reconnect a controller, with its saved parameters or to a new address."
+NO_ARGS_IS_HELP = True
+
+
+def command(
+    device: Annotated[str, typer.Argument(metavar="DEVICE", help="nvmeX or a session nvmeuN.")],
+    address: Annotated[Optional[str], typer.Argument(metavar="[ADDRESS]",
+                                                     help="New host:port (port required).")] = None,
+    flow_control: FlowControl = False,
+    hdr_digests: HdrDigest = False,
+    data_digests: DataDigest = False,
+    nr_io_queues: NrIoQueues = 1,
+    keep_alive_tmo: KeepAliveTmo = 120,
+    ctrl_loss_tmo: CtrlLossTmo = 600,
+    reconnect_delay: ReconnectDelay = 10,
+    transport: Transport = "tcp",
+    hostnqn: HostNqn = None,
+    hostid: HostId = None,
+    queue_size: QueueSize = 0,
+    fmt: OutputFormat = Format.text,
+    timeout: TimeoutS = 30.0,
+):
+    check_transport(transport)
+    backend = select.owner_of(device)
+    params = None
+    if address is not None:
+        saved = next((c.params for c in backend.list() if c.name == device and c.params), None)
+        if saved is None:
+            raise UsageError(f"{device} has no saved parameters to reconnect with")
+        addr = parse_address(address, default_port=None, command="reconnect")
+        host = resolve_host_identity(hostnqn or saved.hostnqn, hostid or saved.hostid)
+        tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
+                        hdr_digests, data_digests, flow_control, timeout)
+        params = tuning.params(addr.host, str(addr.port), saved.subnqn, host, cntlid=saved.cntlid)
+    info = backend.reconnect(device, params)
+    if fmt is Format.json:
+        emit_json({"controller": info.to_json()})
+    else:
+        emit(f"{info.name}: reconnected to {info.subnqn} at {address_text(info)}")
