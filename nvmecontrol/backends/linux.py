@@ -27,6 +27,7 @@ from nvmecontrol.backends.runtime import locked
 from nvmecontrol.errors import (ConnectError, DeviceError, NotFound, NvmeControlError,
                                 UsageError)
 from nvmecontrol.nqn import is_discovery_nqn
+from nvmecontrol.transport.address import Address, adrfam_of, resolve
 from nvmecontrol.wire.identify import CNS_ACTIVE_NSID_LIST, decode_active_nsid_list
 
 # How long connect and reconnect wait for "live" and the namespaces: the
@@ -37,6 +38,8 @@ POLL_S = 0.05
 CONNECT_LOCK = "nvme-fabrics"
 # States in which the kernel is already re-dialling by itself.
 RECONNECTING_STATES = ("resetting", "connecting")
+# States of a controller on its way out: it no longer stands for its association.
+GOING_STATES = ("deleting", "deleting (no IO)", "dead")
 
 
 class LinuxKernelBackend(AssociationBackend):
@@ -52,8 +55,6 @@ class LinuxKernelBackend(AssociationBackend):
         self._clock = clock
         self._sleep = sleep
         self.settle_s = settle_s
-        # Options the last connect had to leave out, for the CLI to show.
-        self.warnings: list[str] = []
 
     @classmethod
     def available(cls, root: str = "/") -> bool:
@@ -65,31 +66,47 @@ class LinuxKernelBackend(AssociationBackend):
     def list(self) -> list[ControllerInfo]:
         return self.sysfs.controllers()
 
+    def find(self, params: ConnectParams) -> ControllerInfo | None:
+        # sysfs shows the numeric address the kernel dialled, so a host name
+        # matches through what it resolves to.
+        wanted = [params] + [dataclasses.replace(params, traddr=h) for h in _resolved_hosts(params)]
+        for info in self.list():
+            # The kernel's own duplicate check (nvmf_ctlr_matches_baseopts) skips these too.
+            if info.state in GOING_STATES or info.params is None:
+                continue
+            if any(info.params.same_association(p) for p in wanted):
+                return info
+        return None
+
     # -- connect --
     def connect(self, assoc, params: ConnectParams, dle: bytes | None = None) -> ControllerInfo:
+        # dle is not kept: sysfs holds what reconnect needs.
         expected = _active_nsids(assoc, params.subnqn)
+        params = _numeric_traddr(assoc, params)
         if assoc is not None:
             assoc.shutdown()
         with locked(CONNECT_LOCK, environ=self.environ):
             existing = self.find(params)
             if existing is not None:
                 return existing
-            instance = self._add(params)
-        return self._settle(f"nvme{instance}", len(expected))
+            instance, warnings = self._add(params)
+        info = self._settle(f"nvme{instance}", len(expected))
+        info.warnings = warnings + _unsettled(info, len(expected), self.settle_s)
+        return info
 
-    def _add(self, params: ConnectParams) -> int:
+    def _add(self, params: ConnectParams) -> tuple[int, list[str]]:
+        """Hand ``params`` to the kernel: the new instance and the options left out."""
         built = build_options(params, supported=supported_options(self.fabrics))
-        self.warnings = built.warnings
         try:
             instance, _cntlid = add_controller(built.text, self.fabrics)
         except AlreadyConnected:
-            # Same association under a spelling find() does not match
-            # (the kernel compares more loosely): hand that one back.
+            # Someone else (nvme-cli, udev's connect-all) added it after
+            # find() looked: hand that one back.
             existing = self.find(params)
             if existing is None:
                 raise
-            return int(existing.name[len("nvme"):])
-        return instance
+            return int(existing.name[len("nvme"):]), built.warnings
+        return instance, built.warnings
 
     def _settle(self, name: str, namespaces: int) -> ControllerInfo:
         """The controller once live with its namespaces, or as it is after SETTLE_S."""
@@ -215,10 +232,22 @@ class LinuxKernelBackend(AssociationBackend):
             if same_place:
                 self._write(ctrl, "delete_controller")
             with locked(CONNECT_LOCK, environ=self.environ):
-                instance = self._add(new)
+                instance, warnings = self._add(new)
             if not same_place:
                 self._write(ctrl, "delete_controller")
-        return self._settle(f"nvme{instance}", len(info.namespaces))
+        moved = self._settle(f"nvme{instance}", len(info.namespaces))
+        moved.warnings = warnings + _unsettled(moved, len(info.namespaces), self.settle_s)
+        return moved
+
+
+def _unsettled(info: ControllerInfo, namespaces: int, waited_s: float) -> list[str]:
+    """What had not happened yet when we stopped waiting (the kernel carries on)."""
+    out = []
+    if info.state != "live":
+        out.append(f"still {info.state} after {waited_s:g} s")
+    if len(info.namespaces) < namespaces:
+        out.append(f"{len(info.namespaces)} of {namespaces} namespaces visible so far")
+    return out
 
 
 def _write_error(ctrl: str, attr: str, e: OSError) -> NvmeControlError:
@@ -230,6 +259,27 @@ def _write_error(ctrl: str, attr: str, e: OSError) -> NvmeControlError:
         return DeviceError(f"{ctrl}: the kernel will not delete a controller that has not "
                            f"been live yet; try again")
     return DeviceError(f"{ctrl}: {attr}: {os.strerror(e.errno)}")
+
+
+def _numeric_traddr(assoc, params: ConnectParams) -> ConnectParams:
+    """The kernel takes traddr through inet_pton: a host name becomes the address that answered."""
+    if adrfam_of(params.traddr) is not None:
+        return params
+    tq = getattr(getattr(assoc, "admin", None), "tq", None)
+    peer = getattr(tq, "peer", None)
+    hosts = [peer[0]] if peer else _resolved_hosts(params)
+    return dataclasses.replace(params, traddr=hosts[0]) if hosts else params
+
+
+def _resolved_hosts(params: ConnectParams) -> list[str]:
+    """The numeric addresses of a host-name traddr (none for a numeric one or a failure)."""
+    if adrfam_of(params.traddr) is not None or not str(params.trsvcid).isdigit():
+        return []
+    try:
+        infos = resolve(Address(params.traddr, int(params.trsvcid), params.address_text))
+    except NvmeControlError:
+        return []
+    return [sockaddr[0] for _family, sockaddr in infos]
 
 
 def _active_nsids(assoc, subnqn: str) -> list[int]:
