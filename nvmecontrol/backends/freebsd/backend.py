@@ -31,7 +31,8 @@ from nvmecontrol.backends.freebsd import ioctl as ioc
 from nvmecontrol.backends.freebsd.handoff import decode_reconnect_params, pack_handoff
 from nvmecontrol.backends.freebsd.nvlist import unpack
 from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
-from nvmecontrol.errors import CommandFailed, DeviceError, NotFound, NvmeControlError, UsageError
+from nvmecontrol.errors import (CommandFailed, DeviceError, NotFound, NvmeControlError, Unsupported,
+                                UsageError)
 from nvmecontrol.host.association import connect_association
 from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.nqn import is_valid_nqn, looks_like_nqn
@@ -78,6 +79,11 @@ class FreeBsdBackend(AssociationBackend):
 
     def owns(self, name: str) -> bool:
         return self.platform.startswith("freebsd") and _NAME_RE.match(name) is not None
+
+    def _require_freebsd(self) -> None:
+        if not self.platform.startswith("freebsd"):
+            raise Unsupported(f"the freebsd backend needs FreeBSD's nvmf(4); "
+                              f"this system is {self.platform}")
 
     # -- system calls, errors turned into sentences --
     def _open(self, path: str, flags: int = os.O_RDWR) -> int:
@@ -128,6 +134,7 @@ class FreeBsdBackend(AssociationBackend):
     # -- connect --
     def connect(self, assoc, params: ConnectParams, dle: bytes | None = None) -> ControllerInfo:
         try:
+            self._require_freebsd()
             payload = pack_handoff(assoc, params, dle)
             fd = self._open(CONTROL_DEVICE)
         except BaseException:
@@ -160,6 +167,7 @@ class FreeBsdBackend(AssociationBackend):
 
     # -- disconnect --
     def disconnect(self, name: str) -> list[str]:
+        self._require_freebsd()
         bare = name[len(DEV) + 1:] if name.startswith(DEV + "/") else name
         if looks_like_nqn(bare):
             if not is_valid_nqn(bare, strict=False):
@@ -185,6 +193,7 @@ class FreeBsdBackend(AssociationBackend):
         return names
 
     def disconnect_all(self) -> list[str]:
+        self._require_freebsd()
         names = [info.name for info in self._scan(deep=False)]
         fd = self._open(CONTROL_DEVICE)
         try:
@@ -200,6 +209,7 @@ class FreeBsdBackend(AssociationBackend):
 
     # -- reconnect --
     def reconnect(self, name: str, params: ConnectParams | None = None) -> ControllerInfo:
+        self._require_freebsd()
         controller = self._controller_of(name)
         unit = int(controller[4:])
         path = f"{DEV}/{controller}"
@@ -220,6 +230,8 @@ class FreeBsdBackend(AssociationBackend):
                 cparams = dataclasses.replace(params, subnqn=saved.subnqn, cntlid=saved.cntlid)
                 host = self._resolve_host(hostnqn=cparams.hostnqn, hostid=cparams.hostid or None)
                 dle = None
+            if not str(cparams.trsvcid).isdigit():
+                raise DeviceError(f"{path}: saved port {cparams.trsvcid!r} is not a number")
             address = Address(cparams.traddr, int(cparams.trsvcid),
                               format_address(cparams.traddr, cparams.trsvcid))
             assoc = self._connect(address, cparams.subnqn, host, cparams.association_params())
@@ -236,6 +248,7 @@ class FreeBsdBackend(AssociationBackend):
 
     # -- listing --
     def list(self) -> list[ControllerInfo]:
+        self._require_freebsd()
         return self._scan(deep=True)
 
     def _units(self) -> set[int]:

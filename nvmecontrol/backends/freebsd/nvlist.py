@@ -21,10 +21,11 @@ Traps, all reproduced because the kernel's unpacker checks some of them:
   bytes from the end of that header to the end of the *whole buffer*
   (``nvlh_size = *leftp - sizeof(nvlhdr)``), and the unpacker insists;
 * the data size of a nested-list pair is ``nvlist_size(child)``, and
-  ``nvlist_size`` does not stop at the child: it climbs to the parents and
-  keeps counting what follows them (minus the UP/NEXT markers of the lists
-  it leaves, which only the enclosing pair accounts for).  The unpacker
-  only checks it is non-zero and fits, but we match it exactly;
+  ``nvlist_size`` does not stop at the child: it climbs through the parents
+  (and later array elements) and keeps counting the pairs that follow, but
+  not the list headers and UP/NEXT markers that only an enclosing pair
+  accounts for.  The unpacker only checks it is non-zero and fits; we
+  match it exactly;
 * ``NV_FLAG_IN_ARRAY`` is 0x100 and the header flag field is one byte, so
   array elements carry flags 0 on little-endian hosts; ``NV_FLAG_BIG_ENDIAN``
   (0x80) is set only by big-endian packers.  We pack little-endian (amd64,

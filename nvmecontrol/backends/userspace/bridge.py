@@ -210,10 +210,18 @@ class QueueWorker:
                 with self.state_lock:
                     decoder.buffer_updated(n)
                     events = qp.receive()
-                    retry = self._deliver(events)
+                    done, retry, viewed = self._deliver(events)
                     if retry:
                         self.backlog.extendleft(reversed(retry))
                     out = self._drain_locked()
+                # Replies go out without the lock: submissions must not wait
+                # for an NBD client to read.  The views they carry stay valid
+                # until this thread's next recv_into.
+                if done:
+                    self.on_done(done)
+                for req in viewed:  # reads not complete yet keep a copy
+                    if req.remaining and type(req.buf) is memoryview:
+                        req.buf = bytearray(req.buf)
                 if out:
                     with self._deferred_cv:
                         self._deferred.extend(out)
@@ -221,8 +229,9 @@ class QueueWorker:
         except (OSError, NvmeControlError) as e:
             self.fail(getattr(e, "strerror", None) or str(e) or type(e).__name__)
 
-    def _deliver(self, events: list) -> list[Part]:
-        """Complete what ``events`` finish; returns parts to retry."""
+    def _deliver(self, events: list):
+        """Account for ``events``: the requests they finish (by connection),
+        parts to retry, and reads whose data are views into our buffer."""
         done: dict = {}
         retry = []
         viewed = []
@@ -255,13 +264,7 @@ class QueueWorker:
             req.remaining -= 1
             if req.remaining == 0:
                 done.setdefault(req.conn, []).append(req)
-        if done:
-            self.on_done(done)
-        # Views into the receive buffer must not outlive this batch.
-        for req in viewed:
-            if req.remaining and type(req.buf) is memoryview:
-                req.buf = bytearray(req.buf)
-        return retry
+        return done, retry, viewed
 
     def _send_loop(self) -> None:
         while True:
