@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-packages="python3-venv"
+# nbdinfo/nbdcopy (libnbd-bin) read and write the NBD session of the demo.
+packages="python3-venv libnbd-bin"
 if [ "$want_test" = 1 ]; then
     # The interop tier's peers: the Linux kernel in qemu, nvme-cli, NBD
     # clients, fio, tshark; mandoc for the man pages; shells for completions.
