@@ -16,6 +16,7 @@ import typer
 
 from nvmecontrol.backends import select
 from nvmecontrol.cli.connect import Connected, establish, host_for
+from nvmecontrol.cli.discover import remember_nqns
 from nvmecontrol.cli.connect_options import (Backend, CtrlLossTmo, FlowControl, KeepAliveTmo,
                                              NbdListen, NoAttach, NrIoQueues, QueueSize,
                                              ReconnectDelay, Tuning)
@@ -96,6 +97,7 @@ def command(
     disc = parse_address(address, default_port=DISCOVERY_PORT)
     host = host_for(hostnqn, hostid)
     walk = walk_referrals(disc, host, AssociationParams(kato_s=0, timeout_s=timeout))
+    remember_nqns(address, walk.entries)
     for err in walk.errors:
         warn(f"referral skipped: {err}")
     tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,

@@ -28,9 +28,9 @@ NrIoQueues = Annotated[int, typer.Option("-i", "--nr-io-queues", min=1, max=6553
 KeepAliveTmo = Annotated[int, typer.Option("-k", "--keep-alive-tmo", min=0, metavar="SECONDS",
                                            help="Keep-alive timeout (KATO), seconds.")]
 CtrlLossTmo = Annotated[int, typer.Option("-l", "--ctrl-loss-tmo", min=0, metavar="SECONDS",
-                                          help="Give up reconnecting after this long (0: never).")]
+                                          help="Seconds disconnected before the controller is deleted (0: never deleted).")]
 ReconnectDelay = Annotated[int, typer.Option("-r", "--reconnect-delay", min=0, metavar="SECONDS",
-                                             help="Seconds between reconnect attempts (0: only on request).")]
+                                             help="Seconds between reconnect attempts (0: no automatic attempts, only nvmecontrol reconnect).")]
 QueueSize = Annotated[int, typer.Option("-Q", "--queue-size", min=0, max=65536, metavar="ENTRIES",
                                         help="I/O queue entries (0: the controller's maximum).")]
 Backend = Annotated[str, typer.Option("--backend", metavar="auto|kernel|nbd|freebsd",

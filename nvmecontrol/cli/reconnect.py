@@ -2,7 +2,8 @@
 
 FreeBSD syntax: ``reconnect <device>`` redials with the saved parameters;
 ``reconnect [options] <device> <address>`` uses the new address and the
-options given (subsystem, host NQN and controller ID stay as saved).  A
+options given (subsystem and controller ID stay as saved; the host NQN and
+ID too, unless -q/-I say otherwise).  A
 userspace session keeps its NBD clients' requests parked meanwhile and
 replays them; the kernel backend resets the controller, or moves it to the
 new address.

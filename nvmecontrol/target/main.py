@@ -120,6 +120,14 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     return p
 
 
+def build_parser(cmd: str | None = None) -> argparse.ArgumentParser:
+    """The daemon's parser, or that of control subcommand ``cmd`` (one of SUBCOMMANDS).
+
+    Public so the man page and the shell completions can be checked against it.
+    """
+    return _sub_parser(cmd) if cmd else _daemon_parser()
+
+
 def _split(argv: list[str]) -> tuple[str | None, list[str]]:
     """(subcommand, its arguments); leading -S options may precede the subcommand."""
     lead = []
@@ -239,7 +247,7 @@ def _daemonize() -> int:
 
 
 def run_daemon(argv: list[str]) -> int:
-    args = _daemon_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     # The daemon changes to / after forking: keep every path meaning what it meant here.
     for name in ("socket", "port_file", "pid_file", "log_file", "config"):
         if getattr(args, name):
@@ -300,7 +308,7 @@ def render_list(assocs: list[dict]) -> str:
 
 
 def run_subcommand(cmd: str, argv: list[str]) -> int:
-    args = _sub_parser(cmd).parse_args(argv)
+    args = build_parser(cmd).parse_args(argv)
     with ControlClient(args.socket) as client:
         if cmd == "list":
             assocs = client.request("list")["associations"]
