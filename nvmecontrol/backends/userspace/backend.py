@@ -23,8 +23,9 @@ from nvmecontrol.backends.runtime import locked, runtime_dir
 from nvmecontrol.backends.userspace import attach as nbd_attach
 from nvmecontrol.backends.userspace.control import RECONNECT_TIMEOUT_S, SessionClient
 from nvmecontrol.backends.userspace.daemon import spawn
-from nvmecontrol.backends.userspace.session import SessionPaths
+from nvmecontrol.backends.userspace.session import NBD_PORT, SessionPaths
 from nvmecontrol.errors import CommandFailed, ConnectError, NotFound, PeerTimeout
+from nvmecontrol.transport.address import parse_address
 from nvmecontrol.wire import admin
 from nvmecontrol.wire.capsule import encode_sqe
 from nvmecontrol.wire.identify import IDENTIFY_DATA_SIZE
@@ -78,6 +79,10 @@ class UserspaceBackend(AssociationBackend):
     name = "nbd"
 
     def __init__(self, *, environ=None, nbd_tcp: str | None = None, attach: bool = True):
+        if nbd_tcp:
+            # Checked here, before connect builds an association for nothing
+            # (the session process would only find it bad after the handoff).
+            parse_address(nbd_tcp, default_port=NBD_PORT)
         self.environ = environ
         self.nbd_tcp = nbd_tcp
         self.attach = attach
@@ -137,29 +142,33 @@ class UserspaceBackend(AssociationBackend):
                 except FileExistsError:
                     n += 1
 
+    def find(self, params: ConnectParams) -> ControllerInfo | None:
+        # A session whose process exited holds no association: connecting
+        # again must make a new one, not answer "already connected".
+        for info in self.list():
+            if info.state != "dead" and info.params is not None \
+                    and info.params.same_association(params):
+                return info
+        return None
+
     def connect(self, assoc, params: ConnectParams, dle: bytes | None = None) -> ControllerInfo:
         name = self._allocate()
-        try:
-            ready = spawn(name, self.rundir, assoc, params, nbd_tcp=self.nbd_tcp,
-                          attach=self.attach)
-        except BaseException:
-            self._remove_dir(name)
-            raise
+        # Held until the session serves: meanwhile its directory has no state and
+        # looks like a dead session, which a concurrent disconnect must not remove.
+        with locked(name, environ=self.environ):
+            try:
+                self.paths(name).check()
+                ready = spawn(name, self.rundir, assoc, params, nbd_tcp=self.nbd_tcp,
+                              attach=self.attach)
+            except BaseException:
+                self._remove_dir(name)
+                raise
         info = self.get(name)
         info.warnings = ready.get("warnings", [])
         return info
 
     def _remove_dir(self, name: str) -> None:
-        paths = self.paths(name)
-        for f in (paths.state, paths.namespaces, paths.nbd, paths.control):
-            try:
-                f.unlink()
-            except OSError:
-                pass
-        try:
-            paths.dir.rmdir()
-        except OSError:
-            pass
+        self.paths(name).remove()
 
     # -- disconnect, reconnect --
     def _resolve(self, target: str) -> list[ControllerInfo]:
@@ -174,9 +183,25 @@ class UserspaceBackend(AssociationBackend):
         done = []
         for info in infos:
             with locked(info.name, environ=self.environ):
+                # Read again under the lock: what we listed may have changed while
+                # we waited (a connect finished starting it, another disconnect ended it).
+                info = self._read(info.name)
+                if info is None:
+                    continue
                 self._disconnect_one(info)
             done.append(info.name)
+        if not done:
+            raise NotFound(f"no session matches {name} (any more)")
         return done
+
+    def disconnect_all(self) -> list[str]:
+        names = []
+        for info in self.list():
+            try:
+                names.extend(self.disconnect(info.name))
+            except NotFound:
+                pass  # ended meanwhile by another disconnect
+        return names
 
     def _disconnect_one(self, info: ControllerInfo) -> None:
         paths = self.paths(info.name)

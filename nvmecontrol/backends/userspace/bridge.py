@@ -228,6 +228,9 @@ class QueueWorker:
                         self._deferred_cv.notify()
         except (OSError, NvmeControlError) as e:
             self.fail(getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        except BaseException as e:  # a bug must not strand this queue's commands
+            log.exception("I/O queue %d receiver failed", self.index + 1)
+            self.fail(f"internal error: {type(e).__name__}: {e}")
 
     def _deliver(self, events: list):
         """Account for ``events``: the requests they finish (by connection),

@@ -135,7 +135,8 @@ def _error_kind(e: BaseException) -> str:
     for kind, cls in _KINDS.items():
         if isinstance(e, cls):
             return kind
-    return "internal"
+    # A socket or file of the session that could not be made: EX_OSERR, not a bug.
+    return "device" if isinstance(e, OSError) else "internal"
 
 
 def _say(fd: int, obj: dict) -> None:
@@ -212,15 +213,7 @@ def _cleanup(session, control, paths: SessionPaths) -> None:
         _detach(session)
     if control is not None:
         control.stop()
-    for f in (paths.state, paths.namespaces, paths.nbd, paths.control):
-        try:
-            f.unlink()
-        except OSError:
-            pass
-    try:
-        paths.dir.rmdir()
-    except OSError:
-        pass
+    paths.remove()
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ class NbdConnection:
         sock = self.sock
         dispatcher = self.dispatcher
         size, lba = ns.size, ns.lba_size
+        max_read = self.export.max_block
         while True:
             batch = []
             for r in decoder.decode():
@@ -153,6 +154,12 @@ class NbdConnection:
                     if r.offset + r.length > size:
                         error = N.ENOSPC if kind == "write" else N.EINVAL
                     elif r.offset % lba or r.length % lba:
+                        error = N.EINVAL
+                    elif kind == "read" and r.length > max_read:
+                        # The decoder bounds writes by their payload; a read's buffer
+                        # is ours to allocate: past the advertised maximum block size
+                        # a client could make us hold its whole namespace (proto.md,
+                        # "Block size constraints": EINVAL).
                         error = N.EINVAL
                 if not error and kind != "read" and ns.read_only:
                     error = N.EPERM

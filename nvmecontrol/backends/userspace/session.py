@@ -18,12 +18,14 @@ import logging
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
+from nvmecontrol.backends.runtime import ENV_RUNTIME_DIR
 from nvmecontrol.backends.userspace.bridge import Namespace, QueueWorker, split
 from nvmecontrol.backends.userspace.nbd_server import NbdListener
-from nvmecontrol.errors import NvmeControlError
+from nvmecontrol.errors import ConnectionLost, DeviceError, NvmeControlError
 from nvmecontrol.host.association import Association, connect_association
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.nbd import protocol as N
@@ -41,6 +43,10 @@ NBD_MAX_PAYLOAD = 32 << 20
 ONCS_DSM, ONCS_WRITE_ZEROES = 1 << 2, 1 << 3
 # How long an orderly disconnect waits for requests in flight.
 DRAIN_TIMEOUT_S = 10.0
+# The IANA port of NBD, for --nbd-listen without one.
+NBD_PORT = 10809
+# sun_path holds 108 bytes including the terminating NUL (unix(7)).
+MAX_SOCKET_PATH = 107
 
 LIVE, CONNECTING, DELETING, DEAD = "live", "connecting", "deleting", "dead"
 
@@ -53,6 +59,17 @@ def nbd_uri(socket_path: str, nsid: int) -> str:
     return f"nbd+unix:///{export_name(nsid)}?socket={socket_path}"
 
 
+def _requested_params(forced: list) -> ConnectParams | None:
+    """The newest parameters among pending reconnect requests, if any gave some."""
+    return next((p for p, _result, _done in reversed(forced) if p is not None), None)
+
+
+def _answer(forced: list, ok: bool, error: str) -> None:
+    for _params, result, done in forced:
+        result.update({"ok": ok, "error": error})
+        done.set()
+
+
 class SessionPaths:
     """Where one session keeps its files inside the runtime directory."""
 
@@ -63,6 +80,36 @@ class SessionPaths:
         self.control = self.dir / "control.sock"
         self.nbd = self.dir / "nbd.sock"
         self.log = rundir / "log" / f"{name}.log"
+
+    def check(self) -> None:
+        """Refuse, before anything starts, a runtime directory too deep for the sockets
+        (bind() would only say "AF_UNIX path too long", from inside the session)."""
+        for sock in (self.nbd, self.control):
+            if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
+                raise DeviceError(f"socket path {sock} is longer than AF_UNIX allows "
+                                  f"({MAX_SOCKET_PATH} bytes): use a shorter runtime directory "
+                                  f"({ENV_RUNTIME_DIR})")
+
+    def remove(self) -> None:
+        """Remove the session's directory and everything in it (not its log).
+
+        Every entry, not just the files a session makes: a process killed in
+        write_atomically leaves ``session.json.tmp`` behind, and a directory
+        that cannot be removed would show as a dead session forever.
+        """
+        try:
+            entries = list(self.dir.iterdir())
+        except OSError:
+            return
+        for f in entries:
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -107,7 +154,7 @@ class Session:
         self.listeners.append(NbdListener.unix(str(self.paths.nbd), self, self.exports,
                                                self._conn_counter))
         if self.nbd_tcp:
-            addr = parse_address(self.nbd_tcp, default_port=10809)
+            addr = parse_address(self.nbd_tcp, default_port=NBD_PORT)
             self.listeners.append(NbdListener.tcp(resolve(addr), self, self.exports,
                                                   self._conn_counter))
         for lst in self.listeners:
@@ -261,7 +308,7 @@ class Session:
         """Run one admin command for the control socket (identify, logpage)."""
         with self.lock:
             if self.state != LIVE:
-                raise NvmeControlError(f"{self.name} is not connected ({self.state})")
+                raise ConnectionLost(f"{self.name} is not connected ({self.state})")
             assoc = self.assoc
         with self.admin_lock:
             try:
@@ -311,10 +358,10 @@ class Session:
 
     def _reconnect(self) -> bool:
         with self.lock:
-            if self.state == LIVE:  # forced while live: a fresh association
-                self.state = CONNECTING
-                self.lost_at = time.time()
-                self.last_error = "reconnect requested"
+            live = self.state == LIVE
+        if live:  # forced while live
+            self._replace_live()
+            return True
         self._teardown_queues()
         self.write_state()
         loss_deadline = (time.monotonic() + self.params.ctrl_loss_tmo_s
@@ -323,14 +370,9 @@ class Session:
         while not self.stop_requested:
             with self.lock:
                 forced, self._force = self._force, []
-            for params, _result, _done in forced:
-                if params is not None:
-                    self.params = params
             if attempt or forced:
-                ok = self._attempt()
-                for _params, result, done in forced:
-                    result.update({"ok": ok, "error": "" if ok else self.last_error})
-                    done.set()
+                ok = self._attempt(_requested_params(forced) or self.params)
+                _answer(forced, ok, "" if ok else self.last_error)
                 if ok:
                     return True
             delay = self.params.reconnect_delay_s or None
@@ -346,30 +388,79 @@ class Session:
             self.state = DEAD
             parked, self.parked = self.parked, []
             forced, self._force = self._force, []
-        for _params, result, done in forced:
-            result.update({"ok": False, "error": "the session is ending"})
-            done.set()
-        log.error("giving up after ctrl-loss-tmo (%d s): failing %d commands with EIO",
-                  self.params.ctrl_loss_tmo_s, len(parked))
+        _answer(forced, False, "the session is ending")
+        if self.stop_requested:
+            log.info("disconnect requested while reconnecting: failing %d commands with EIO",
+                     len(parked))
+        else:
+            log.error("giving up after ctrl-loss-tmo (%d s): failing %d commands with EIO",
+                      self.params.ctrl_loss_tmo_s, len(parked))
         self._fail_parts(parked, N.EIO)
         return False
 
-    def _attempt(self) -> bool:
-        p = self.params
-        address = Address(p.traddr, int(p.trsvcid), p.address_text)
+    def _replace_live(self) -> None:
+        """A forced reconnect of a working association: make before break.
+
+        As FreeBSD's reconnect hands the kernel an association only once it is
+        connected, the new one is built first; if that fails (a mistyped
+        address, a target refusing), the session keeps its association and
+        its parameters, and the caller gets the error.
+        """
+        with self.lock:
+            forced, self._force = self._force, []
+        p = _requested_params(forced) or self.params
+        log.info("reconnect requested: connecting to %s before replacing the association",
+                 p.address_text)
         try:
-            assoc = connect_association(address, p.subnqn, self.host, p.association_params())
+            assoc, host = self._connect(p)
+        except NvmeControlError as e:
+            log.warning("reconnect to %s failed: %s; keeping the current association",
+                        p.address_text, e)
+            _answer(forced, False, str(e))
+            return
+        with self.lock:
+            self.state = CONNECTING  # new requests are held until _install
+            self.lost_at = time.time()
+            self.last_error = "reconnect requested"
+        self._teardown_queues()
+        self._adopt_new(assoc, p, host)
+        _answer(forced, True, "")
+
+    def _connect(self, p: ConnectParams) -> tuple[Association, HostIdentity]:
+        # reconnect may name another host NQN/ID: the association must use it,
+        # not the identity the session was started with.
+        host = self.host
+        if (p.hostnqn, p.hostid) != (host.hostnqn, str(host.hostid)):
+            host = HostIdentity(p.hostnqn, uuid.UUID(p.hostid), "reconnect", "reconnect")
+        address = Address(p.traddr, int(p.trsvcid), p.address_text)
+        assoc = connect_association(address, p.subnqn, host, p.association_params())
+        try:
             self._read_namespaces(assoc)
+        except BaseException:
+            assoc.close()
+            raise
+        return assoc, host
+
+    def _attempt(self, p: ConnectParams) -> bool:
+        """One try at a new association with ``p``; the session's parameters
+        change only when it succeeds (a failed reconnect to a new address
+        leaves the saved ones for the next periodic attempt)."""
+        try:
+            assoc, host = self._connect(p)
         except NvmeControlError as e:
             self.last_error = str(e)
             log.warning("reconnect to %s failed: %s", p.address_text, e)
             self.write_state()
             return False
+        self._adopt_new(assoc, p, host)
+        return True
+
+    def _adopt_new(self, assoc: Association, p: ConnectParams, host: HostIdentity) -> None:
+        self.params, self.host = p, host
         self._install(assoc)
         log.info("established a new association with %d I/O queues (cntlid %d)",
                  len(assoc.io), assoc.cntlid)
         self.write_state()
-        return True
 
     def _shutdown(self) -> None:
         """Orderly end: stop accepting, let requests in flight finish, CC.SHN."""
