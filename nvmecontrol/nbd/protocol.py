@@ -42,6 +42,7 @@ from enum import IntEnum, IntFlag
 from typing import NamedTuple
 
 from nvmecontrol.errors import LocalProtocolError, PeerProtocolError
+from nvmecontrol.recvbuf import ReceiveBuffer
 
 # --- magic numbers -----------------------------------------------------------
 
@@ -562,7 +563,7 @@ _REQUEST = struct.Struct(">IHHQQI")
 REQUEST_SIZE = _REQUEST.size  # 28
 
 
-class RequestDecoder:
+class RequestDecoder(ReceiveBuffer):
     """Cuts the transmission-phase byte stream into requests.
 
     Fill the buffer with ``recv_into(get_buffer())`` then
@@ -576,44 +577,8 @@ class RequestDecoder:
 
     def __init__(self, *, max_payload: int = DEFAULT_MAX_PAYLOAD, buffer_size: int = 1 << 20):
         self.max_payload = max_payload
-        self._buf = bytearray(buffer_size)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
-        self._need = REQUEST_SIZE  # bytes the next request needs in total
+        super().__init__(buffer_size, REQUEST_SIZE)
         self.disconnected = False  # DISC received
-
-    def get_buffer(self, min_size: int = 65536) -> memoryview:
-        """Free space to receive into; compacts earlier data (invalidating old views)."""
-        pending = self._end - self._start
-        if not pending:
-            self._start = self._end = 0
-        size = len(self._buf)
-        want = max(min_size, self._need - pending)
-        if self._start and size - self._end < want:
-            self._view[:pending] = self._view[self._start:self._end]
-            self._start, self._end = 0, pending
-        if size - self._end < want:
-            grown = bytearray(max(size * 2, self._end + want))
-            grown[:pending] = self._view[self._start:self._end]
-            self._buf = grown
-            self._view = memoryview(grown)
-            self._start, self._end = 0, pending
-        return self._view[self._end:]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
-
-    def feed(self, data) -> None:
-        """Copy ``data`` into the buffer (tests, handshake leftovers)."""
-        n = len(data)
-        self.get_buffer(n)[:n] = data
-        self._end += n
-
-    @property
-    def pending(self) -> int:
-        """Bytes received but not yet decoded into a request."""
-        return self._end - self._start
 
     def decode(self) -> list[Request]:
         """Every complete request in the buffer, in order.  Raises NbdProtocolError."""

@@ -24,6 +24,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from nvmecontrol.errors import PeerProtocolError
+from nvmecontrol.recvbuf import ReceiveBuffer
 from nvmecontrol.wire import crc
 from nvmecontrol.wire.capsule import CQE_SIZE, SQE_SIZE
 
@@ -395,7 +396,7 @@ def _decode_ic(ptype, b) -> ICReq | ICResp:
     return ICResp(pda, dgst, last, pfv)
 
 
-class PduDecoder:
+class PduDecoder(ReceiveBuffer):
     """Cuts a received byte stream into PDUs for one queue pair.
 
     The caller sets the negotiated parameters (``connected``, digests, PDA,
@@ -411,41 +412,7 @@ class PduDecoder:
         self.ddgst = False
         self.pda = 0
         self.max_data = max_data
-        self._buf = bytearray(buffer_size)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
-        self._need = CH_SIZE  # bytes the next PDU needs in total
-
-    def get_buffer(self, min_size: int = 65536) -> memoryview:
-        """Free space to receive into; compacts earlier data (invalidating old views)."""
-        size = len(self._buf)
-        pending = self._end - self._start
-        want = max(min_size, self._need - pending)
-        if self._start and size - self._end < want:
-            self._view[:pending] = self._view[self._start:self._end]
-            self._start, self._end = 0, pending
-        if size - self._end < want:
-            grown = bytearray(max(size * 2, self._end + want))
-            grown[:pending] = self._view[self._start:self._end]
-            self._buf = grown
-            self._view = memoryview(grown)
-            self._start, self._end = 0, pending
-        return self._view[self._end:]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
-
-    def feed(self, data) -> None:
-        """Copy ``data`` into the buffer (convenience for tests and small reads)."""
-        n = len(data)
-        self.get_buffer(n)[:n] = data
-        self._end += n
-
-    @property
-    def pending(self) -> int:
-        """Bytes received but not yet decoded into a PDU."""
-        return self._end - self._start
+        super().__init__(buffer_size, CH_SIZE)
 
     def decode(self) -> list:
         """Every complete PDU in the buffer, in order.  Raises PeerProtocolError."""
