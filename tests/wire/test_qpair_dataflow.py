@@ -1,0 +1,118 @@
+"""What the NBD bridge relies on: tags in events, zero-copy read data, handoff.
+
+Hand-built PDUs (struct.pack at spec offsets) play the controller.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from nvmecontrol.errors import LocalProtocolError
+from nvmecontrol.wire.capsule import decode_sqe
+from nvmecontrol.wire.nvm import FUA, NvmOpc, encode_io
+from nvmecontrol.wire.qpair import Completion, HostQueuePair, ReadData
+
+
+def ch(ptype, flags, hlen, pdo, plen) -> bytes:
+    return struct.pack("<BBBBI", ptype, flags, hlen, pdo, plen)
+
+
+def c2h(cccid, off, data, flags) -> bytes:
+    return ch(0x07, flags, 24, 24, 24 + len(data)) + struct.pack("<HHII4x", cccid, 0, off, len(data)) + data
+
+
+def resp(cid, status=0) -> bytes:
+    return ch(0x05, 0, 24, 0, 24) + struct.pack("<IIHHHH", 0, 0, 0xFFFF, 0, cid, status << 1)
+
+
+ICRESP = ch(0x01, 0, 128, 0, 128) + struct.pack("<HBBI", 0, 0, 0, 0x20000) + bytes(112)
+LAST, SUCCESS = 0x04, 0x08
+
+
+def host(queue_size=8) -> HostQueuePair:
+    h = HostQueuePair(queue_size=queue_size, buffer_size=4096)
+    h.start()
+    h.take_outgoing()
+    h.decoder.feed(ICRESP)
+    h.receive()
+    h.sq_flow_control = False
+    return h
+
+
+def feed(qp, raw: bytes) -> list:
+    qp.decoder.feed(raw)
+    return qp.receive()
+
+
+def test_encode_io_fills_opcode_nsid_lba_count_and_flags():
+    raw = encode_io(NvmOpc.WRITE, 7, slba=(1 << 33) + 5, nlb=16, cdw12_flags=FUA)
+    sqe = decode_sqe(raw)
+    assert (sqe.opc, sqe.flags, sqe.nsid) == (0x01, 0x40, 7)  # PSDT: SGL
+    assert (sqe.cdw10, sqe.cdw11, sqe.cdw12) == (5, 2, 15 | FUA)
+
+
+def test_raw_sqe_gets_cid_and_transport_sgl_and_tag_comes_back():
+    h = host()
+    tag = object()
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 8), read_len=4096, tag=tag)
+    sent = b"".join(bytes(b) for b in h.take_outgoing())
+    sqe = decode_sqe(sent[8:72])
+    assert sqe.cid == cid
+    assert (sqe.sgl.length, sqe.sgl.type) == (4096, 0x5A)
+    events = feed(h, resp(cid))
+    assert events == [Completion(cid, events[0].cqe, tag)]
+
+
+def test_read_data_arrive_as_views_then_the_completion_with_the_tag():
+    h = host()
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 2), read_len=1024, tag="req")
+    h.take_outgoing()
+    events = feed(h, c2h(cid, 0, b"a" * 512, LAST) + c2h(cid, 512, b"b" * 512, LAST | SUCCESS))
+    assert [type(e) for e in events] == [ReadData, ReadData, Completion]
+    assert [(e.offset, bytes(e.data), e.tag) for e in events[:2]] == \
+        [(0, b"a" * 512, "req"), (512, b"b" * 512, "req")]
+    assert isinstance(events[0].data, memoryview)  # no copy
+    assert events[2].tag == "req" and events[2].cqe.status == 0
+
+
+def test_a_cid_reused_within_a_batch_keeps_each_commands_tag():
+    h = host(queue_size=2)  # one command at a time: the CID must be reused
+    first = h.submit(encode_io(NvmOpc.FLUSH, 1), tag="first")
+    h.take_outgoing()
+    events = feed(h, resp(first))
+    second = h.submit(encode_io(NvmOpc.FLUSH, 1), tag="second")
+    assert second == first
+    assert events[0].tag == "first"
+    assert feed(h, resp(second))[0].tag == "second"
+
+
+def test_outstanding_tags_are_what_a_lost_connection_hands_back():
+    h = host()
+    h.submit(encode_io(NvmOpc.FLUSH, 1), tag="a")
+    cid = h.submit(encode_io(NvmOpc.FLUSH, 1), tag="b")
+    h.take_outgoing()
+    feed(h, resp(cid))
+    assert h.outstanding_tags() == ["a"]
+
+
+def test_handoff_state_round_trips_an_idle_queue_pair():
+    h = host(queue_size=16)
+    cid = h.submit(encode_io(NvmOpc.FLUSH, 1))
+    h.take_outgoing()
+    with pytest.raises(LocalProtocolError):
+        h.handoff_state()  # a command is outstanding
+    feed(h, resp(cid))
+    state = h.handoff_state()
+    adopted = HostQueuePair.adopt(state)
+    assert adopted.established == h.established
+    assert (adopted.queue_size, adopted.sq_flow_control, adopted.sqtail) == (16, False, 1)
+    cid2 = adopted.submit(encode_io(NvmOpc.FLUSH, 1), tag="t")
+    adopted.take_outgoing()
+    assert feed(adopted, resp(cid2))[0].tag == "t"
+
+
+def test_an_unconnected_queue_pair_cannot_be_handed_over():
+    with pytest.raises(LocalProtocolError):
+        HostQueuePair(queue_size=8).handoff_state()
