@@ -209,8 +209,11 @@ class LinuxKernelBackend(AssociationBackend):
         if info.state != "live":
             delay = info.params.reconnect_delay_s if info.params else "?"
             tmo = info.params.ctrl_loss_tmo_s if info.params else "?"
+            # sysfs shows "off" (-1 here) for a controller kept for ever.
+            until = "for ever (no ctrl_loss_tmo)" if isinstance(tmo, int) and tmo <= 0 \
+                else f"until ctrl_loss_tmo ({tmo} s)"
             raise ConnectError(f"{ctrl}: not live again ({info.state}); the kernel retries every "
-                               f"{delay} s until ctrl_loss_tmo ({tmo} s)")
+                               f"{delay} s {until}")
         return info
 
     def _move(self, ctrl: str, info: ControllerInfo, params: ConnectParams) -> ControllerInfo:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from nvmecontrol.backends.model import ConnectParams
 from nvmecontrol.errors import (ConnectError, DeviceError, HostRefused, Unsupported,
                                 UsageError)
+from nvmecontrol.nqn import is_discovery_nqn
 from nvmecontrol.wire.fabrics import CNTLID_DYNAMIC
 
 FABRICS_DEV = "/dev/nvme-fabrics"
@@ -126,9 +127,10 @@ def supported_options(dev: FabricsDevice) -> frozenset[str]:
 def build_options(params: ConnectParams, *, supported: frozenset[str] | set[str]) -> BuiltOptions:
     """The options string for ``params``; ``supported`` empty means a kernel too old to say.
 
-    Integers go out only when set (> 0), except ctrl_loss_tmo (-1 is
-    "forever"); nqn precedes nr_io_queues because the kernel ignores the queue
-    count only once it knows the NQN is the discovery one.
+    Integers go out only when set (> 0), except ctrl_loss_tmo (0 or -1 go
+    out as the kernel's -1, "forever"); nqn precedes nr_io_queues because
+    the kernel ignores the queue count only once it knows the NQN is the
+    discovery one.
     """
     known = frozenset(supported) or BASE_OPTIONS
     if params.queue_size and not KERNEL_MIN_QUEUE_SIZE <= params.queue_size <= KERNEL_MAX_QUEUE_SIZE:
@@ -150,7 +152,12 @@ def build_options(params: ConnectParams, *, supported: frozenset[str] | set[str]
         wanted.append(("keep_alive_tmo", params.kato_s))
     if params.reconnect_delay_s > 0:
         wanted.append(("reconnect_delay", params.reconnect_delay_s))
-    wanted.append(("ctrl_loss_tmo", max(params.ctrl_loss_tmo_s, -1)))
+    # Ours (and FreeBSD's) 0 is "keep it forever"; the kernel's is -1, while its
+    # 0 means "never reconnect": max_reconnects = DIV_ROUND_UP(0, delay) = 0, so
+    # nvmf_should_reconnect() deletes the controller at the first loss (seen on
+    # 6.12: "Removing controller (0)..." right after the target went away).
+    ctrl_loss_tmo = params.ctrl_loss_tmo_s if params.ctrl_loss_tmo_s > 0 else -1
+    wanted.append(("ctrl_loss_tmo", ctrl_loss_tmo))
     if params.hdgst:
         wanted.append(("hdr_digest", None))
     if params.ddgst:
@@ -166,6 +173,13 @@ def build_options(params: ConnectParams, *, supported: frozenset[str] | set[str]
             warnings.append(f"the kernel does not know the option {name}; left out")
             continue
         parts.append(name if value is None else f"{name}={value}")
+    if params.kato_s <= 0 and not is_discovery_nqn(params.subnqn):
+        # KATO 0 (no keep-alive) works in our pre-flight and sessions, but
+        # the kernel keeps I/O controllers alive regardless: 6.12 takes
+        # keep_alive_tmo=0 (logging "won't execute keep alives!!!") and
+        # still runs with its default (sysfs kato=5), as with nvme-cli -k 0.
+        warnings.append("the kernel does not run I/O controllers without keep-alive; "
+                        "it uses its default keep-alive timeout")
     if params.cntlid != CNTLID_DYNAMIC:
         # opt_tokens has no cntlid: the kernel always asks for FFFFh.
         warnings.append(f"the kernel always asks for a dynamic controller; "

@@ -22,7 +22,7 @@ from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, Out
                                      TimeoutS, Transport, check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json
 from nvmecontrol.cli.render.devices import address_text
-from nvmecontrol.errors import UsageError
+from nvmecontrol.errors import NotFound, UsageError
 from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.transport.address import parse_address
 
@@ -53,7 +53,10 @@ def command(
     backend = select.owner_of(device)
     params = None
     if address is not None:
-        saved = next((c.params for c in backend.list() if c.name == device and c.params), None)
+        found = next((c for c in backend.list() if c.name == device), None)
+        if found is None:
+            raise NotFound(f"no controller {device} (see nvmecontrol devlist)")
+        saved = found.params
         if saved is None:
             raise UsageError(f"{device} has no saved parameters to reconnect with")
         addr = parse_address(address, default_port=None, command="reconnect")

@@ -20,6 +20,7 @@ from typing import Iterator, NoReturn
 import pytest
 
 from .guest import LinuxGuest, check_qemu
+from .guest_cli import GuestCli
 from .initramfs import check_busybox
 from .kernel import PrerequisiteMissing, fetch_kernel
 from .nvmet import KernelTarget
@@ -92,3 +93,20 @@ def kernel_target(linux_guest: LinuxGuest) -> Iterator[KernelTarget]:
     yield target
     if linux_guest.alive:
         target.clear()
+
+
+@pytest.fixture(scope="session")
+def _guest_cli_server(linux_guest: LinuxGuest) -> Iterator[GuestCli]:
+    cli = GuestCli(linux_guest)
+    yield cli
+    cli.stop()
+
+
+@pytest.fixture
+def guest_cli(linux_guest: LinuxGuest, _guest_cli_server: GuestCli) -> GuestCli:
+    """``nvmecontrol`` in the guest as root: ``guest_cli("devlist")`` -> Result.
+
+    A warm server started once per guest boot (see ``guest_cli.py``): each
+    command is its own forked process, without Python's start-up cost.
+    """
+    return _guest_cli_server.ensure()

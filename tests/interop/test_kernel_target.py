@@ -208,10 +208,13 @@ def test_identify_and_logpage_on_kernel_controller(two_subsystems, linux_guest):
         assert re.search(r"^Model Number:\s+Linux$", res.stdout, re.M)
         assert NQN_A in res.stdout
         # With native multipath the namespace node is named after the
-        # subsystem instance, not the controller: find it by its NQN.
+        # subsystem instance, not the controller: find it by its NQN.  Its
+        # last number is the namespace head's instance, not the NSID (6.12
+        # scans namespaces asynchronously; NSID 2 may well be nvmeXn1).
         ns_dev = linux_guest.run(
-            f"for b in /sys/block/nvme*n1; do case ${{b##*/}} in nvme*c*n1) continue;; esac; "
-            f"[ \"$(cat $b/device/subsysnqn)\" = {NQN_A} ] && basename $b && break; done",
+            f"for b in /sys/block/nvme*n*; do case ${{b##*/}} in nvme*c*n*) continue;; esac; "
+            f"[ \"$(cat $b/device/subsysnqn)\" = {NQN_A} ] && [ \"$(cat $b/nsid)\" = 1 ] && "
+            f"basename $b && break; done",
             check=True).stdout.strip()
         res = linux_guest.run(f"{py} identify -o json {ns_dev}", timeout=120)
         assert res.ok, res.stderr

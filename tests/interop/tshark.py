@@ -31,9 +31,12 @@ def have_tshark() -> bool:
 class Capture:
     """``with Capture(port) as cap: ...`` then ``cap.problems()``."""
 
-    def __init__(self, port: int, *, interface: str = "lo"):
+    def __init__(self, port: int, *, interface: str = "lo", check_digests: bool = False):
         self.port = port
         self.interface = interface
+        # The dissector verifies header/data digest CRCs only when asked to
+        # (status 1 good, 0 bad; 2 means unverified).
+        self.check_digests = check_digests
         self._dir = tempfile.mkdtemp(prefix="nvmecontrol-pcap-")
         self.path = Path(self._dir) / "capture.pcapng"
         self._proc: subprocess.Popen | None = None
@@ -65,7 +68,9 @@ class Capture:
 
     def _tshark(self, *args: str) -> str:
         out = subprocess.run(
-            ["tshark", "-n", "-r", str(self.path), "-d", f"tcp.port=={self.port},nvme-tcp", *args],
+            ["tshark", "-n", "-r", str(self.path), "-d", f"tcp.port=={self.port},nvme-tcp",
+             *(["-o", "nvme-tcp.check_hdgst:TRUE", "-o", "nvme-tcp.check_ddgst:TRUE"]
+               if self.check_digests else []), *args],
             capture_output=True, text=True, timeout=120, env={**os.environ, "LC_ALL": "C"})
         if out.returncode != 0:
             raise RuntimeError(f"tshark failed: {out.stderr.strip()}")
@@ -75,6 +80,12 @@ class Capture:
         """The NVMe/TCP PDU types seen, in order (e.g. '0', '1', '4', '5', '7')."""
         text = self._tshark("-Y", "nvme-tcp", "-T", "fields", "-e", "nvme-tcp.type")
         return [t for line in text.splitlines() for t in line.split(",") if t]
+
+    def fields(self, display_filter: str, *names: str) -> list[list[str]]:
+        """The values of ``names`` in every packet matching ``display_filter``, one row each."""
+        args = [a for n in names for a in ("-e", n)]
+        text = self._tshark("-Y", display_filter, "-T", "fields", "-E", "separator=/t", *args)
+        return [line.split("\t") for line in text.splitlines() if line.strip()]
 
     def problems(self) -> list[str]:
         """One line per malformed packet or dissector expert error."""
