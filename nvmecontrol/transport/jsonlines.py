@@ -4,9 +4,10 @@ nvmfd and the userspace sessions are both driven this way (``nvmfd list``,
 ``nvmecontrol identify nvmeu0``...).  The socket is mode 0600: whoever can
 use it can end associations.  Each request is one JSON object on one line,
 each answer one line back; a client may send several requests on one
-connection.  Errors travel as ``{"ok": false, "error": "...", "kind": K}``
-with K one of usage, notfound, unsupported, timeout, internal, and become
-the matching exception on the client side.
+connection.  Errors travel as ``{"ok": false, "error": "...", "kind": K,
+"class": C}``: K one of usage, notfound, unsupported, timeout, internal (what
+nvmfd documents), C the exact exception of ``nvmecontrol.errors``, which the
+client raises again so the CLI keeps the cause's exit status.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import os
 import socket
 import stat
 import threading
+from typing import NoReturn
 
+from nvmecontrol import errors
 from nvmecontrol.errors import (ConnectError, NotFound, NvmeControlError, PeerTimeout, Unsupported,
                                 UsageError)
 
@@ -28,6 +31,23 @@ TIMEOUT_S = 30.0
 
 _KINDS = ((NotFound, "notfound"), (UsageError, "usage"), (Unsupported, "unsupported"),
           (PeerTimeout, "timeout"))
+
+
+def error_reply(e: BaseException) -> dict:
+    """How ``e`` travels: the coarse kind and, for our own errors, the exact class."""
+    kind = next((k for cls, k in _KINDS if isinstance(e, cls)), "internal")
+    reply = {"ok": False, "kind": kind, "error": str(e) or type(e).__name__}
+    if isinstance(e, NvmeControlError):
+        reply["class"] = type(e).__name__
+    return reply
+
+
+def raise_error(reply: dict, default: str = "request failed") -> NoReturn:
+    """Raise the exception an error reply describes."""
+    cls = getattr(errors, str(reply.get("class")), None)
+    if not (isinstance(cls, type) and issubclass(cls, NvmeControlError)):
+        cls = next((c for c, k in _KINDS if k == reply.get("kind")), NvmeControlError)
+    raise cls(reply.get("error") or default)
 
 
 def encode(obj: dict) -> bytes:
@@ -142,8 +162,7 @@ class JsonLineServer:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return {"ok": False, "kind": "usage", "error": f"request is not JSON: {e}"}
         except (NvmeControlError, OSError) as e:
-            kind = next((k for cls, k in _KINDS if isinstance(e, cls)), "internal")
-            return {"ok": False, "kind": kind, "error": str(e)}
+            return error_reply(e)
         except Exception as e:  # keep the process up, say what happened
             self.log.exception("control request failed")
             return {"ok": False, "kind": "internal", "error": f"internal error: {e}"}
@@ -177,10 +196,7 @@ class JsonLineClient:
             raise ConnectError(f"the control connection {self.path} was closed")
         reply = json.loads(line)
         if not reply.get("ok"):
-            msg = reply.get("error", "request failed")
-            kind = reply.get("kind")
-            cls = next((c for c, k in _KINDS if k == kind), NvmeControlError)
-            raise cls(msg)
+            raise_error(reply)
         reply.pop("ok", None)
         return reply
 

@@ -7,21 +7,17 @@
                                         -> {"reconnected": true} or an error
     {"op": "disconnect"}                -> {"disconnecting": true}; the session then ends
 
-What goes wrong between the session and its controller (reconnect refused,
-connection lost, no answer in time) comes back as ``{"failed": CLASS,
-"error": ...}`` with CLASS an exception of ``nvmecontrol.errors``: the
-JSON-lines channel itself only tells usage/notfound/unsupported/timeout
-apart from "internal", and the CLI needs the family for its exit status
-(``reconnect`` to a dead address is EX_NOHOST, not an internal error).
+Errors travel as on every JSON-lines channel (``transport/jsonlines.py``),
+with their exact class: ``reconnect`` to a dead address is EX_NOHOST in the
+CLI, not an internal error.
 """
 
 from __future__ import annotations
 
 import base64
 
-from nvmecontrol import errors
 from nvmecontrol.backends.model import ConnectParams
-from nvmecontrol.errors import ConnectError, NotFound, NvmeControlError, UsageError
+from nvmecontrol.errors import ConnectError, UsageError
 from nvmecontrol.transport.jsonlines import JsonLineClient, JsonLineServer
 
 RECONNECT_TIMEOUT_S = 120.0
@@ -29,16 +25,8 @@ RECONNECT_TIMEOUT_S = 120.0
 
 class SessionControl(JsonLineServer):
     def __init__(self, session, path: str):
-        super().__init__(path, self._handle_typed, name="session-control", client_timeout=None)
+        super().__init__(path, self.handle, name="session-control", client_timeout=None)
         self.session = session
-
-    def _handle_typed(self, req: dict) -> dict:
-        try:
-            return self.handle(req)
-        except (UsageError, NotFound):
-            raise  # the channel's own kinds carry these
-        except NvmeControlError as e:
-            return {"failed": type(e).__name__, "error": str(e)}
 
     def handle(self, req: dict) -> dict:
         op = req.get("op")
@@ -72,12 +60,3 @@ class SessionControl(JsonLineServer):
 class SessionClient(JsonLineClient):
     def __init__(self, path: str, name: str, timeout: float = 30.0):
         super().__init__(path, not_running=f"session {name} is not running", timeout=timeout)
-
-    def request(self, op: str, **args) -> dict:
-        reply = super().request(op, **args)
-        if "failed" in reply:
-            cls = getattr(errors, str(reply["failed"]), None)
-            if not (isinstance(cls, type) and issubclass(cls, NvmeControlError)):
-                cls = NvmeControlError
-            raise cls(reply.get("error") or f"{op} failed")
-        return reply

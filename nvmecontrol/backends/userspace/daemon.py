@@ -28,21 +28,18 @@ from nvmecontrol.backends.model import ConnectParams
 from nvmecontrol.backends.userspace import attach as nbd_attach
 from nvmecontrol.backends.userspace.control import SessionControl
 from nvmecontrol.backends.userspace.session import Session, SessionPaths, export_name
-from nvmecontrol.errors import (ConnectError, DeviceError, NotFound, NvmeControlError, Unsupported,
-                                UsageError)
+from nvmecontrol.errors import DeviceError, NvmeControlError
 from nvmecontrol.host.association import Association
 from nvmecontrol.host.queue import HostQueue
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.transport.address import Address, resolve
+from nvmecontrol.transport.jsonlines import error_reply, raise_error
 from nvmecontrol.transport.tcp import TcpQueuePair
 from nvmecontrol.wire.fabrics import CAP
 from nvmecontrol.wire.identify import decode_identify_controller
 from nvmecontrol.wire.qpair import HostQueuePair
 
 READY_TIMEOUT_S = 60.0
-# Errors cross the pipe by kind, to become the same exception in the CLI.
-_KINDS = {"usage": UsageError, "notfound": NotFound, "unsupported": Unsupported,
-          "connect": ConnectError, "device": DeviceError}
 
 log = logging.getLogger("nvmecontrol.session")
 
@@ -88,7 +85,7 @@ def spawn(name: str, rundir: Path, assoc: Association, params: ConnectParams, *,
         raise DeviceError(f"session {name} did not start (see {SessionPaths(rundir, name).log})")
     ready = json.loads(line)
     if not ready.get("ok"):
-        raise _KINDS.get(ready.get("kind"), NvmeControlError)(ready.get("error", "session failed"))
+        raise_error(ready, "session failed")
     return ready
 
 
@@ -129,14 +126,6 @@ def _adopt(payload: dict) -> tuple[Association, ConnectParams, HostIdentity]:
     except NvmeControlError:
         assoc.addrinfo = []
     return assoc, params, host
-
-
-def _error_kind(e: BaseException) -> str:
-    for kind, cls in _KINDS.items():
-        if isinstance(e, cls):
-            return kind
-    # A socket or file of the session that could not be made: EX_OSERR, not a bug.
-    return "device" if isinstance(e, OSError) else "internal"
 
 
 def _say(fd: int, obj: dict) -> None:
@@ -186,7 +175,9 @@ def main() -> int:
             session.write_state()
     except BaseException as e:  # the CLI reports it; nothing else will
         log.exception("session %s failed to start", name)
-        _say(ready_fd, {"ok": False, "error": str(e) or type(e).__name__, "kind": _error_kind(e)})
+        # A socket or file of the session that could not be made: EX_OSERR, not a bug.
+        cause = DeviceError(str(e)) if isinstance(e, OSError) else e
+        _say(ready_fd, error_reply(cause))
         _cleanup(session, control, paths)
         return 1
     _say(ready_fd, {"ok": True, "info": session.info().to_json(), "warnings": warnings})
