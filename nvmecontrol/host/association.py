@@ -29,6 +29,7 @@ from nvmecontrol.hostid import HostIdentity, hostid_bytes
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.host.queue import CommandError, HostQueue
 from nvmecontrol.transport.address import Address, format_address, resolve
+from nvmecontrol.transport.driver import Dialer
 from nvmecontrol.transport.tcp import TcpQueuePair
 from nvmecontrol.wire import admin, fabrics as F
 from nvmecontrol.wire.fabrics import CAP, CC, CSTS, Prop
@@ -62,6 +63,8 @@ class AssociationParams:
     sq_flow_control: bool = False  # FreeBSD -F: ask to keep SQ flow control
     cntlid: int = F.CNTLID_DYNAMIC
     timeout_s: float = 30.0
+    # How a queue pair is opened (the queue-driver seam): TCP by default.
+    dial: Dialer = TcpQueuePair.connect_host
 
 
 DEFAULT_IO_QUEUE_SIZE = 128
@@ -108,8 +111,8 @@ class Association:
                                      read_len=g.length)
         return data
 
-    def keep_alive(self) -> None:
-        self.admin.execute(admin.build_keep_alive(), "Keep Alive")
+    def keep_alive(self, timeout: float | None = None) -> None:
+        self.admin.execute(admin.build_keep_alive(), "Keep Alive", timeout=timeout)
 
     def close(self) -> None:
         for q in self.io:
@@ -145,9 +148,9 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
 
     Returns the queue, the CNTLID granted and whether SQ flow control stays on.
     """
-    tq = TcpQueuePair.connect_host(addrinfo, timeout=params.timeout_s, queue_size=sqsize,
-                                   hdgst=params.hdgst, ddgst=params.ddgst, max_icd=max_icd)
-    q = HostQueue(tq, qid=qid, timeout=params.timeout_s)
+    driver = params.dial(addrinfo, timeout=params.timeout_s, queue_size=sqsize,
+                         hdgst=params.hdgst, ddgst=params.ddgst, max_icd=max_icd)
+    q = HostQueue(driver, qid=qid, timeout=params.timeout_s)
     try:
         cattr = 0 if params.sq_flow_control else F.CATTR_DISABLE_SQFLOW
         data = F.encode_connect_data(F.ConnectData(_hostid16(host), cntlid, subnqn, host.hostnqn))
@@ -164,9 +167,9 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
         fc_on = cqe.sqhd != F.SQHD_FC_DISABLED
         if params.sq_flow_control and not fc_on:
             raise PeerProtocolError("controller disabled SQ flow control")
-        tq.qp.sq_flow_control = fc_on
+        q.qp.sq_flow_control = fc_on
         if fc_on:
-            tq.qp.sqhd = cqe.sqhd
+            q.qp.sqhd = cqe.sqhd
         return q, result.cntlid, fc_on
     except BaseException:
         q.close()

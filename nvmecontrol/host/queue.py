@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from nvmecontrol.errors import CommandFailed
-from nvmecontrol.transport.tcp import TcpQueuePair
+from nvmecontrol.transport.driver import QueueDriver
 from nvmecontrol.wire.capsule import CQE, SQE
 from nvmecontrol.wire.qpair import Completion
 from nvmecontrol.wire.status import describe_status, status_is_error
@@ -26,10 +26,14 @@ class CommandError(CommandFailed):
 
 
 class HostQueue:
-    """Runs commands on a connected host queue pair, one at a time."""
+    """Runs commands on a connected host queue pair, one at a time.
 
-    def __init__(self, tq: TcpQueuePair, *, qid: int, timeout: float = 30.0):
-        self.tq = tq
+    Written against the queue-driver interface only: whatever carries the
+    queue pair's bytes, this is the same.
+    """
+
+    def __init__(self, driver: QueueDriver, *, qid: int, timeout: float = 30.0):
+        self.driver = driver
         self.qid = qid
         self.timeout = timeout
         self._done: dict[int, CQE] = {}
@@ -37,17 +41,17 @@ class HostQueue:
 
     @property
     def qp(self):
-        return self.tq.qp
+        return self.driver.qp
 
     def submit(self, sqe: SQE, *, write_data=None, read_into=None) -> int:
         cid = self.qp.submit(sqe, write_data=write_data, read_into=read_into)
-        self.tq.flush()
+        self.driver.flush()
         return cid
 
     def wait(self, cid: int, *, timeout: float | None = None) -> CQE:
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         while cid not in self._done:
-            for ev in self.tq.poll(deadline):
+            for ev in self.driver.poll(deadline):
                 if type(ev) is Completion:
                     self._done[ev.cid] = ev.cqe
         self.last_activity = time.monotonic()
@@ -65,4 +69,4 @@ class HostQueue:
         return cqe, bytes(buf) if buf is not None else b""
 
     def close(self) -> None:
-        self.tq.close()
+        self.driver.close()

@@ -1,9 +1,10 @@
 """One TCP connection (one NVMe/TCP queue pair), driven by one thread.
 
-The loop is the batched design of ``performance-limits.md`` §5: one
-``recv_into`` straight into the decoder's buffer, every complete PDU in it
-decoded and answered, and every answer (C2HData payloads as memoryviews of a
-reused read arena, CapsuleResps, R2Ts) sent with one ``sendmsg``.
+The loop is the queue driver's (``transport.tcp.TcpQueuePair.serve``), the
+batched design of ``performance-limits.md`` §5: one ``recv_into`` straight
+into the decoder's buffer, every complete PDU in it decoded and answered,
+and every answer (C2HData payloads as memoryviews of a reused read arena,
+CapsuleResps, R2Ts) sent with one ``sendmsg``.
 
 Life cycle: ICReq/ICResp (the wire state machine), then Fabrics Connect
 turns the connection into the admin queue of a new controller or an I/O
@@ -13,14 +14,16 @@ connection must get that far within HANDSHAKE_TIMEOUT_S.
 
 Threads: the connection thread owns the decoder; everything that touches
 the queue pair's output (``qp.outgoing``, SQHD) or the socket's send side
-runs under ``lock``, because asynchronous event completions and keep-alive
-or administrative terminations come from other threads.  Those never close
-the socket themselves: ``abort`` shuts it down, and the owning thread sees
-the end of its stream and cleans up (closing a descriptor another thread
-is blocked on could hand its number to a new socket).
+runs under ``lock`` (the driver's), because asynchronous event completions
+and keep-alive or administrative terminations come from other threads.
+Those never close the socket themselves: ``abort`` shuts it down, and the
+owning thread sees the end of its stream and cleans up (closing a
+descriptor another thread is blocked on could hand its number to a new
+socket).
 
 Protocol errors in what the host sent get the C2HTermReq the wire state
-machine chose (FES/FEI), are logged once, and end only this connection.
+machine chose (FES/FEI, sent by the driver), are logged once, and end only
+this connection.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ import struct
 import threading
 import time
 
-from nvmecontrol.errors import ConnectionLost, LocalProtocolError, PeerProtocolError
+from nvmecontrol.errors import ConnectionLost, LocalProtocolError, PeerProtocolError, PeerTimeout
 from nvmecontrol.target import constants as K
 from nvmecontrol.target.discovery import unmap
 from nvmecontrol.transport.address import format_address
-from nvmecontrol.transport.tcp import sendmsg_all, set_nodelay
+from nvmecontrol.transport.tcp import TcpQueuePair, set_nodelay
 from nvmecontrol.wire.pdu import FES
 from nvmecontrol.wire.qpair import Command, ControllerQueuePair, WriteData
 
@@ -64,7 +67,8 @@ class Connection:
         self.qp = ControllerQueuePair(
             allow_hdgst=server.allow_hdgst, allow_ddgst=server.allow_ddgst,
             maxh2cdata=K.MAXH2CDATA, max_icd=K.IN_CAPSULE_DATA, max_transfer=K.MAX_TRANSFER)
-        self.lock = threading.Lock()
+        self.driver = TcpQueuePair(sock, self.qp, timeout=None)
+        self.lock = self.driver.lock
         # Set by Connect: the controller, our queue ID and the command handler.
         self.ctrl = None
         self.qid = 0
@@ -89,40 +93,21 @@ class Connection:
     def run(self) -> None:
         sock = self.sock
         why = None
+        # The whole handshake is bounded, not each receive: a host dribbling
+        # bytes cannot hold the thread either.
+        handshake_deadline = _monotonic() + K.HANDSHAKE_TIMEOUT_S
         try:
             set_nodelay(sock)
-            deadline = _monotonic() + K.HANDSHAKE_TIMEOUT_S
-            dec = self.qp.decoder
-            recv_into = sock.recv_into
-            lock = self.lock
-            while True:
-                if self.ctrl is None:
-                    # The whole handshake is bounded, not each receive: a host
-                    # dribbling bytes cannot hold the thread either.
-                    remaining = deadline - _monotonic()
-                    if remaining <= 0:
-                        raise socket.timeout
-                    sock.settimeout(remaining)
-                n = recv_into(dec.get_buffer())
-                if not n:
-                    why = "closed by the host"
-                    break
-                dec.buffer_updated(n)
-                ctrl = self.ctrl
-                if ctrl is not None:
-                    ctrl.last_activity = _monotonic()
-                with lock:
-                    if self.closing:
-                        break
-                    self._process()
+            self.driver.serve(self._on_batch,
+                              deadline=lambda: handshake_deadline if self.ctrl is None else None)
         except PeerProtocolError as e:
-            self._protocol_error(e)
+            self._log_protocol_error(e)
             why = "protocol error"
-        except ConnectionLost as e:
-            why = str(e)
-        except socket.timeout:
+        except PeerTimeout:
             why = f"no Connect within {K.HANDSHAKE_TIMEOUT_S:g} s"
             log.info("connection %d from %s: %s", self.id, self.peer, why)
+        except ConnectionLost as e:
+            why = "closed by the host" if self.qp.closed and not self.closing else str(e)
         except OSError as e:
             why = e.strerror or str(e)
         except LocalProtocolError as e:  # a bug of ours; keep the daemon alive
@@ -133,55 +118,50 @@ class Connection:
             why = "internal error"
         finally:
             self.closing = True
-            try:
-                sock.close()
-            except OSError:
-                pass
+            self.driver.close()
             if self.errors > K.MAX_LOGGED_ERRORS_PER_CONNECTION:
                 log.info("connection %d from %s: %d command errors in all (%d not logged)",
                          self.id, self.peer, self.errors,
                          self.errors - K.MAX_LOGGED_ERRORS_PER_CONNECTION)
             self.server.connection_closed(self, why)
 
-    def _process(self) -> None:
-        for ev in self.qp.receive():
-            t = type(ev)
-            if t is Command:
-                # Looked up per command: Connect switches the handler mid-batch.
-                self.on_command(ev)
-            elif t is WriteData:
-                entry = self.transfers.get(ev.cid)
-                if entry is not None:
-                    entry[0](ev, entry[1])
-        self.flush()
+    def _on_batch(self) -> bool:
+        ctrl = self.ctrl
+        if ctrl is not None:
+            ctrl.last_activity = _monotonic()
+        with self.lock:
+            if self.closing:
+                return False
+            for ev in self.qp.receive():
+                t = type(ev)
+                if t is Command:
+                    # Looked up per command: Connect switches the handler mid-batch.
+                    self.on_command(ev)
+                elif t is WriteData:
+                    entry = self.transfers.get(ev.cid)
+                    if entry is not None:
+                        entry[0](ev, entry[1])
+            self.flush()
+        return True
 
-    def _protocol_error(self, e: PeerProtocolError) -> None:
+    def _log_protocol_error(self, e: PeerProtocolError) -> None:
         fes = e.fes
         if fes is not None:
             try:
                 name = FES(fes).name
             except ValueError:
                 name = f"0x{fes:x}"
-            log.warning("connection %d from %s: %s; sending C2HTermReq (FES %s, FEI %d)",
+            log.warning("connection %d from %s: %s; sent C2HTermReq (FES %s, FEI %d)",
                         self.id, self.peer, e, name, e.fei)
         else:
             log.warning("connection %d from %s: %s", self.id, self.peer, e)
-        with self.lock:
-            if fes is not None and not self.qp.closed:
-                # The TermReq echoes the offending PDU header (NVMe/TCP 3.6.2.9).
-                self.qp.terminate(fes, e.fei, e.offending)
-            try:
-                self.sock.settimeout(1.0)
-                self.flush()
-            except OSError:
-                pass
 
     # -- output --
     def flush(self) -> None:
         """Send everything queued (caller holds ``lock``); the read arena is free again."""
         out = self.qp.take_outgoing()
         if out:
-            sendmsg_all(self.sock, out)
+            self.driver.send(out)
         self._arena_used = 0
 
     def read_buffer(self, n: int) -> memoryview:
@@ -243,10 +223,7 @@ class Connection:
     def abort(self) -> None:
         """End the connection from another thread (the owner cleans up)."""
         self.closing = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.driver.abort()
 
     def connected(self, ctrl, qid: int, handler) -> None:
         """Connect succeeded: from now on commands go to ``handler``."""

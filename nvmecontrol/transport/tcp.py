@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 import time
 
 from nvmecontrol.errors import ConnectError, ConnectionLost, PeerProtocolError, PeerTimeout
@@ -73,13 +74,21 @@ def dial(addrinfo: list, *, timeout: float) -> socket.socket:
 
 
 class TcpQueuePair:
-    """A connected socket plus its queue-pair state machine (either role)."""
+    """A connected TCP socket driving a queue-pair state machine (either role).
+
+    The TCP implementation of :class:`~nvmecontrol.transport.driver.QueueDriver`.
+    ``lock`` guards the queue pair's state (submissions, ``outgoing``) when
+    several threads use it; ``send_lock`` makes each ``sendmsg`` sequence
+    atomic on the socket.  The synchronous path (``poll``) needs neither.
+    """
 
     def __init__(self, sock: socket.socket, qp: HostQueuePair | ControllerQueuePair,
                  *, timeout: float | None = 30.0):
         self.sock = sock
         self.qp = qp
         self.timeout = timeout
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
         sock.settimeout(timeout)
         try:
             self.peer = sock.getpeername()
@@ -102,66 +111,135 @@ class TcpQueuePair:
             raise
         return tq
 
+    # -- sending --
+    def send(self, buffers: list) -> None:
+        """Send ``buffers`` (one writer at a time); errors become ours."""
+        try:
+            with self.send_lock:
+                sendmsg_all(self.sock, buffers)
+        except socket.timeout:
+            raise PeerTimeout(f"{self.peer_text}: send timed out (peer not reading)") from None
+        except OSError as e:
+            raise ConnectionLost(f"{self.peer_text}: send failed: "
+                                 f"{os.strerror(e.errno or errno.EIO)}") from None
+
     def flush(self) -> None:
         out = self.qp.take_outgoing()
-        if not out:
-            return
+        if out:
+            self.send(out)
+
+    # -- receiving --
+    def _fill(self) -> None:
+        """One ``recv_into`` the decoder's buffer, with the socket's current timeout."""
         try:
-            sendmsg_all(self.sock, out)
+            n = self.sock.recv_into(self.qp.decoder.get_buffer())
         except socket.timeout:
-            raise PeerTimeout(f"{self._who()}: send timed out (peer not reading)") from None
+            raise
         except OSError as e:
-            raise ConnectionLost(f"{self._who()}: send failed: {os.strerror(e.errno or errno.EIO)}") from None
+            raise ConnectionLost(f"{self.peer_text}: receive failed: "
+                                 f"{os.strerror(e.errno or errno.EIO)}") from None
+        if n == 0:
+            self.qp.closed = True
+            raise ConnectionLost(f"{self.peer_text}: connection closed by peer")
+        self.qp.decoder.buffer_updated(n)
 
     def poll(self, deadline: float | None = None) -> list:
         """Receive once (waiting until ``deadline``, monotonic) and return events."""
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PeerTimeout(f"{self._who()}: no answer in time")
+                raise PeerTimeout(f"{self.peer_text}: no answer in time")
             self.sock.settimeout(remaining)
-        buf = self.qp.decoder.get_buffer()
         try:
-            n = self.sock.recv_into(buf)
+            self._fill()
         except socket.timeout:
-            raise PeerTimeout(f"{self._who()}: no answer within {self._timeout_text(deadline)}") from None
-        except OSError as e:
-            raise ConnectionLost(f"{self._who()}: receive failed: {os.strerror(e.errno or errno.EIO)}") from None
+            raise PeerTimeout(f"{self.peer_text}: no answer within "
+                              f"{self._timeout_text()}") from None
         finally:
             if deadline is not None:
                 # Later sends and deadline-less polls must not inherit what
                 # was left of this deadline.
                 self.sock.settimeout(self.timeout)
-        if n == 0:
-            self.qp.closed = True
-            raise ConnectionLost(f"{self._who()}: connection closed by peer")
-        self.qp.decoder.buffer_updated(n)
         try:
             events = self.qp.receive()
         except PeerProtocolError as e:
-            self._terminate(e)
+            self.terminate(e)
+            self.close()
             raise
         self.flush()
         return events
 
-    def _timeout_text(self, deadline) -> str:
+    def serve(self, on_batch, *, deadline=None) -> None:
+        """The data path's receive loop: one receive per wakeup, then ``on_batch()``.
+
+        ``on_batch`` decodes and answers what arrived (``qp.receive()``, under
+        ``lock`` when other threads use the queue pair) and returns False to
+        stop.  ``deadline()``, when given, is asked before each receive for a
+        monotonic time by which data must arrive (None: wait for ever).
+        A protocol error raised by ``on_batch`` is answered with its TermReq
+        before it propagates; the end of the stream raises ConnectionLost.
+        """
+        fill = self._fill
+        timed = False
+        while True:
+            if deadline is not None:
+                when = deadline()
+                if when is not None:
+                    remaining = when - time.monotonic()
+                    if remaining <= 0:
+                        raise PeerTimeout(f"{self.peer_text}: deadline passed")
+                    self.sock.settimeout(remaining)
+                    timed = True
+                elif timed:
+                    self.sock.settimeout(self.timeout)
+                    timed = False
+            try:
+                fill()
+            except socket.timeout:
+                raise PeerTimeout(f"{self.peer_text}: nothing received in time") from None
+            try:
+                if on_batch() is False:
+                    return
+            except PeerProtocolError as e:
+                self.terminate(e)
+                raise
+
+    def _timeout_text(self) -> str:
         return f"{self.timeout:g} s" if self.timeout else "the deadline"
 
-    def _terminate(self, e: PeerProtocolError) -> None:
-        """Send the TermReq for ``e`` (best effort) and close."""
-        if e.fes is not None and not self.qp.closed:
+    # -- ending --
+    def terminate(self, e: PeerProtocolError) -> None:
+        """Send the TermReq for ``e`` (best effort, bounded); the caller closes."""
+        with self.lock:
+            if e.fes is None or self.qp.closed:
+                self.qp.closed = True
+                return
             self.qp.terminate(e.fes, e.fei, e.offending)
-            try:
-                self.sock.settimeout(1.0)
-                sendmsg_all(self.sock, self.qp.take_outgoing())
-            except OSError:
-                pass
-        self.close()
+            out = self.qp.take_outgoing()
+        try:
+            self.sock.settimeout(1.0)
+            with self.send_lock:
+                sendmsg_all(self.sock, out)
+        except OSError:
+            pass
 
-    def _who(self) -> str:
-        if self.peer:
+    @property
+    def peer_text(self) -> str:
+        if self.peer and isinstance(self.peer, tuple):
             return format_address(self.peer[0], self.peer[1])
         return "peer"
+
+    def abort(self) -> None:
+        """Wake a thread blocked in ``serve`` from another thread (it then closes).
+
+        shutdown() rather than close(): closing a descriptor another thread is
+        blocked on could hand its number to a new socket.
+        """
+        self.qp.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         self.qp.closed = True
@@ -173,5 +251,3 @@ class TcpQueuePair:
     @property
     def established(self) -> Established | None:
         return self.qp.established
-
-

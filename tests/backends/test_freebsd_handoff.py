@@ -176,8 +176,8 @@ def make_queue(qid, fd, *, size, icd, sqtail=1, fc=True, hpda=0, cpda=0, hdgst=F
     qp.sq_flow_control = fc
     qp.sqtail = sqtail
     qp.sqhd = sqtail if fc else 0
-    return SimpleNamespace(qid=qid, tq=SimpleNamespace(sock=FakeSock(fd, peer, family), qp=qp),
-                           close=lambda: None)
+    return SimpleNamespace(qid=qid, driver=SimpleNamespace(sock=FakeSock(fd, peer, family), qp=qp),
+                           qp=qp, close=lambda: None)
 
 
 def make_cdata(subnqn=SUBNQN, *, cntlid=7, fcatt=0, mn="FakeModel") -> bytes:
@@ -317,9 +317,9 @@ def test_given_dle_is_kept_or_repadded():
     (lambda a: setattr(a, "subnqn", "nqn.2014-08.org.nvmexpress.discovery"), Unsupported,
      "discovery"),
     (lambda a: setattr(a, "io", []), UsageError, "at least one I/O queue"),
-    (lambda a: a.io[0].tq.qp._free_cids.pop(), LocalProtocolError, "in flight"),
-    (lambda a: setattr(a.io[1].tq.qp, "queue_size", 64), LocalProtocolError, "same size"),
-    (lambda a: setattr(a.admin.tq.qp, "established", None), LocalProtocolError, "not connected"),
+    (lambda a: a.io[0].qp._free_cids.pop(), LocalProtocolError, "in flight"),
+    (lambda a: setattr(a.io[1].qp, "queue_size", 64), LocalProtocolError, "same size"),
+    (lambda a: setattr(a.admin.qp, "established", None), LocalProtocolError, "not connected"),
     (lambda a: setattr(a, "cdata_raw", b"\0" * 10), LocalProtocolError, "Identify"),
 ])
 def test_handoff_refusals(change, error, text):
@@ -553,7 +553,7 @@ def test_connect_with_a_fake_association_closes_and_describes():
             data, _l, size = ioc.ioc_nv_fields(arg)
             nvl = unpack(ctypes.string_at(data, size))
             kernel.calls.append(("copyin", request, nvl))
-            assert all(q.tq.sock.blocking for q in [assoc.admin, *assoc.io])
+            assert all(q.driver.sock.blocking for q in [assoc.admin, *assoc.io])
             assert "close" not in assoc.events  # sockets still ours during the ioctl
             kernel.controllers[0] = FakeController(nvl["rparams"], bytes(nvl["cdata"]))
             return None
@@ -583,7 +583,7 @@ def test_connect_failure_in_the_kernel_still_closes_the_sockets():
 
 def test_connect_refused_before_the_kernel_shuts_the_association_down():
     assoc = make_assoc()
-    assoc.io[0].tq.qp._free_cids.pop()  # a command in flight
+    assoc.io[0].qp._free_cids.pop()  # a command in flight
     kernel = FakeKernel()
     with pytest.raises(LocalProtocolError):
         backend(kernel).connect(assoc, PARAMS)
@@ -607,7 +607,7 @@ def test_connect_end_to_end_against_nvmfd(nvmfd_server, host_identity):
     assoc = connect_association(nvmfd_server.address, nvmfd_server.subnqn, host_identity,
                                 params.association_params())
     queues = [assoc.admin, *assoc.io]
-    fds = [q.tq.sock.fileno() for q in queues]
+    fds = [q.driver.sock.fileno() for q in queues]
     kernel = FakeKernel()
     info = backend(kernel).connect(assoc, params)
 
@@ -617,7 +617,7 @@ def test_connect_end_to_end_against_nvmfd(nvmfd_server, host_identity):
     assert [q["fd"] for q in [nvl["admin"], *nvl["io"]]] == fds
     peer = (nvmfd_server.host, nvmfd_server.port)
     assert kernel.sockets_seen == [(fd, True, peer) for fd in fds]
-    assert all(q.tq.sock.fileno() == -1 for q in queues)  # closed once the ioctl returned
+    assert all(q.driver.sock.fileno() == -1 for q in queues)  # closed once the ioctl returned
     assert nvl["admin"]["qsize"] == 32 and nvl["rparams"]["io_qsize"] == nvl["io"][0]["qsize"]
     assert nvl["cdata"] == assoc.cdata_raw
     dle = decode_discovery_entry(nvl["rparams"]["dle"])

@@ -177,7 +177,7 @@ def test_live_target_survives_mutated_streams(nvmfd_server, caplog):
         for i in range(40):
             a = connect(nvmfd_server, num_io_queues=1)
             try:
-                _send_and_drain(a.io[0].tq.sock, _mutate(rng, io_body))
+                _send_and_drain(a.io[0].driver.sock, _mutate(rng, io_body))
             finally:
                 a.close()
             if i % 10 == 0:

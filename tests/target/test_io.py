@@ -72,10 +72,10 @@ def test_many_outstanding_commands(nvmfd_server):
             buf = bytearray(4096)
             cid = qp.submit(nvm.build_read(1, i * 8, 8), read_into=memoryview(buf))
             bufs[cid] = (i, buf)
-        q.tq.flush()
+        q.driver.flush()
         done = {}
         while len(done) < 32:
-            for ev in q.tq.poll():
+            for ev in q.driver.poll():
                 done[ev.cid] = ev.cqe
         for cid, (i, buf) in bufs.items():
             assert done[cid].status == 0

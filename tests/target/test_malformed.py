@@ -119,7 +119,7 @@ def test_data_digest_error_fails_only_the_command(nvmfd_server, bystander):
         assert len(out[-1]) == 4  # the data digest
         out[-1] = bytes(b ^ 0xFF for b in out[-1])
         qp.outgoing = out
-        q.tq.flush()
+        q.driver.flush()
         cqe = q.wait(cid, timeout=5)
         assert sc(cqe) == (0, 0x22, False)  # Transient Transport Error, retryable
         # The connection stays up and the block was not written.
@@ -128,7 +128,7 @@ def test_data_digest_error_fails_only_the_command(nvmfd_server, bystander):
         # Same through R2T: a corrupted H2CData.
         big = b"y" * 65536
         cid = qp.submit(nvm.build_write(1, 100, 128), write_data=big)
-        q.tq.flush()
+        q.driver.flush()
         original = P.encode_h2c_data
 
         def corrupt(p, **kw):
@@ -157,7 +157,7 @@ def test_in_capsule_sgl_mismatch(nvmfd_server, bystander):
             cid = q.qp.submit(nvm.build_write(1, 0, 1), write_data=b"q" * 512)
             header = q.qp.outgoing[0]  # CH + SQE: patch SGL1 (SQE bytes 24-39)
             set_sgl(memoryview(header)[8:], sgl)
-            q.tq.flush()
+            q.driver.flush()
             cqe = q.wait(cid, timeout=5)
             assert sc(cqe) == (0, expect, True)
     finally:

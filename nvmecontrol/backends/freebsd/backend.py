@@ -157,7 +157,7 @@ class FreeBsdBackend(AssociationBackend):
             # Python's socket timeouts put the descriptors in O_NONBLOCK;
             # hand the kernel plain blocking sockets, as libnvmf does.
             for queue in [assoc.admin, *assoc.io]:
-                queue.tq.sock.setblocking(True)
+                queue.driver.sock.setblocking(True)
             ioc.ioc_nv_write(self.system, fd, request, payload)
         except OSError as e:
             raise DeviceError(f"{path}: failed to hand off queues to the kernel: "

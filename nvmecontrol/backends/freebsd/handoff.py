@@ -59,7 +59,7 @@ def _pda_bytes(pda: int) -> int:
 
 def build_qpair_params(queue, *, admin: bool) -> dict:
     """The qpair nvlist of one connected host queue (``HostQueue``)."""
-    qp = queue.tq.qp
+    qp = queue.qp
     est = qp.established
     if est is None:
         raise LocalProtocolError(f"queue {queue.qid} is not connected")
@@ -79,7 +79,7 @@ def build_qpair_params(queue, *, admin: bool) -> dict:
         "qsize": qp.queue_size,
         "sqhd": sqhd,
         "sqtail": qp.sqtail,
-        "fd": queue.tq.sock.fileno(),
+        "fd": queue.driver.sock.fileno(),
         "rxpda": _pda_bytes(est.hpda),
         "txpda": _pda_bytes(est.cpda),
         "header_digests": bool(est.hdgst),
@@ -99,7 +99,7 @@ def build_dle(assoc) -> bytes:
     Unlike libnvmf we also fill ADRFAM and SUBTYPE: FreeBSD's own
     ``reconnect`` refuses a saved entry whose ADRFAM is neither IPv4 nor IPv6.
     """
-    sock = assoc.admin.tq.sock
+    sock = assoc.admin.driver.sock
     try:
         host, port = socket.getnameinfo(sock.getpeername(),
                                         socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
@@ -153,8 +153,8 @@ def build_handoff(assoc, params: ConnectParams, dle: bytes | None = None) -> dic
     cdata_raw = bytes(assoc.cdata_raw)
     if len(cdata_raw) != IDENTIFY_DATA_SIZE:
         raise LocalProtocolError(f"Identify Controller data of {len(cdata_raw)} bytes")
-    io_qsize = assoc.io[0].tq.qp.queue_size
-    if any(q.tq.qp.queue_size != io_qsize for q in assoc.io):
+    io_qsize = assoc.io[0].qp.queue_size
+    if any(q.qp.queue_size != io_qsize for q in assoc.io):
         raise LocalProtocolError("the kernel needs every I/O queue to have the same size")
     entry = build_dle(assoc) if dle is None else _checked_dle(dle, cdata_raw)
     aparams = assoc.params

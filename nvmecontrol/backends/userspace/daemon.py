@@ -55,7 +55,7 @@ def handoff_payload(name: str, rundir: Path, assoc: Association, params: Connect
         "cntlid": assoc.cntlid, "cap": assoc.cap.encode() if assoc.cap else 0,
         "cdata": assoc.cdata_raw.hex(), "io_queue_size": assoc.io_queue_size,
         "sq_flow_control": assoc.sq_flow_control, "nbd_tcp": nbd_tcp, "attach": attach,
-        "queues": [{"fd": q.tq.sock.fileno(), "qid": q.qid, "qp": q.qp.handoff_state()}
+        "queues": [{"fd": q.driver.sock.fileno(), "qid": q.qid, "qp": q.qp.handoff_state()}
                    for q in queues],
     }
     return payload, [q["fd"] for q in payload["queues"]]
