@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,27 @@ def test_hung_target_found_by_keep_alive(nvmfd_process):
     assert len(acked) == 256 and not [b for b, e in acked.items() if e]
     wait_live()
     assert read_all(nbd_socket(), 256 * 4096) == writer.expected()
+    cli_ok("disconnect", "nvmeu0")
+
+
+def test_frozen_target_lost_within_kato_not_the_command_timeout(nvmfd_process):
+    """A frozen controller (SIGSTOP, TCP still open) is declared lost once its
+    Keep Alive goes unanswered for KATO, long before the 30 s command timeout."""
+    proc = nvmfd_process.proc
+    connect(nvmfd_process, "-k", "2", "-r", "1", "-l", "60")
+    os.kill(proc.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        wait_lost()
+        elapsed = time.monotonic() - stopped
+        print(f"frozen controller declared lost after {elapsed:.1f} s (KATO 2 s)")
+        assert "Keep Alive not answered within KATO (2 s)" in session_log()
+        # KATO/2 until the Keep Alive, KATO for its answer; the 30 s command
+        # timeout would be far beyond this bound.
+        assert elapsed < 10
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    wait_live()
     cli_ok("disconnect", "nvmeu0")
 
 

@@ -1,20 +1,24 @@
 """NBD listeners and connections of a userspace session.
 
-Each accepted connection gets one thread: the fixed-newstyle handshake
+Each accepted connection is bound to an I/O queue by the session's router
+and gets one thread: the fixed-newstyle handshake
 (``nbd.protocol.Handshake``), then the transmission phase, reading requests
-in batches and handing them to the session's dispatcher.  Replies are sent
-by whichever thread completed the request (an I/O queue's receiver), under
-the connection's send lock, one ``sendmsg`` per batch.
+in batches, turning them into NVMe commands (``request.split``) and
+submitting them through the router.  Replies are sent by whichever thread
+completed the request (an I/O queue's receiver), under the connection's
+send lock, one ``sendmsg`` per batch.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import threading
 
-from nvmecontrol.backends.userspace.bridge import NbdRequest
+from nvmecontrol.backends.userspace.request import (FLUSH, KINDS, READ, WRITE, NbdRequest,
+                                                    split)
 from nvmecontrol.errors import NvmeControlError
 from nvmecontrol.nbd import protocol as N
 from nvmecontrol.transport.tcp import sendmsg_all, set_nodelay
@@ -23,17 +27,18 @@ log = logging.getLogger("nvmecontrol.session")
 
 # A client that has not finished its handshake in this long is dropped.
 HANDSHAKE_TIMEOUT_S = 30.0
-_KINDS = {N.CMD_READ: "read", N.CMD_WRITE: "write", N.CMD_FLUSH: "flush", N.CMD_TRIM: "trim",
-          N.CMD_WRITE_ZEROES: "zero"}
+# Arrival order of requests across connections (parked requests replay in it).
+_arrival = itertools.count()
 
 
 class NbdConnection:
     """One NBD client connection in the transmission phase."""
 
-    def __init__(self, sock: socket.socket, index: int, dispatcher):
+    def __init__(self, sock: socket.socket, index: int, session):
         self.sock = sock
-        self.index = index  # picks the I/O queue
-        self.dispatcher = dispatcher
+        self.index = index  # for the log
+        self.slot = index  # the router's choice of I/O queue
+        self.session = session  # namespace_for(export), router
         self.send_lock = threading.Lock()
         self.structured = False
         self.export = None
@@ -48,7 +53,7 @@ class NbdConnection:
         out = []
         structured = self.structured
         for r in reqs:
-            if r.kind == "read":
+            if r.kind == READ:
                 if r.error:
                     out.append(N.structured_error(r.cookie, r.error) if structured
                                else N.simple_reply(r.cookie, r.error))
@@ -66,9 +71,9 @@ class NbdConnection:
         if close:
             self.close()
 
-    def reply_error(self, cookie: int, kind: str, error: int) -> None:
+    def reply_error(self, cookie: int, kind: int, error: int) -> None:
         """An immediate error (a bad request the controller never sees)."""
-        self._send([N.structured_error(cookie, error) if kind == "read" and self.structured
+        self._send([N.structured_error(cookie, error) if kind == READ and self.structured
                     else N.simple_reply(cookie, error)])
 
     def _send(self, out: list) -> None:
@@ -125,7 +130,7 @@ class NbdConnection:
             return b""
         self.export = hs.export
         self.structured = hs.structured_replies
-        self.namespace = self.dispatcher.namespace_for(hs.export.name)
+        self.namespace = self.session.namespace_for(hs.export.name)
         log.info("NBD client %d: export %r (%s replies)", self.index, hs.export.name,
                  "structured" if self.structured else "simple")
         return hs.leftover
@@ -135,57 +140,65 @@ class NbdConnection:
         decoder = N.RequestDecoder(max_payload=self.export.max_block)
         if leftover:
             decoder.feed(leftover)
-        sock = self.sock
-        dispatcher = self.dispatcher
+        recv_into = self.sock.recv_into
         size, lba = ns.size, ns.lba_size
         max_read = self.export.max_block
+        read_only = ns.read_only
         while True:
-            batch = []
+            parts = []
+            count = 0
             for r in decoder.decode():
-                kind = _KINDS.get(r.type)
-                if kind is None:
-                    if r.type == N.CMD_DISC:
-                        self._submit(batch)
+                kind = r.type
+                if kind not in KINDS:
+                    if kind == N.CMD_DISC:
+                        self._submit(parts, count)
                         return
-                    self.reply_error(r.cookie, "other", N.EINVAL)
+                    self.reply_error(r.cookie, kind, N.EINVAL)
                     continue
+                offset, length = r.offset, r.length
                 error = 0
-                if kind != "flush":
-                    if r.offset + r.length > size:
-                        error = N.ENOSPC if kind == "write" else N.EINVAL
-                    elif r.offset % lba or r.length % lba:
+                if kind != FLUSH:
+                    if offset + length > size:
+                        error = N.ENOSPC if kind == WRITE else N.EINVAL
+                    elif offset % lba or length % lba:
                         error = N.EINVAL
-                    elif kind == "read" and r.length > max_read:
+                    elif kind == READ and length > max_read:
                         # The decoder bounds writes by their payload; a read's buffer
                         # is ours to allocate: past the advertised maximum block size
                         # a client could make us hold its whole namespace (proto.md,
                         # "Block size constraints": EINVAL).
                         error = N.EINVAL
-                if not error and kind != "read" and ns.read_only:
-                    error = N.EPERM
+                    elif kind != READ and read_only:
+                        error = N.EPERM
                 if error:
                     self.reply_error(r.cookie, kind, error)
                     continue
-                req = NbdRequest(self, r.cookie, kind, r.offset, r.length, 0)
-                if r.length == 0 and kind != "flush":
+                req = NbdRequest(self, r.cookie, kind, offset, length, next(_arrival))
+                if length == 0 and kind != FLUSH:
                     req.buf = b""
                     with self._inflight_lock:
                         self.inflight += 1
                     self.reply([req])
                     continue
-                data = bytes(r.data) if kind == "write" else None  # owned until completed
-                batch.append((req, data, bool(r.flags & N.CMD_FLAG_FUA)))
-            self._submit(batch)
-            n = sock.recv_into(decoder.get_buffer())
+                # A write's payload is copied out of the receive buffer: it must
+                # outlive this batch (and a reconnect) until the controller has it.
+                ps = split(req, ns, bytes(r.data) if kind == WRITE else None,
+                           bool(r.flags & N.CMD_FLAG_FUA))
+                req.remaining = len(ps)
+                parts += ps
+                count += 1
+            if parts:
+                self._submit(parts, count)
+            n = recv_into(decoder.get_buffer())
             if n == 0:
                 return
             decoder.buffer_updated(n)
 
-    def _submit(self, batch: list) -> None:
-        if batch:
+    def _submit(self, parts: list, count: int) -> None:
+        if parts:
             with self._inflight_lock:
-                self.inflight += len(batch)
-            self.dispatcher.submit(self, batch)
+                self.inflight += count
+            self.session.router.submit(self, parts)
 
 
 # Socket buffers big enough for a few large replies in flight: fewer
@@ -204,15 +217,15 @@ def _large_buffers(sock: socket.socket) -> None:
 class NbdListener:
     """Accepts NBD clients on one socket (unix or TCP) until closed."""
 
-    def __init__(self, sock: socket.socket, dispatcher, exports_fn, counter):
+    def __init__(self, sock: socket.socket, session, exports_fn, counter):
         self.sock = sock
-        self.dispatcher = dispatcher
+        self.session = session  # namespace_for(export), router
         self.exports_fn = exports_fn  # () -> (exports, default)
         self.counter = counter  # shared connection numbering
         self.thread = threading.Thread(target=self._accept_loop, daemon=True, name="nbd-accept")
 
     @classmethod
-    def unix(cls, path: str, dispatcher, exports_fn, counter) -> "NbdListener":
+    def unix(cls, path: str, session, exports_fn, counter) -> "NbdListener":
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -221,16 +234,16 @@ class NbdListener:
         sock.bind(path)
         os.chmod(path, 0o600)
         sock.listen(64)
-        return cls(sock, dispatcher, exports_fn, counter)
+        return cls(sock, session, exports_fn, counter)
 
     @classmethod
-    def tcp(cls, addrinfo: list, dispatcher, exports_fn, counter) -> "NbdListener":
+    def tcp(cls, addrinfo: list, session, exports_fn, counter) -> "NbdListener":
         family, sockaddr = addrinfo[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
         sock.listen(64)
-        return cls(sock, dispatcher, exports_fn, counter)
+        return cls(sock, session, exports_fn, counter)
 
     @property
     def address(self):
@@ -248,7 +261,8 @@ class NbdListener:
             set_nodelay(conn)
             _large_buffers(conn)
             index = next(self.counter)
-            c = NbdConnection(conn, index, self.dispatcher)
+            c = NbdConnection(conn, index, self.session)
+            self.session.router.bind(c)
             exports, default = self.exports_fn()
             threading.Thread(target=c.serve, args=(exports, default), daemon=True,
                              name=f"nbd-conn{index}").start()

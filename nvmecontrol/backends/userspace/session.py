@@ -23,15 +23,18 @@ from pathlib import Path
 
 from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.runtime import ENV_RUNTIME_DIR
-from nvmecontrol.backends.userspace.bridge import Namespace, QueueWorker, split
+from nvmecontrol.backends.userspace.bridge import QueueWorker
 from nvmecontrol.backends.userspace.nbd_server import NbdListener
-from nvmecontrol.errors import ConnectionLost, DeviceError, NvmeControlError
+from nvmecontrol.backends.userspace.request import Namespace
+from nvmecontrol.backends.userspace.router import Router
+from nvmecontrol.errors import ConnectionLost, DeviceError, NvmeControlError, PeerTimeout
 from nvmecontrol.host.association import Association, connect_association
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.nbd import protocol as N
 from nvmecontrol.transport.address import Address, parse_address, resolve
 from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_NAMESPACE,
                                        decode_active_nsid_list, decode_identify_namespace)
+from nvmecontrol.wire.timers import SEND_KEEP_ALIVE, KeepAliveTimer
 
 log = logging.getLogger("nvmecontrol.session")
 
@@ -122,27 +125,32 @@ class Session:
     """The association, its NBD exports and its reconnection."""
 
     def __init__(self, name: str, paths: SessionPaths, params: ConnectParams, host: HostIdentity,
-                 assoc: Association, *, nbd_tcp: str | None = None):
+                 assoc: Association, *, nbd_tcp: str | None = None, clock=time.monotonic):
         self.name = name
+        self.clock = clock  # the time seam: timers are told the time by it
         self.paths = paths
         self.params = params
         self.host = host
         self.assoc = assoc
         self.nbd_tcp = nbd_tcp
         self.lock = threading.Lock()  # state, workers, parked
+        self.state_changed = threading.Condition(self.lock)  # notified on every change
         self.admin_lock = threading.Lock()  # one admin command at a time
         self.state = LIVE
         self.workers: list[QueueWorker] = []
+        # The data path's hot path: NBD connections submit through it with no
+        # session lock; only a batch that meets a dead queue comes back here.
+        self.router = Router(self._resubmit)
         self.parked: list = []
         self.lost_at: float | None = None
         self.last_error = ""
         self.wake = threading.Event()
         self.stop_requested = False
+        self._stopping = threading.Event()  # wakes the keep-alive thread to end
         self._force: list = []  # pending reconnect requests: (params or None, result dict, Event)
         self.namespaces: dict[int, Namespace] = {}
         self.attached: dict[int, str] = {}  # nsid -> /dev/nbdX
         self.listeners: list[NbdListener] = []
-        self._seq = itertools.count()
         self._conn_counter = itertools.count()
         self.started = time.time()
 
@@ -205,14 +213,16 @@ class Session:
         return self.namespaces[int(export[2:])]
 
     def _install(self, assoc: Association) -> None:
-        workers = [QueueWorker(hq, i, on_lost=self._on_lost, on_done=self._on_done)
+        workers = [QueueWorker(hq.driver, i, on_lost=self._on_lost)
                    for i, hq in enumerate(assoc.io)]
         for w in workers:
             w.start()
         with self.lock:
             self.assoc = assoc
             self.workers = workers
+            self.router.install(workers)
             self.state = LIVE
+            self.state_changed.notify_all()
             self.lost_at = None
             parked, self.parked = self.parked, []
         if parked:
@@ -220,18 +230,10 @@ class Session:
             parked.sort(key=lambda p: p.req.seq)
             self._resubmit(parked)
 
-    # -- the data path's callbacks --
-    def submit(self, conn, batch: list) -> None:
-        """From an NBD reader: (request, write data, FUA) triples to carry out."""
-        parts = []
-        for req, data, fua in batch:
-            req.seq = next(self._seq)
-            ps = split(req, conn.namespace, data, fua)
-            req.remaining = len(ps)
-            parts += ps
-        self._resubmit(parts)
-
+    # -- the data path's slow path --
     def _resubmit(self, parts: list) -> None:
+        """Parts the router could not place: park them while no association is
+        live, else submit them to the live queues (by their connection's slot)."""
         while parts:
             with self.lock:
                 if self.state == DEAD:
@@ -242,7 +244,7 @@ class Session:
                 workers = self.workers
             groups: dict = {}
             for p in parts:
-                groups.setdefault(p.req.conn.index % len(workers), []).append(p)
+                groups.setdefault(p.req.conn.slot % len(workers), []).append(p)
             rest = []
             for i, group in groups.items():
                 if not workers[i].submit(group):
@@ -250,19 +252,19 @@ class Session:
             if rest:
                 # That queue just died: its loss is being reported; wait for the
                 # state to change, then park or use the new queues.
-                time.sleep(0.001)
+                with self.lock:
+                    self.state_changed.wait_for(
+                        lambda: self.state != LIVE or self.workers is not workers, timeout=1.0)
             parts = rest
         self._fail_parts(parts, N.EIO)
-
-    def _on_done(self, done: dict) -> None:
-        for conn, reqs in done.items():
-            conn.reply(reqs)
 
     def _on_lost(self, worker, parts: list, reason: str) -> None:
         with self.lock:
             self.parked.extend(parts)
             if self.state == LIVE and worker in self.workers:
+                self.router.clear()
                 self.state = CONNECTING
+                self.state_changed.notify_all()
                 self.lost_at = time.time()
                 self.last_error = f"I/O queue {worker.index + 1}: {reason}"
                 log.warning("connection lost (%s); %d commands held", self.last_error,
@@ -277,28 +279,51 @@ class Session:
             req.remaining -= 1
             if req.remaining == 0:
                 done.setdefault(req.conn, []).append(req)
-        self._on_done(done)
+        for conn, reqs in done.items():
+            conn.reply(reqs)
 
     # -- keep-alive and admin commands --
     def _keep_alive_loop(self) -> None:
-        interval = max(1.0, self.params.kato_s / 2) if self.params.kato_s else None
-        while interval and not self.stop_requested:
-            time.sleep(interval)
+        """Keep Alive every KATO/2; unanswered for KATO, the controller is lost.
+
+        The timing is ``wire.timers.KeepAliveTimer``'s, told the time by
+        ``self.clock``; this thread only waits and runs the command.
+        """
+        kato = self.params.kato_s
+        if not kato:
+            return
+        clock = self.clock
+        timer = None
+        timer_assoc = None
+        while not self.stop_requested:
             with self.lock:
-                if self.state != LIVE:
-                    continue
-                assoc = self.assoc
+                live, assoc = self.state == LIVE, self.assoc
+            if assoc is not timer_assoc:  # a new association starts a new timer
+                timer, timer_assoc = KeepAliveTimer(kato, clock()), assoc
+            self._stopping.wait(max(0.0, timer.next_deadline() - clock()))
+            if self.stop_requested:
+                return
+            if not live or timer.on_timer(clock()) != SEND_KEEP_ALIVE:
+                continue
+            timer.on_sent(clock())
             try:
                 with self.admin_lock:
-                    assoc.keep_alive()
+                    assoc.keep_alive(timeout=max(0.001, timer.answer_deadline() - clock()))
+                timer.on_answered(clock())
+            except PeerTimeout:
+                timer_assoc = None
+                self._admin_lost(assoc, f"Keep Alive not answered within KATO ({kato} s)")
             except NvmeControlError as e:
+                timer_assoc = None
                 self._admin_lost(assoc, f"Keep Alive: {e}")
 
     def _admin_lost(self, assoc, reason: str) -> None:
         with self.lock:
             if self.state != LIVE or assoc is not self.assoc:
                 return
+            self.router.clear()
             self.state = CONNECTING
+            self.state_changed.notify_all()
             self.lost_at = time.time()
             self.last_error = reason
             log.warning("connection lost (%s)", reason)
@@ -331,6 +356,7 @@ class Session:
 
     def request_stop(self) -> None:
         self.stop_requested = True
+        self._stopping.set()
         self.wake.set()
 
     def run(self, before_shutdown=None) -> None:
@@ -350,7 +376,9 @@ class Session:
 
     def _teardown_queues(self) -> None:
         with self.lock:
+            self.router.clear()
             workers, self.workers = self.workers, []
+            self.state_changed.notify_all()
             assoc = self.assoc
         for w in workers:
             w.fail("association torn down for reconnection")
@@ -386,6 +414,7 @@ class Session:
         # Controller loss timeout (or stop): what is still held fails with EIO.
         with self.lock:
             self.state = DEAD
+            self.state_changed.notify_all()
             parked, self.parked = self.parked, []
             forced, self._force = self._force, []
         _answer(forced, False, "the session is ending")
@@ -419,7 +448,9 @@ class Session:
             _answer(forced, False, str(e))
             return
         with self.lock:
+            self.router.clear()
             self.state = CONNECTING  # new requests are held until _install
+            self.state_changed.notify_all()
             self.lost_at = time.time()
             self.last_error = "reconnect requested"
         self._teardown_queues()
@@ -470,11 +501,11 @@ class Session:
             live = self.state == LIVE
             if live:
                 self.state = DELETING
+                self.state_changed.notify_all()
         self.write_state()
         if live:
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while any(w.qp.outstanding or w.backlog for w in self.workers) and \
-                    time.monotonic() < deadline:
+            while any(w.outstanding() for w in self.workers) and time.monotonic() < deadline:
                 time.sleep(0.01)
             for w in self.workers:
                 w.close()

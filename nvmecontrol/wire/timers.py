@@ -1,0 +1,83 @@
+"""Keep-alive timing as state machines that are told the time (no clock here).
+
+NVMe Base 2.0, 3.9 (Keep Alive) and NVMe over Fabrics 1.1, 3.3.1 (KATO in
+Connect): a host sends Keep Alive often enough that the controller's KATO
+never expires, and a controller that hears nothing for KATO ends the
+association.  Both sides are modelled the aioquic way: the owner asks
+``next_deadline()``, sleeps until then (or until something happens), and
+calls ``on_timer(now)``, which says what to do.  Tests drive them with a
+made-up clock; the session and nvmfd drive them with ``time.monotonic``.
+"""
+
+from __future__ import annotations
+
+# What on_timer asks the host's owner to do.
+SEND_KEEP_ALIVE = "send"
+CONTROLLER_LOST = "lost"
+
+
+class KeepAliveTimer:
+    """The host's side: when to send Keep Alive, and when the controller counts as lost.
+
+    Keep Alive goes out every KATO/2 (as the Linux host does without
+    traffic-based keep-alive), so one lost or late command still leaves the
+    controller's KATO unexpired.  A Keep Alive unanswered for KATO means the
+    controller has ended the association by its own rule (or is frozen):
+    waiting for the general command timeout would only delay the reconnect.
+    """
+
+    def __init__(self, kato_s: float, now: float, *, min_interval_s: float = 1.0):
+        if kato_s <= 0:
+            raise ValueError("keep-alive needs a KATO above 0")
+        self.kato_s = kato_s
+        # Below one second the traffic would be all keep-alives; KATO is at
+        # least one second on the wire anyway (milliseconds, rounded up).
+        self.interval_s = max(min_interval_s, kato_s / 2)
+        self.next_send = now + self.interval_s
+        self.sent_at: float | None = None  # a Keep Alive is outstanding since
+
+    def next_deadline(self) -> float:
+        if self.sent_at is not None:
+            return self.sent_at + self.kato_s
+        return self.next_send
+
+    def answer_deadline(self) -> float | None:
+        """By when the outstanding Keep Alive must be answered (None: none outstanding)."""
+        return None if self.sent_at is None else self.sent_at + self.kato_s
+
+    def on_timer(self, now: float) -> str | None:
+        if self.sent_at is not None:
+            return CONTROLLER_LOST if now >= self.sent_at + self.kato_s else None
+        return SEND_KEEP_ALIVE if now >= self.next_send else None
+
+    def on_sent(self, now: float) -> None:
+        self.sent_at = now
+
+    def on_answered(self, now: float) -> None:
+        self.sent_at = None
+        self.next_send = now + self.interval_s
+
+
+class KatoWatch:
+    """The controller's side: the association ends when the host is silent for KATO.
+
+    Any command from the host counts as activity (NVMe 2.0, 3.9.1: the
+    Keep Alive Timer restarts on a Keep Alive command or, with TBKAS, any
+    command); KATO 0 disables the timer.
+    """
+
+    def __init__(self, kato_ms: int, now: float):
+        self.kato_ms = kato_ms
+        self.last_activity = now
+
+    def on_activity(self, now: float) -> None:
+        self.last_activity = now
+
+    def next_deadline(self) -> float | None:
+        if not self.kato_ms:
+            return None
+        return self.last_activity + self.kato_ms / 1000.0
+
+    def expired(self, now: float) -> bool:
+        deadline = self.next_deadline()
+        return deadline is not None and now >= deadline

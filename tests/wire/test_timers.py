@@ -1,0 +1,54 @@
+"""Keep-alive timing models, driven by a made-up clock (no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nvmecontrol.wire.timers import CONTROLLER_LOST, SEND_KEEP_ALIVE, KatoWatch, KeepAliveTimer
+
+
+def test_keep_alive_goes_out_every_half_kato():
+    t = KeepAliveTimer(10, now=100.0)
+    assert t.next_deadline() == 105.0
+    assert t.on_timer(104.9) is None
+    assert t.on_timer(105.0) == SEND_KEEP_ALIVE
+    t.on_sent(105.0)
+    t.on_answered(105.2)
+    assert t.next_deadline() == pytest.approx(110.2)
+    assert t.answer_deadline() is None
+
+
+def test_unanswered_keep_alive_loses_the_controller_after_kato():
+    t = KeepAliveTimer(4, now=0.0)
+    assert t.on_timer(2.0) == SEND_KEEP_ALIVE
+    t.on_sent(2.0)
+    # While one is outstanding no second is sent, and the deadline is its answer's.
+    assert t.next_deadline() == 6.0 and t.answer_deadline() == 6.0
+    assert t.on_timer(5.99) is None
+    assert t.on_timer(6.0) == CONTROLLER_LOST
+
+
+def test_short_kato_is_not_a_keep_alive_storm():
+    t = KeepAliveTimer(1, now=0.0)
+    assert t.interval_s == 1.0
+    assert t.on_timer(0.6) is None
+
+
+def test_kato_zero_has_no_host_timer():
+    with pytest.raises(ValueError):
+        KeepAliveTimer(0, now=0.0)
+
+
+def test_controller_watch_expires_after_silence():
+    w = KatoWatch(2000, now=10.0)
+    assert w.next_deadline() == 12.0
+    assert not w.expired(11.9)
+    w.on_activity(11.9)
+    assert not w.expired(13.0)
+    assert w.expired(13.9)
+
+
+def test_controller_watch_with_kato_zero_never_expires():
+    w = KatoWatch(0, now=0.0)
+    assert w.next_deadline() is None
+    assert not w.expired(1e9)
