@@ -152,6 +152,7 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
                          hdgst=params.hdgst, ddgst=params.ddgst, max_icd=max_icd)
     q = HostQueue(driver, qid=qid, timeout=params.timeout_s)
     try:
+        check_digests(driver.established, params, qid)
         cattr = 0 if params.sq_flow_control else F.CATTR_DISABLE_SQFLOW
         data = F.encode_connect_data(F.ConnectData(_hostid16(host), cntlid, subnqn, host.hostnqn))
         # N.B. SQSIZE is 0's based.
@@ -174,6 +175,22 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
     except BaseException:
         q.close()
         raise
+
+
+def check_digests(est, params: AssociationParams, qid: int) -> None:
+    """A digest the user asked for and the controller declined is an error.
+
+    The controller may grant less than the ICReq asked (NVMe/TCP 3.6.2.2);
+    going on without it would silently give weaker integrity than asked for,
+    which the Linux host refuses too.
+    """
+    declined = [name for name, asked, got in (("header", params.hdgst, est.hdgst),
+                                              ("data", params.ddgst, est.ddgst))
+                if asked and not got]
+    if declined:
+        raise Unsupported(f"controller declined {' and '.join(declined)} digests on queue {qid} "
+                          f"(asked with {'-g' if 'header' in declined else ''}"
+                          f"{' ' if len(declined) == 2 else ''}{'-G' if 'data' in declined else ''})")
 
 
 def connect_failure(cqe, qid: int) -> CommandFailed:

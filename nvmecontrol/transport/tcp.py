@@ -32,12 +32,22 @@ def set_nodelay(sock: socket.socket) -> None:
 
 
 def sendmsg_all(sock: socket.socket, buffers: list) -> None:
-    """Send every buffer, resuming after partial sends without copying."""
+    """Send every buffer, resuming after partial sends without copying.
+
+    Every buffer must be byte-sized (bytes, bytearray, mmap or a ``B``
+    memoryview): the fast path compares the bytes sent with their lengths.
+    """
+    if len(buffers) <= _IOV_MAX:
+        # The usual case: one sendmsg takes everything.
+        sent = sock.sendmsg(buffers)
+        if sent == sum(map(len, buffers)):
+            return
+    else:
+        sent = 0
     # Empty buffers are dropped: a send that can only make zero progress
     # would otherwise loop forever.
     views = [v for v in (memoryview(b).cast("B") for b in buffers) if len(v)]
-    while views:
-        sent = sock.sendmsg(views[:_IOV_MAX])
+    while True:
         while sent:
             n = len(views[0])
             if sent >= n:
@@ -46,6 +56,9 @@ def sendmsg_all(sock: socket.socket, buffers: list) -> None:
             else:
                 views[0] = views[0][sent:]
                 sent = 0
+        if not views:
+            return
+        sent = sock.sendmsg(views[:_IOV_MAX])
 
 
 def dial(addrinfo: list, *, timeout: float) -> socket.socket:
