@@ -94,6 +94,9 @@ def test_nbd_listen_on_tcp(target, tmp_path):
         run("nbdcopy", f"nbd://127.0.0.1:{port}/ns1", back)
         assert back.read_bytes()[:4097] == b"\x42" * 4096 + b"\0"
     cli_ok("disconnect", "nvmeu0")
+    # The state is written once more after the listeners closed: no EBADF there.
+    log = session_log()
+    assert "Traceback" not in log and "Bad file descriptor" not in log, log
 
 
 # --- nbdcopy -------------------------------------------------------------------------

@@ -222,6 +222,8 @@ class NbdListener:
         self.session = session  # namespace_for(export), router
         self.exports_fn = exports_fn  # () -> (exports, default)
         self.counter = counter  # shared connection numbering
+        # Kept from the start: the state file is written again after close().
+        self.address = sock.getsockname()
         self.thread = threading.Thread(target=self._accept_loop, daemon=True, name="nbd-accept")
 
     @classmethod
@@ -245,9 +247,6 @@ class NbdListener:
         sock.listen(64)
         return cls(sock, session, exports_fn, counter)
 
-    @property
-    def address(self):
-        return self.sock.getsockname()
 
     def start(self) -> None:
         self.thread.start()
