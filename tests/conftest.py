@@ -169,13 +169,16 @@ def _private_cache_home(_cache_home, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _private_runtime_dir(tmp_path_factory, monkeypatch):
+def _private_runtime_dir(monkeypatch):
     """Sessions, locks and their logs live in a per-test runtime directory.
 
-    A short path: AF_UNIX socket paths are limited to 107 bytes.
+    A short path: AF_UNIX socket paths are limited to 107 bytes.  Removed
+    afterwards (tests that start sessions also end them).
     """
+    import shutil
     import tempfile
 
     path = Path(tempfile.mkdtemp(prefix="nvmc-run-", dir="/tmp"))
     monkeypatch.setenv("NVMECONTROL_RUNTIME_DIR", str(path))
-    return path
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
