@@ -7,8 +7,8 @@ preallocated buffers, every completion of a receive handled before the
 resubmissions, one send per wakeup.  It uses only
 
 * ``assoc.io[0].qp`` (the ``HostQueuePair``): ``submit(sqe, read_into=...)``;
-* the socket side of that queue, ``assoc.io[0].tq`` (``.driver`` once the
-  host library calls it that): ``flush()`` (``qp.take_outgoing()`` then one
+* the queue driver of that queue, ``assoc.io[0].driver``
+  (``transport/driver.py``): ``flush()`` (``qp.take_outgoing()`` then one
   sendmsg) and ``poll()`` (one ``recv_into``, the decoded events);
 * ``Completion`` events (``.cid``, ``.cqe.status``) and the SQE builders of
   ``nvmecontrol.wire.nvm``.
@@ -43,13 +43,13 @@ class NvmfdClient:
             AssociationParams(num_io_queues=io_queues, io_queue_size=queue_size, kato_s=0))
         q = self.assoc.io[0]
         self.qp = q.qp
-        self.io = q.driver if hasattr(q, "driver") else q.tq  # the socket driving qp
+        self.io = q.driver  # what moves qp's bytes
 
     def _drain(self, owner: dict, resubmit=None, seconds: float = 0.0) -> tuple[int, float]:
         """Poll until ``owner`` (CID -> buffer) is empty, resubmitting through
         ``resubmit(buf)`` for ``seconds``; returns (completions counted, elapsed)."""
-        tq = self.io
-        tq.flush()
+        driver = self.io
+        driver.flush()
         done = 0
         start = time.perf_counter()
         end = start + seconds
@@ -58,7 +58,7 @@ class NvmfdClient:
             # Every completion of the batch first: the queue pair has already
             # freed their CIDs, so a resubmission may reuse one of them.
             free = []
-            for ev in tq.poll():
+            for ev in driver.poll():
                 if type(ev) is not Completion:
                     continue
                 if ev.cqe.status:
@@ -72,7 +72,7 @@ class NvmfdClient:
                 if time.perf_counter() >= end:
                     elapsed = time.perf_counter() - start
                     counted = done
-            tq.flush()
+            driver.flush()
         return (done, time.perf_counter() - start) if counted is None else (counted, elapsed)
 
     def run(self, size: int, qd: int, seconds: float) -> float:
