@@ -425,3 +425,78 @@ def test_connect_host_ic_timeout(listener):
     t.join(5)
     for c in held:
         c.close()
+
+
+# --- the data path's receive loop (serve) -----------------------------------------------
+
+def test_serve_runs_the_batch_callback_until_it_says_stop(sockpair):
+    a, b = sockpair
+    tq = established_ctrl(a, b)
+    seen = []
+
+    def on_batch():
+        seen.extend(ev.cid for ev in tq.qp.receive())
+        return len(seen) < 3
+
+    cmds = b"".join(P.join(P.encode_capsule_cmd(bytes([0x18, 0x40, cid, 0]) + bytes(60)))
+                    for cid in (1, 2, 3))
+    b.sendall(cmds[:100])  # the first command whole, part of the second
+    threading.Timer(0.05, b.sendall, (cmds[100:],)).start()
+    tq.serve(on_batch)
+    assert seen == [1, 2, 3]
+
+
+def test_serve_answers_a_protocol_error_with_termreq(sockpair):
+    a, b = sockpair
+    tq = established_ctrl(a, b)
+    b.sendall(ch(0x05, 0, 24, 0, 24) + bytes(16))  # a response sent to the controller
+    with pytest.raises(PeerProtocolError):
+        tq.serve(lambda: tq.qp.receive() and None)
+    tq.close()
+    term = recv_until_eof(b)
+    assert term[0] == 0x03 and struct.unpack_from("<HI", term, 8) == (1, 0)
+
+
+def test_serve_end_of_stream_is_connection_lost(sockpair):
+    a, b = sockpair
+    tq = established_ctrl(a, b)
+    b.close()
+    with pytest.raises(ConnectionLost, match="closed"):
+        tq.serve(lambda: None)
+
+
+def test_serve_deadline_is_peer_timeout(sockpair):
+    a, b = sockpair
+    tq = established_ctrl(a, b)
+    start = time.monotonic()
+    with pytest.raises(PeerTimeout):
+        tq.serve(lambda: None, deadline=lambda: start + 0.2)
+    assert time.monotonic() - start < 5
+
+
+def test_serve_deadline_can_be_lifted(sockpair):
+    """A deadline that becomes None (nvmfd after Connect) no longer limits the wait."""
+    a, b = sockpair
+    tq = established_ctrl(a, b)
+    state = {"limit": time.monotonic() + 0.2, "batches": 0}
+
+    def on_batch():
+        tq.qp.receive()
+        state["batches"] += 1
+        state["limit"] = None
+        return state["batches"] < 2
+
+    b.sendall(P.join(P.encode_capsule_cmd(bytes([0x18, 0x40, 1, 0]) + bytes(60))))
+    threading.Timer(0.5, b.sendall,
+                    (P.join(P.encode_capsule_cmd(bytes([0x18, 0x40, 2, 0]) + bytes(60))),)).start()
+    tq.serve(on_batch, deadline=lambda: state["limit"])
+    assert state["batches"] == 2 and tq.sock.gettimeout() == tq.timeout
+
+
+def test_abort_wakes_a_blocked_serve(sockpair):
+    a, b = sockpair
+    tq = established_ctrl(a, b)
+    threading.Timer(0.1, tq.abort).start()
+    with pytest.raises(ConnectionLost):
+        tq.serve(lambda: None)
+    assert tq.qp.closed
