@@ -40,6 +40,7 @@ import time
 from collections import deque
 
 from nvmecontrol import __version__
+from nvmecontrol.errors import NvmeControlError
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.target import constants as K
 from nvmecontrol.target.config import MAX_NSID
@@ -210,31 +211,35 @@ class Controller:
                 return
             if not self.ready:
                 raise Fail(K.CMD_SEQ_ERROR, "controller not enabled (CC.EN=1, CSTS.RDY=1 first)")
+            # self.opcodes is what this controller kind accepts; _ADMIN_HANDLERS
+            # has a handler for each of them (checked at import).
             if opc not in self.opcodes:
                 raise Fail(K.INVALID_OPCODE, f"admin opcode {opc:#04x} not supported", PEL_OPC)
-            if opc == A.AdminOpc.IDENTIFY:
-                data = self._identify(sqe)
-                check_data_in(sqe, I.IDENTIFY_DATA_SIZE)
-                conn.send_read(sqe.cid, data)
-            elif opc == A.AdminOpc.GET_LOG_PAGE:
-                self._get_log_page(conn, sqe)
-            elif opc == A.AdminOpc.KEEP_ALIVE:
-                if not self.effective_kato_ms:
-                    raise Fail(K.KEEP_ALIVE_INVALID, "Keep Alive while KATO is 0")
-                conn.respond(sqe.cid)
-            elif opc == A.AdminOpc.ASYNC_EVENT_REQUEST:
-                if len(self.aers) > K.AERL:
-                    raise Fail(K.ASYNC_LIMIT, f"more than {K.AERL + 1} AERs outstanding")
-                self.aers.append(sqe.cid)
-                self._deliver_events()
-            elif opc == A.AdminOpc.SET_FEATURES:
-                conn.respond(sqe.cid, 0, self._set_features(sqe))
-            elif opc == A.AdminOpc.GET_FEATURES:
-                self._get_features(conn, sqe)
-            elif opc == A.AdminOpc.ABORT:
-                conn.respond(sqe.cid, 0, 1)  # DW0 bit 0: command not aborted
+            _ADMIN_HANDLERS[opc](self, conn, sqe)
         except Fail as f:
             conn.fail(sqe.cid, f.status, f.why, opc=sqe.opc, nsid=sqe.nsid, pel=f.pel, dw0=f.dw0)
+
+    def _admin_identify(self, conn, sqe: SQE) -> None:
+        data = self._identify(sqe)
+        check_data_in(sqe, I.IDENTIFY_DATA_SIZE)
+        conn.send_read(sqe.cid, data)
+
+    def _admin_keep_alive(self, conn, sqe: SQE) -> None:
+        if not self.effective_kato_ms:
+            raise Fail(K.KEEP_ALIVE_INVALID, "Keep Alive while KATO is 0")
+        conn.respond(sqe.cid)
+
+    def _admin_aer(self, conn, sqe: SQE) -> None:
+        if len(self.aers) > K.AERL:
+            raise Fail(K.ASYNC_LIMIT, f"more than {K.AERL + 1} AERs outstanding")
+        self.aers.append(sqe.cid)
+        self._deliver_events()
+
+    def _admin_set_features(self, conn, sqe: SQE) -> None:
+        conn.respond(sqe.cid, 0, self._set_features(sqe))
+
+    def _admin_abort(self, conn, sqe: SQE) -> None:
+        conn.respond(sqe.cid, 0, 1)  # DW0 bit 0: command not aborted
 
     # -- Fabrics commands after Connect: Property Get/Set --
     def _fabrics(self, conn, sqe: SQE) -> None:
@@ -558,7 +563,7 @@ class Controller:
             self._deliver_events()
             try:
                 conn.flush()
-            except OSError:
+            except (OSError, NvmeControlError):  # the driver's ConnectionLost/PeerTimeout
                 conn.abort()
 
     def namespace_changed(self, nsid: int) -> None:
@@ -573,6 +578,22 @@ class Controller:
     def abort(self) -> None:
         """End the association (keep-alive expiry, administrative request)."""
         self.admin.abort()
+
+
+# Admin opcode -> handler(controller, connection, sqe).
+_ADMIN_HANDLERS = {
+    A.AdminOpc.IDENTIFY: Controller._admin_identify,
+    A.AdminOpc.GET_LOG_PAGE: Controller._get_log_page,
+    A.AdminOpc.KEEP_ALIVE: Controller._admin_keep_alive,
+    A.AdminOpc.ASYNC_EVENT_REQUEST: Controller._admin_aer,
+    A.AdminOpc.SET_FEATURES: Controller._admin_set_features,
+    A.AdminOpc.GET_FEATURES: Controller._get_features,
+    A.AdminOpc.ABORT: Controller._admin_abort,
+}
+# Every opcode a controller kind accepts must have a handler.
+if not (_IO_ADMIN | _DISC_ADMIN) <= _ADMIN_HANDLERS.keys():
+    raise ImportError("admin opcodes without a handler: "
+                      f"{sorted((_IO_ADMIN | _DISC_ADMIN) - _ADMIN_HANDLERS.keys())}")
 
 
 def _data_units(nbytes: int) -> int:

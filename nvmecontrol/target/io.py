@@ -32,11 +32,14 @@ from nvmecontrol.wire.nvm import DSM_DEALLOCATE, FUA, WZ_DEAC, NvmOpc
 _IO_SQE = struct.Struct("<BBHI16xQI3xBIII12x")
 _DSM_RANGE = struct.Struct("<IIQ")
 
-_READ = NvmOpc.READ
-_WRITE = NvmOpc.WRITE
-_FLUSH = NvmOpc.FLUSH
-_WRITE_ZEROES = NvmOpc.WRITE_ZEROES
-_DSM = NvmOpc.DATASET_MANAGEMENT
+# Plain ints: comparing with an IntEnum member costs more than with an int.
+_READ = int(NvmOpc.READ)
+_WRITE = int(NvmOpc.WRITE)
+_FLUSH = int(NvmOpc.FLUSH)
+_WRITE_ZEROES = int(NvmOpc.WRITE_ZEROES)
+_DSM = int(NvmOpc.DATASET_MANAGEMENT)
+_MAX_TRANSFER = K.MAX_TRANSFER
+_unpack_sqe = _IO_SQE.unpack
 _NSID_ALL = 0xFFFFFFFF
 _FABRICS = 0x7F
 _SGL_ICD = SGL_DATA_BLOCK_OFFSET
@@ -52,8 +55,6 @@ class _Fail(Exception):
         self.status, self.why, self.pel, self.lba = status, why, pel, lba
 
 
-
-
 def _checked_nlb(ns, slba: int, c12: int) -> int:
     """NLB (1's based) of a Read/Write/Write Zeroes, or LBA Out of Range."""
     nlb = (c12 & 0xFFFF) + 1
@@ -61,6 +62,7 @@ def _checked_nlb(ns, slba: int, c12: int) -> int:
         raise _Fail(K.LBA_OUT_OF_RANGE, f"blocks {slba}+{nlb} beyond {ns.nblocks}",
                     PEL_SLBA, slba)
     return nlb
+
 
 class IoQueue:
     """Command handling for one connected I/O queue."""
@@ -75,14 +77,15 @@ class IoQueue:
         self.stats = self.sub.new_stats()
 
     def command(self, ev) -> None:
-        opc, flags, cid, nsid, saddr, slen, stype, c10, c11, c12 = _IO_SQE.unpack(ev.sqe)
+        # ev is a qpair.Command: (cid, sqe, data, digest_error).
+        opc, flags, cid, nsid, saddr, slen, stype, c10, c11, c12 = _unpack_sqe(ev[1])
         conn = self.conn
         try:
             if flags & 0xC3 != 0x40:
                 raise _Fail(K.INVALID_FIELD, "fused command or PSDT not SGL", PEL_FLAGS)
             if not self.ctrl.ready:
                 raise _Fail(K.CMD_SEQ_ERROR, "controller not ready")
-            if ev.digest_error:
+            if ev[3]:
                 raise _Fail(K.TRANSIENT_TRANSPORT, "data digest error in the command capsule")
             ns = self.sub.namespaces.get(nsid)
             if ns is None and not (opc == _FLUSH and nsid == _NSID_ALL):
@@ -91,15 +94,20 @@ class IoQueue:
                 raise _Fail(K.INVALID_NS, f"no active namespace {nsid:#x}", PEL_NSID)
             if opc == _READ:
                 slba = c10 | c11 << 32
-                nlb = _checked_nlb(ns, slba, c12)
-                length = nlb << ns.shift
-                if length > K.MAX_TRANSFER:
+                # = _checked_nlb, inlined on the hottest path
+                nlb = (c12 & 0xFFFF) + 1
+                if slba + nlb > ns.nblocks:
+                    raise _Fail(K.LBA_OUT_OF_RANGE, f"blocks {slba}+{nlb} beyond {ns.nblocks}",
+                                PEL_SLBA, slba)
+                shift = ns.shift
+                length = nlb << shift
+                if length > _MAX_TRANSFER:
                     raise _Fail(K.INVALID_FIELD, f"{length} bytes exceed MDTS", PEL_NLB, slba)
                 if stype != _SGL_TRANSPORT or slen != length:
                     _sgl_problem(stype, slen, length, reading=True)
                 view = conn.read_buffer(length)
                 try:
-                    ns.backend.read_into(view, slba << ns.shift)
+                    ns.backend.read_into(view, slba << shift)
                 except OSError as e:
                     raise _Fail(K.UNRECOVERED_READ, f"read failed: {e.strerror}", K.PEL_NONE,
                                 slba) from None
