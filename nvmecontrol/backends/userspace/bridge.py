@@ -124,12 +124,18 @@ class QueueWorker:
 
     def _on_batch(self) -> None:
         qp = self.qp
+        failed = None
         with self.lock:
-            events = qp.receive()
+            try:
+                events = qp.receive()
+            except NvmeControlError as e:
+                # Commands completed earlier in this batch are no longer
+                # outstanding: answer them, or nobody ever would.
+                failed, events = e, getattr(e, "events", [])
             done, retry, viewed = self._deliver(events)
             if retry:
                 self.backlog.extendleft(reversed(retry))
-            if self.backlog:
+            if self.backlog and failed is None:
                 self._drain_locked()
             out = qp.take_outgoing()
         # Replies go out without the lock: submissions must not wait for an
@@ -137,6 +143,8 @@ class QueueWorker:
         # thread's next receive.
         for conn, reqs in done.items():
             conn.reply(reqs)
+        if failed is not None:
+            raise failed  # fail() hands back what is still outstanding
         for req in viewed:  # reads not complete yet keep a copy
             if req.remaining and type(req.buf) is memoryview:
                 req.buf = bytearray(req.buf)

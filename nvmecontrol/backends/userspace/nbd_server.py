@@ -182,10 +182,8 @@ class NbdConnection:
                     continue
                 # A write's payload is copied out of the receive buffer: it must
                 # outlive this batch (and a reconnect) until the controller has it.
-                ps = split(req, ns, bytes(r.data) if kind == WRITE else None,
-                           bool(r.flags & N.CMD_FLAG_FUA))
-                req.remaining = len(ps)
-                parts += ps
+                split(req, ns, bytes(r.data) if kind == WRITE else None,
+                      bool(r.flags & N.CMD_FLAG_FUA), parts)
                 count += 1
             if parts:
                 self._submit(parts, count)
