@@ -100,7 +100,7 @@ def nvmfd_factory(tmp_path):
 
     def start(config: TargetConfig | None = None, **kw) -> NvmfdHandle:
         server_opts = {k: kw.pop(k) for k in ("allow_hdgst", "allow_ddgst", "read_only",
-                                              "log_associations") if k in kw}
+                                              "log_associations", "clock") if k in kw}
         if config is None:
             config = simple_config(**kw)
         counter[0] += 1

@@ -128,7 +128,7 @@ class Connection:
     def _on_batch(self) -> bool:
         ctrl = self.ctrl
         if ctrl is not None:
-            ctrl.last_activity = _monotonic()
+            ctrl.kato.on_activity(self.server.clock())
         with self.lock:
             if self.closing:
                 return False

@@ -52,6 +52,7 @@ from nvmecontrol.wire import logpages as L
 from nvmecontrol.wire.capsule import (SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK, SQE,
                                       decode_sqe)
 from nvmecontrol.wire.nvm import NvmOpc
+from nvmecontrol.wire.timers import KatoWatch
 
 log = logging.getLogger("nvmfd")
 
@@ -170,7 +171,9 @@ class Controller:
         self.error_count = 0
         self.io_queues: dict[int, object] = {}
         self.max_queues = 1  # admin + the most I/O queues connected at once (for the log)
-        self.last_activity = time.monotonic()
+        # The Keep Alive Timer (sans-IO, told the time by the server's clock);
+        # traffic on any queue restarts it (TBKAS).
+        self.kato = KatoWatch(self.effective_kato_ms, server.clock())
         self.created = time.time()
         self.lock = threading.Lock()
         self.opcodes = _DISC_ADMIN if self.discovery else _IO_ADMIN
@@ -183,8 +186,7 @@ class Controller:
         return K.DISCOVERY_IDLE_KATO_MS if self.discovery else 0
 
     def kato_deadline(self) -> float | None:
-        ms = self.effective_kato_ms
-        return self.last_activity + ms / 1000.0 if ms else None
+        return self.kato.next_deadline()
 
     def record_error(self, sqid: int, cid: int, status: int, *, opc: int, nsid: int = 0,
                      lba: int = 0, pel: int = K.PEL_NONE) -> None:
@@ -484,6 +486,7 @@ class Controller:
         v = sqe.cdw11
         if fid == A.Feature.KEEP_ALIVE_TIMER:
             self.kato_ms = v
+            self.kato.kato_ms = self.effective_kato_ms
             return 0
         if fid == A.Feature.ASYNC_EVENT_CONFIG:
             supported = AEC_DISC_CHANGE if self.discovery else AEC_NS_ATTR

@@ -120,3 +120,33 @@ def test_discovery_log_change_notice(nvmfd_server):
         assert (ev.type, ev.info, ev.lid) == (admin.AER_TYPE_NOTICE, 0xF0, L.LogPage.DISCOVERY)
     finally:
         d.close()
+
+
+class FakeClock:
+    """The target's time seam: keep-alive timers read this instead of the real clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_kato_is_enforced_on_an_injected_clock(nvmfd_factory):
+    clock = FakeClock()
+    target = nvmfd_factory(clock=clock)
+    a = connect(target, kato_s=5, num_io_queues=1)
+    try:
+        clock.now += 4.9
+        target.server.check_keep_alive()
+        # Traffic restarts the timer (TBKAS): a Flush on the I/O queue counts.
+        assert run(a.io[0], nvm.build_flush(1))[0].status == 0
+        clock.now += 4.9  # 9.8 s after Connect, 4.9 s after the Flush
+        target.server.check_keep_alive()
+        time.sleep(0.2)  # let the housekeeping thread look (it must find nothing)
+        assert len(_assoc_ids(target)) == 1
+        clock.now += 0.2  # 5.1 s of silence
+        target.server.check_keep_alive()
+        assert wait_for(lambda: not _assoc_ids(target), timeout=5.0)
+    finally:
+        a.close()
