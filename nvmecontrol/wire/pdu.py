@@ -608,7 +608,6 @@ class PduDecoder(ReceiveBuffer):
 # CH + the whole SQE: OPC, flags, CID, NSID, CDW2, CDW3, MPTR, SGL1 (address,
 # length, 3 reserved bytes, type), CDW10-15.
 CAPSULE_CMD = struct.Struct("<BBBBIBBHIIIQQI3xB6I")
-_CMD_CH = struct.Struct("<BBBBI")
 # CH + CQE (the status field carries the phase bit in bit 0).
 _RESP_PDU = struct.Struct("<BBBBIIIHHHH")
 

@@ -114,7 +114,9 @@ def termreq_for(err: PeerProtocolError, offending: bytes, *, role: str) -> list:
 
 # The SGL descriptor at SQE bytes 24-39: address, length, 3 reserved bytes
 # and the descriptor type byte.
-_SGL_AT_24 = struct.Struct("<QI3xB")
+# The SQE's fields around its SGL (bytes 24-39, which the queue pair fills):
+# OPC, flags, CID, NSID, CDW2, CDW3, MPTR, CDW10-15.
+_SQE_FIELDS = struct.Struct("<BBHIIIQ16x6I")
 
 
 class _Base:
@@ -185,7 +187,6 @@ _H2C = P.RAW_H2C
 _C2H = P.RAW_C2H
 _R2T = P.RAW_R2T
 _CAPSULE_CMD = P.CAPSULE_CMD
-_CMD_CH = P._CMD_CH
 _F_SUCCESS = P.F_SUCCESS
 _F_LAST = P.F_LAST_PDU
 _pack_data_hdr = P._DATA_HDR.pack
@@ -285,6 +286,42 @@ class HostQueuePair(_Base):
         ``read_len`` instead, the data arrive as :class:`ReadData` events
         (zero-copy).  ``tag`` comes back in the command's events.
         """
+        if type(sqe) is bytearray:
+            opc, sflags, _cid, nsid, c2, c3, mptr, c10, c11, c12, c13, c14, c15 = \
+                _SQE_FIELDS.unpack(sqe)
+        else:
+            opc, sflags, _cid, nsid, c2, c3, mptr, _sgl, c10, c11, c12, c13, c14, c15 = sqe
+        # The SQE's own CID and SGL are replaced by ours.
+        return self._queue_command(opc, sflags, nsid, c2, c3, mptr, c10, c11, c12, c13, c14,
+                                   c15, write_data, read_into, read_len, tag)
+
+    def submit_io(self, opc: int, nsid: int, slba: int, nlb: int, cdw12: int = 0, *,
+                  write_data=None, read_len: int = 0, read_into=None, tag=None,
+                  cdw10: int | None = None, cdw11: int | None = None) -> int:
+        """Queue an I/O command built straight into its capsule header; returns its CID.
+
+        The same command as ``submit(encode_io(opc, nsid, slba, nlb,
+        cdw12_flags=cdw12, cdw10=cdw10, cdw11=cdw11), ...)`` with the same
+        checks and data handling, packed with one struct: ``nlb`` is 1's
+        based (0: no NLB field, e.g. Flush) and lands 0's based in CDW12
+        bits 15:0, below the ``cdw12`` flags (FUA, DEAC); ``cdw10``/``cdw11``,
+        when given, replace SLBA's dwords (Dataset Management).
+        """
+        if nlb:
+            # A larger count (or low cdw12 bits) would spill into NLB's
+            # neighbours and silently change the command (NVM 1.0, figure 56).
+            if not 0 < nlb <= _MAX_NLB or cdw12 & 0xFFFF:
+                raise ValueError(f"block count {nlb} out of range 1..{_MAX_NLB} "
+                                 f"(CDW12 flags {cdw12:#x})")
+            cdw12 |= nlb - 1
+        return self._queue_command(opc, _PSDT_SGL, nsid, 0, 0, 0,
+                                   slba & 0xFFFFFFFF if cdw10 is None else cdw10,
+                                   slba >> 32 if cdw11 is None else cdw11, cdw12, 0, 0, 0,
+                                   write_data, read_into, read_len, tag)
+
+    def _queue_command(self, opc, sflags, nsid, c2, c3, mptr, c10, c11, c12, c13, c14, c15,
+                       write_data, read_into, read_len, tag) -> int:
+        """Pack the whole CapsuleCmd (CH + SQE with our CID and SGL) with one struct and queue it."""
         if self.established is None or self.closed:
             raise LocalProtocolError("queue pair is not connected")
         free = self._free_cids
@@ -314,79 +351,8 @@ class HostQueuePair(_Base):
             flags, pdo, plen = P.cmd_framing(length if icd is not None else 0, hdgst, self.ddgst,
                                              self.pda_tx)
         hdr = bytearray(_CMD_HLEN)
-        if type(sqe) is bytearray:
-            raw = sqe
-            raw[2] = cid & 0xFF
-            raw[3] = cid >> 8
-            _SGL_AT_24.pack_into(raw, 24, 0, length, stype)
-            _CMD_CH.pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen)
-            hdr[P.CH_SIZE:] = raw
-        else:
-            # The whole capsule header with one struct; the SQE's own CID and
-            # SGL are replaced by ours, as the byte path above does.
-            opc, sflags, _cid, nsid, c2, c3, mptr, _sgl, c10, c11, c12, c13, c14, c15 = sqe
-            _CAPSULE_CMD.pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, opc, sflags, cid,
-                                   nsid, c2, c3, mptr, 0, length, stype,
-                                   c10, c11, c12, c13, c14, c15)
-        free.pop()
-        self._pending[cid] = [read_into, read_len, 0, held, False, tag]
-        self.sqtail = sqtail
-        if icd is None and not hdgst:
-            self.outgoing.append(hdr)
-        else:
-            P.put_framed(self.outgoing, hdr, icd, hdgst, self.ddgst, pdo)
-        return cid
-
-    def submit_io(self, opc: int, nsid: int, slba: int, nlb: int, cdw12: int = 0, *,
-                  write_data=None, read_len: int = 0, read_into=None, tag=None,
-                  cdw10: int | None = None, cdw11: int | None = None) -> int:
-        """Queue an I/O command built straight into its capsule header; returns its CID.
-
-        The same command as ``submit(encode_io(opc, nsid, slba, nlb,
-        cdw12_flags=cdw12, cdw10=cdw10, cdw11=cdw11), ...)`` with the same
-        checks and data handling, packed with one struct: ``nlb`` is 1's
-        based (0: no NLB field, e.g. Flush) and lands 0's based in CDW12
-        bits 15:0, below the ``cdw12`` flags (FUA, DEAC); ``cdw10``/``cdw11``,
-        when given, replace SLBA's dwords (Dataset Management).
-        """
-        if self.established is None or self.closed:
-            raise LocalProtocolError("queue pair is not connected")
-        if nlb:
-            # A larger count (or low cdw12 bits) would spill into NLB's
-            # neighbours and silently change the command (NVM 1.0, figure 56).
-            if not 0 < nlb <= _MAX_NLB or cdw12 & 0xFFFF:
-                raise ValueError(f"block count {nlb} out of range 1..{_MAX_NLB} "
-                                 f"(CDW12 flags {cdw12:#x})")
-            cdw12 |= nlb - 1
-        free = self._free_cids
-        sqtail = self.sqtail + 1
-        if sqtail == self.queue_size:
-            sqtail = 0
-        if not free or (sqtail == self.sqhd and self.sq_flow_control):
-            raise LocalProtocolError("submission queue is full")
-        cid = free[-1]
-        if read_into is not None:
-            read_len = len(read_into)
-        if write_data is None:
-            length, stype, icd, held = read_len, _SGL_XPORT, None, None
-        else:
-            wlen = len(write_data)
-            if wlen and wlen <= self.max_icd:
-                length, stype, icd, held = wlen, _SGL_OFF, write_data, None
-            else:
-                length = wlen or read_len
-                stype, icd, held = _SGL_XPORT, None, (write_data if wlen else None)
-        hdgst = self.hdgst
-        if icd is None and not hdgst:
-            flags, pdo, plen = 0, 0, _CMD_HLEN
-        else:
-            flags, pdo, plen = P.cmd_framing(length if icd is not None else 0, hdgst, self.ddgst,
-                                             self.pda_tx)
-        hdr = bytearray(_CMD_HLEN)
-        _CAPSULE_CMD.pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, opc, _PSDT_SGL, cid,
-                               nsid, 0, 0, 0, 0, length, stype,
-                               slba & 0xFFFFFFFF if cdw10 is None else cdw10,
-                               slba >> 32 if cdw11 is None else cdw11, cdw12, 0, 0, 0)
+        _CAPSULE_CMD.pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, opc, sflags, cid,
+                               nsid, c2, c3, mptr, 0, length, stype, c10, c11, c12, c13, c14, c15)
         free.pop()
         self._pending[cid] = [read_into, read_len, 0, held, False, tag]
         self.sqtail = sqtail
