@@ -216,6 +216,11 @@ class HostQueuePair(_Base):
         self._free_cids = list(range(queue_size - 2, -1, -1))
         self._pending: list[list | None] = [None] * (queue_size - 1)  # P_* lists
         self._ok_cqes: list[CQE | None] = [None] * (queue_size - 1)
+        # One CapsuleCmd header per CID, made on first use and rewritten by
+        # every command with that CID.  Safe to reuse: a CID is free again
+        # only once the controller completed the command, so its capsule
+        # left the socket (a synchronous sendmsg) long before.
+        self._cmd_hdrs: list[bytearray | None] = [None] * (queue_size - 1)
         self.sq_flow_control = True
         self.sqhd = 0
         self.sqtail = 0
@@ -350,7 +355,9 @@ class HostQueuePair(_Base):
         else:
             flags, pdo, plen = P.cmd_framing(length if icd is not None else 0, hdgst, self.ddgst,
                                              self.pda_tx)
-        hdr = bytearray(_CMD_HLEN)
+        hdr = self._cmd_hdrs[cid]
+        if hdr is None:
+            hdr = self._cmd_hdrs[cid] = bytearray(_CMD_HLEN)
         _CAPSULE_CMD.pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, opc, sflags, cid,
                                nsid, c2, c3, mptr, 0, length, stype, c10, c11, c12, c13, c14, c15)
         free.pop()
