@@ -58,3 +58,14 @@ def test_zeroes_and_trim_become_their_commands(kind, opc):
         assert [(p.slba, p.nlb) for p in out] == [(0, 0x10000), (0x10000, 0x10000)]
     else:
         assert len(out) == 1 and len(out[0].data) == 16
+
+
+def test_a_request_that_is_its_own_part_holds_no_reference_to_itself():
+    """A self-reference would leave requests (and their write payloads) to the
+    garbage collector instead of freeing them with their reply."""
+    import gc
+
+    r = req(R.WRITE, 0, 4096)
+    R.split(r, NS, bytes(4096))
+    assert r.req is r
+    assert all(x is not r for x in gc.get_referents(r))

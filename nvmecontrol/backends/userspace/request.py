@@ -69,8 +69,14 @@ class NbdRequest(Part):
         self.error = 0  # NBD errno of the first failed part
         self.buf = None  # read data: a view of one PDU, or gathered from several
         self.seq = seq  # arrival order, kept when parked commands are replayed
-        self.req = self
         self.retries = 0
+
+    @property
+    def req(self) -> "NbdRequest":
+        # Not a slot holding self: that cycle would leave every request, and
+        # the write payload it holds, to the garbage collector instead of
+        # freeing it when its reply is sent (RSS grew 45 -> 220 MiB).
+        return self
 
 
 class Namespace:
