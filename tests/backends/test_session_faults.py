@@ -24,8 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-
 import pytest
 
 from nvmecontrol.backends.userspace.backend import UserspaceBackend
@@ -182,7 +180,12 @@ def test_hung_target_found_by_keep_alive(nvmfd_process):
     cli_ok("disconnect", "nvmeu0")
 
 
-def test_frozen_target_lost_within_kato_not_the_command_timeout(nvmfd_process):
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_frozen_target_lost_within_kato_not_the_command_timeout(nvmfd_process, session_guard):
     """A frozen controller (SIGSTOP, TCP still open) is declared lost once its
     Keep Alive goes unanswered for KATO, long before the 30 s command timeout."""
     proc = nvmfd_process.proc
@@ -197,6 +200,13 @@ def test_frozen_target_lost_within_kato_not_the_command_timeout(nvmfd_process):
         # KATO/2 until the Keep Alive, KATO for its answer; the 30 s command
         # timeout would be far beyond this bound.
         assert elapsed < 10
+        # While it reconnects, nothing spins (a busy keep-alive loop took 0.4 s).
+        (pid,) = session_pids(session_guard)
+        before = cpu_seconds(pid)
+        time.sleep(1.5)
+        used = cpu_seconds(pid) - before
+        print(f"session CPU while reconnecting: {used:.2f} s in 1.5 s")
+        assert used < 0.15
     finally:
         os.kill(proc.pid, signal.SIGCONT)
     wait_live()

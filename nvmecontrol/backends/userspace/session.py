@@ -298,12 +298,18 @@ class Session:
         while not self.stop_requested:
             with self.lock:
                 live, assoc = self.state == LIVE, self.assoc
+            if not live:
+                # Nothing to keep alive while reconnecting; the association
+                # that comes next starts a timer of its own.
+                timer_assoc = None
+                self._stopping.wait(1.0)
+                continue
             if assoc is not timer_assoc:  # a new association starts a new timer
                 timer, timer_assoc = KeepAliveTimer(kato, clock()), assoc
             self._stopping.wait(max(0.0, timer.next_deadline() - clock()))
             if self.stop_requested:
                 return
-            if not live or timer.on_timer(clock()) != SEND_KEEP_ALIVE:
+            if timer.on_timer(clock()) != SEND_KEEP_ALIVE:
                 continue
             timer.on_sent(clock())
             try:
