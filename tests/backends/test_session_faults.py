@@ -24,6 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
 import pytest
 
 from nvmecontrol.backends.userspace.backend import UserspaceBackend
