@@ -16,7 +16,9 @@ vtable plays the same part):
 * ``send(buffers)`` sends buffers built elsewhere, one writer at a time, so
   a submitting thread and a receiving thread may both send;
 * ``abort()`` wakes a thread blocked in ``serve`` from another thread, and
-  ``close()`` releases the connection.
+  ``close()`` releases the connection;
+* ``set_timeout()`` changes how long one receive or send may block (the data
+  path waits for ever: silence there is the keep-alive's business).
 
 Errors are the project's own: ``ConnectionLost`` (the peer closed or reset
 the connection, a send failed), ``PeerTimeout`` (a deadline passed) and
@@ -26,6 +28,7 @@ machine chose).
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Protocol
 
 from nvmecontrol.wire.qpair import ControllerQueuePair, Established, HostQueuePair
@@ -33,7 +36,8 @@ from nvmecontrol.wire.qpair import ControllerQueuePair, Established, HostQueuePa
 
 class QueueDriver(Protocol):
     qp: HostQueuePair | ControllerQueuePair
-    timeout: float | None
+    timeout: float | None  # how long one receive or send may block (None: for ever)
+    lock: threading.Lock  # guards the queue pair's state when several threads use it
 
     @property
     def peer_text(self) -> str: ...
@@ -48,7 +52,9 @@ class QueueDriver(Protocol):
     def poll(self, deadline: float | None = None) -> list: ...
 
     def serve(self, on_batch: Callable[[], bool | None], *,
-              deadline: Callable[[], float | None] | None = None) -> str: ...
+              deadline: Callable[[], float | None] | None = None) -> None: ...
+
+    def set_timeout(self, timeout: float | None) -> None: ...
 
     def abort(self) -> None: ...
 

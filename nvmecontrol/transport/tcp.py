@@ -124,6 +124,10 @@ class TcpQueuePair:
             raise
         return tq
 
+    def set_timeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.sock.settimeout(timeout)
+
     # -- sending --
     def send(self, buffers: list) -> None:
         """Send ``buffers`` (one writer at a time); errors become ours."""

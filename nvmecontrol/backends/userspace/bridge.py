@@ -71,7 +71,8 @@ class QueueWorker:
         self.alive = True
         self._deferred: list = []  # outgoing the receiver may not send itself
         self._deferred_cv = threading.Condition(threading.Lock())
-        driver.sock.settimeout(None)
+        # Silence on an I/O queue is not an error here: keep-alive decides.
+        driver.set_timeout(None)
         self._receiver = threading.Thread(target=self._receive_loop, daemon=True,
                                           name=f"nvme-ioq{index}-rx")
         self._sender = threading.Thread(target=self._send_loop, daemon=True,
