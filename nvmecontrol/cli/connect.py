@@ -11,12 +11,14 @@ address and host is reported, not duplicated.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from nvmecontrol.backends import select
+from nvmecontrol.backends import runtime, select
 from nvmecontrol.backends.base import AssociationBackend
 from nvmecontrol.backends.model import ControllerInfo
 from nvmecontrol.cli.connect_options import (Backend, CtrlLossTmo, FlowControl, KeepAliveTmo,
@@ -45,18 +47,36 @@ class Connected:
 
 def establish(backend: AssociationBackend, address: Address, subnqn: str, host: HostIdentity,
               tuning: Tuning, *, cntlid: int = 0xFFFF, dle: bytes | None = None) -> Connected:
-    """Connect ``subnqn`` at ``address`` unless the same association exists."""
+    """Connect ``subnqn`` at ``address`` unless the same association exists.
+
+    Find-or-create runs under one lock per (SubNQN, host NQN), across
+    processes: four ``connect``s started together make one association and
+    three "already connected".  The association is recorded with the numeric
+    address that answered, so ``localhost:P`` and ``127.0.0.1:P`` are one.
+    """
     params = tuning.params(address.host, str(address.port), subnqn, host, cntlid=cntlid)
-    existing = backend.find(params)
-    if existing is not None:
-        return Connected(existing, True)
-    assoc = connect_association(address, subnqn, host, params.association_params())
-    try:
-        info = backend.connect(assoc, params, dle)
-    except BaseException:
-        assoc.close()
-        raise
+    with runtime.locked(association_lock(subnqn, host.hostnqn)):
+        existing = backend.find(params)
+        if existing is not None:
+            return Connected(existing, True)
+        assoc = connect_association(address, subnqn, host, params.association_params())
+        try:
+            numeric = dataclasses.replace(params, traddr=assoc.peer_host or params.traddr)
+            existing = backend.find(numeric) if numeric.traddr != params.traddr else None
+            if existing is not None:
+                assoc.shutdown()
+                return Connected(existing, True)
+            info = backend.connect(assoc, numeric, dle)
+        except BaseException:
+            assoc.close()
+            raise
     return Connected(info, False)
+
+
+def association_lock(subnqn: str, hostnqn: str) -> str:
+    """The lock file name of one (SubNQN, host NQN) pair (NQNs may hold any byte)."""
+    digest = hashlib.sha256(f"{subnqn}\0{hostnqn}".encode("utf-8", "surrogateescape")).hexdigest()
+    return f"assoc-{digest[:32]}"
 
 
 def host_for(hostnqn, hostid) -> HostIdentity:

@@ -93,6 +93,12 @@ class Association:
     def peer(self) -> str:
         return format_address(self.address.host, self.address.port)
 
+    @property
+    def peer_host(self) -> str | None:
+        """The numeric address the admin queue reached (None when unknown)."""
+        peer = getattr(self.admin.driver, "peer", None)
+        return peer[0] if isinstance(peer, tuple) and peer else None
+
     # -- properties --
     def get_property(self, prop: int) -> int:
         cqe, _ = self.admin.execute(F.build_property_get(prop), f"Property Get {Prop(prop).name}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -18,8 +19,9 @@ from nvmecontrol.backends import select
 from nvmecontrol.cli import exitcodes as X
 from nvmecontrol.target.config import NamespaceConfig, SubsystemConfig
 
-from .sessionkit import (HOST, HOSTID, MiB, OTHER_HOST, OTHER_HOSTID, SUBNQN, NbdClient, cli,
-                         cli_ok, cli_proc, connect, io_associations, nbd_socket, pid_running,
+from .sessionkit import (HOST, HOSTID, REPO, MiB, OTHER_HOST, OTHER_HOSTID, SUBNQN, NbdClient,
+                         cli, cli_ok, cli_proc, connect, entry_point, io_associations,
+                         nbd_socket, pid_running,
                          session_guard, sessions, start_target, target_config, uri, wait_for)
 
 assert session_guard  # autouse, imported for this module
@@ -356,3 +358,34 @@ def test_entry_point_connect_use_disconnect(target, session_guard):
     assert (p.returncode, p.stdout) == (0, "nvmeu0: disconnected\n"), p.stderr
     assert_gone("nvmeu0", pid, session_guard)
     assert os.listdir(session_guard / "log") == ["nvmeu0.log"]
+
+
+def test_concurrent_connects_make_one_association(nvmfd_factory):
+    """Four ``connect``s of the same subsystem started together: one session,
+    three "already connected" (find-or-create is atomic across processes)."""
+    target = start_target(nvmfd_factory, ["mem:1M"])
+    args = ["connect", "--backend", "nbd", "--no-attach", "-o", "json", "-q", HOST, "-I", HOSTID,
+            f"127.0.0.1:{target.port}", SUBNQN]
+    procs = [subprocess.Popen(entry_point() + args, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+             for _ in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        (ctrl,) = json.loads(out)["controllers"]
+        results.append(ctrl)
+    assert sorted(c["created"] for c in results) == [False, False, False, True]
+    assert {c["name"] for c in results} == {"nvmeu0"}
+    assert list(sessions()) == ["nvmeu0"] and len(io_associations(target)) == 1
+    cli_ok("disconnect", "nvmeu0")
+
+
+def test_a_host_name_and_its_address_are_one_association(nvmfd_factory):
+    target = start_target(nvmfd_factory, ["mem:1M"])
+    first = connect(target, address=f"localhost:{target.port}")
+    assert first["created"] and first["traddr"] == "127.0.0.1"
+    again = connect(target, address=f"127.0.0.1:{target.port}")
+    assert not again["created"] and again["name"] == first["name"]
+    assert list(sessions()) == ["nvmeu0"] and len(io_associations(target)) == 1
+    cli_ok("disconnect", "nvmeu0")
