@@ -64,10 +64,17 @@ _UUID_NOHYPHEN_RE = re.compile(r"[0-9A-Fa-f]{32}")
 _SHOWN_MAX = 80
 
 
+def _raw_byte(c: str) -> int:
+    """The byte a surrogate-escaped character stands for (U+DC80-U+DCFF), else its code."""
+    return ord(c) - 0xDC00 if 0xDC80 <= ord(c) <= 0xDCFF else ord(c)
+
+
 def quote_nqn(s: str) -> str:
-    """The NQN as quoted in a message: control characters escaped, long names cut."""
+    """The NQN as quoted in a message: control characters and bytes that were
+    not UTF-8 escaped, long names cut."""
     text = "".join(
-        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+        c if c.isprintable() else f"\\x{_raw_byte(c):02x}" if _raw_byte(c) < 0x100
+        else f"\\u{ord(c):04x}"
         for c in s
     )
     if len(text) > _SHOWN_MAX:
@@ -98,7 +105,14 @@ def nqn_problem(s: str, *, strict: bool = True) -> str | None:
     nul = s.find("\0")
     if nul >= 0:
         return f"contains a NUL character at offset {nul}"
-    size = len(s.encode("utf-8"))
+    try:
+        size = len(s.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        # A command line argument that was not UTF-8 (surrogate-escaped bytes).
+        return f"is not UTF-8 (byte {_raw_byte(s[e.start]):#04x} at offset {e.start})"
+    for i, c in enumerate(s):
+        if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0:
+            return f"contains a control character ({ord(c):#04x}) at offset {i}"
     if size > NQN_MAX_BYTES:
         return f"is {size} bytes long in UTF-8, the limit is {NQN_MAX_BYTES}"
     if not strict:

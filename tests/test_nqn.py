@@ -95,6 +95,24 @@ def test_empty_is_invalid_in_both_modes(strict):
 
 
 @pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("char", ["\n", "\t", "\x1b", "\x7f", "\x85"])
+def test_control_characters_are_invalid_in_both_modes(strict, char):
+    s = f"nqn.2014-08.org.x:a{char}b"
+    with pytest.raises(UsageError, match=f"control character \\({ord(char):#04x}\\) at offset 19"):
+        nqn.validate_nqn(s, strict=strict)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_bytes_that_are_not_utf8_are_invalid(strict):
+    # What Python makes of a non-UTF-8 command line argument (surrogateescape).
+    s = b"nqn.2014-08.org.x:\xff".decode("utf-8", "surrogateescape")
+    with pytest.raises(UsageError) as info:
+        nqn.validate_nqn(s, strict=strict)
+    assert "is not UTF-8 (byte 0xff at offset 18)" in str(info.value)
+    assert '"nqn.2014-08.org.x:\\xff"' in str(info.value)
+
+
+@pytest.mark.parametrize("strict", [True, False])
 def test_nul_is_invalid_in_both_modes(strict):
     s = "nqn.2014-08.org.x:a\0b"
     with pytest.raises(UsageError) as info:

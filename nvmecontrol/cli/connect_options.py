@@ -25,11 +25,16 @@ FlowControl = Annotated[bool, typer.Option("-F", "--flow-control", "--flow_contr
                                            help="Ask the controller to keep SQ flow control.")]
 NrIoQueues = Annotated[int, typer.Option("-i", "--nr-io-queues", min=1, max=65535,
                                          help="Number of I/O queues.")]
-KeepAliveTmo = Annotated[int, typer.Option("-k", "--keep-alive-tmo", min=0, metavar="SECONDS",
+# KATO goes on the wire in milliseconds in 32 bits; the Linux kernel keeps the
+# other two in an int.
+KeepAliveTmo = Annotated[int, typer.Option("-k", "--keep-alive-tmo", min=0, max=0xFFFFFFFF // 1000,
+                                           metavar="SECONDS",
                                            help="Keep-alive timeout (KATO), seconds.")]
-CtrlLossTmo = Annotated[int, typer.Option("-l", "--ctrl-loss-tmo", min=0, metavar="SECONDS",
+CtrlLossTmo = Annotated[int, typer.Option("-l", "--ctrl-loss-tmo", min=0, max=2**31 - 1,
+                                          metavar="SECONDS",
                                           help="Seconds disconnected before the controller is deleted (0: never deleted).")]
-ReconnectDelay = Annotated[int, typer.Option("-r", "--reconnect-delay", min=0, metavar="SECONDS",
+ReconnectDelay = Annotated[int, typer.Option("-r", "--reconnect-delay", min=0, max=2**31 - 1,
+                                             metavar="SECONDS",
                                              help="Seconds between reconnect attempts (0: no automatic attempts, only nvmecontrol reconnect).")]
 QueueSize = Annotated[int, typer.Option("-Q", "--queue-size", min=0, max=65536, metavar="ENTRIES",
                                         help="I/O queue entries (0: the controller's maximum).")]

@@ -84,7 +84,9 @@ def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Co
             raise UsageError(f"{target} is a device; a subsystem NQN goes only with an address")
         kc = KernelController(dev)
         return Controller(target, kc, namespace_nsid=kc.nsid)
-    nqn = subnqn or DISCOVERY_NQN
+    # An empty SubNQN is a mistake, not "the discovery controller" (which is
+    # what leaving it out means).
+    nqn = DISCOVERY_NQN if subnqn is None else subnqn
     validate_nqn(nqn, strict=False, what="subsystem NQN")
     address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN else IO_PORT)
     host = resolve_host_identity(opts.hostnqn, opts.hostid)

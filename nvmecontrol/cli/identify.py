@@ -50,7 +50,8 @@ def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions)
 def command(
     target: Annotated[str, typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")],
     subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
-    nsid: Annotated[Optional[int], typer.Option("-n", "--nsid", help="Namespace ID (0: the controller).", min=0)] = None,
+    nsid: Annotated[Optional[int], typer.Option("-n", "--nsid", help="Namespace ID (0: the controller).", min=0,
+                                                max=0xFFFFFFFF)] = None,
     hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -x: dump the whole structure.")] = False,
     hostnqn: HostNqn = None,

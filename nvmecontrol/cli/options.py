@@ -24,8 +24,9 @@ DataDigest = Annotated[bool, typer.Option("-G", "--data-digests", "--data_digest
                                           help="Enable TCP data digests.")]
 OutputFormat = Annotated[Format, typer.Option("-o", "--format", "--output-format",
                                               help="Output format.")]
+# A day at most: sockets take no infinite timeout (inf and 1e309 overflowed).
 TimeoutS = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the peer.",
-                                         min=0.1)]
+                                         min=0.1, max=86400)]
 
 
 def check_transport(transport: str) -> None:

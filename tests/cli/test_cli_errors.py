@@ -133,3 +133,37 @@ def test_exit_codes_are_distinct_per_cause():
     causes = [code for _fam, code, _why in X.EXIT_CODES
               if _fam.__name__ not in ("ConnectionLost",)]
     assert len(set(causes)) == len(causes)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["identify", "127.0.0.1:1", ""], "is empty"),
+    (["logpage", "-p", "2", "127.0.0.1:1", ""], "is empty"),
+    (["identify", "127.0.0.1:1", "nqn.2014-08.org.example:a\nb"], "control character"),
+    (["connect", "-q", "nqn.2014-08.org.example:a\nb", "127.0.0.1:1",
+      "nqn.2014-08.org.example:x"], "control character"),
+    (["identify", "--timeout", "inf", "127.0.0.1:1", "nqn.2014-08.org.example:x"], "--timeout"),
+    (["identify", "--timeout", "1e309", "127.0.0.1:1", "nqn.2014-08.org.example:x"], "--timeout"),
+    (["identify", "--timeout", "nan", "127.0.0.1:1", "nqn.2014-08.org.example:x"], "--timeout"),
+    (["identify", "-n", "4294967296", "127.0.0.1:1", "nqn.2014-08.org.example:x"], "--nsid"),
+    (["logpage", "-p", "2", "-n", "4294967296", "127.0.0.1:1", "nqn.2014-08.org.example:x"],
+     "--nsid"),
+    (["connect", "-k", "5000000", "127.0.0.1:1", "nqn.2014-08.org.example:x"], "--keep-alive-tmo"),
+    (["connect", "-l", "99999999999", "127.0.0.1:1", "nqn.2014-08.org.example:x"],
+     "--ctrl-loss-tmo"),
+    (["connect", "-r", "99999999999", "127.0.0.1:1", "nqn.2014-08.org.example:x"],
+     "--reconnect-delay"),
+])
+def test_out_of_range_and_malformed_input_is_a_usage_error(capsys, argv, named):
+    """Each of these ended in an internal error (exit 70) or was silently accepted."""
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == X.EX_USAGE and out == ""
+    assert named in one_line(err)
+
+
+def test_non_utf8_nqn_on_the_real_command_line_is_a_usage_error():
+    p = subprocess.run([sys.executable, "-m", "nvmecontrol", "discover", "-q",
+                        b"nqn.2014-08.org.example:\xff", "127.0.0.1:1"],
+                       capture_output=True, timeout=60)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == X.EX_USAGE, err
+    assert "is not UTF-8 (byte 0xff" in err and "Traceback" not in err
