@@ -199,18 +199,27 @@ class _SyslogHandler(logging.Handler):
             pass
 
 
+class SafeFormatter(logging.Formatter):
+    """Text a host sent that is not UTF-8 (an NQN in Connect data, decoded with
+    surrogateescape) is logged escaped: writing it raw makes the handler fail,
+    with a traceback on stderr and the line lost."""
+
+    def format(self, record) -> str:
+        return super().format(record).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _setup_logging(args) -> None:
     log.handlers.clear()
     log.propagate = False
     if args.log_file:
         handler: logging.Handler = logging.FileHandler(args.log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s nvmfd: %(message)s"))
+        handler.setFormatter(SafeFormatter("%(asctime)s nvmfd: %(message)s"))
     elif args.foreground:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("nvmfd: %(message)s"))
+        handler.setFormatter(SafeFormatter("nvmfd: %(message)s"))
     else:
         handler = _SyslogHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(SafeFormatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO if args.foreground else logging.WARNING)
 

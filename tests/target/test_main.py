@@ -113,3 +113,23 @@ def test_render_list():
     head, row = text.splitlines()
     assert head.startswith("  ID Transport ")
     assert row.split() == ["3", "TCP", "nqn.h", "nqn.s", "127.0.0.1:5"]
+
+
+def test_log_lines_with_text_that_is_not_utf8_are_escaped_not_lost(tmp_path):
+    """A host NQN of bytes that are not UTF-8 (decoded with surrogateescape)
+    made the log handler fail: a traceback on stderr and the line lost."""
+    import logging
+
+    path = tmp_path / "nvmfd.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(M.SafeFormatter("%(message)s"))
+    logger = logging.getLogger("nvmfd.test-safe-formatter")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        nqn = b"nqn.2014-08.org.example:\xff".decode("utf-8", "surrogateescape")
+        logger.warning('host "%s" is not allowed', nqn)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert path.read_text() == 'host "nqn.2014-08.org.example:\\udcff" is not allowed\n'
