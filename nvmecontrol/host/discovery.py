@@ -21,7 +21,8 @@ from nvmecontrol.transport.address import Address, format_address
 from nvmecontrol.wire import admin
 from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
                                         DiscoveryHeader, DiscoveryLogEntry, SubType,
-                                        decode_discovery_entries, decode_discovery_header)
+                                        check_record_count, decode_discovery_entries,
+                                        decode_discovery_header)
 from nvmecontrol.wire.logpages import LogPage
 from nvmecontrol.wire.status import decode_status
 
@@ -67,6 +68,9 @@ def fetch_discovery_log(assoc: Association) -> DiscoveryLog:
             head = decode_discovery_header(_read(assoc, 0, DISCOVERY_HEADER_SIZE))
             if head.recfmt != 0:
                 raise PeerProtocolError(f"unsupported discovery log format {head.recfmt}")
+            # Before fetching: a hostile NUMREC would otherwise have us read
+            # (and hold) NUMREC KiB first.
+            check_record_count(head.numrec)
             raw = _read(assoc, DISCOVERY_HEADER_SIZE, head.numrec * DISCOVERY_ENTRY_SIZE) \
                 if head.numrec else b""
             entries = decode_discovery_entries(raw, head.numrec) if head.numrec else []

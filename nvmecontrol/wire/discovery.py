@@ -238,14 +238,20 @@ def decode_discovery_entry(buf: Any, offset: int = 0) -> DiscoveryLogEntry:
     )
 
 
-def decode_discovery_entries(buf: Any, count: int) -> list[DiscoveryLogEntry]:
-    """``count`` entries from ``buf``, which starts at the first entry (log
-    page offset 1024).  Refuses more than :data:`MAX_DISCOVERY_RECORDS`."""
+def check_record_count(count: int) -> None:
+    """Refuse a NUMREC above :data:`MAX_DISCOVERY_RECORDS` (a host checks it
+    before fetching the entries, as libnvmf does)."""
     if count > MAX_DISCOVERY_RECORDS:
         raise PeerProtocolError(
             f"Discovery log announces {count} records, more than the "
             f"{MAX_DISCOVERY_RECORDS} we accept"
         )
+
+
+def decode_discovery_entries(buf: Any, count: int) -> list[DiscoveryLogEntry]:
+    """``count`` entries from ``buf``, which starts at the first entry (log
+    page offset 1024).  Refuses more than :data:`MAX_DISCOVERY_RECORDS`."""
+    check_record_count(count)
     need = count * DISCOVERY_ENTRY_SIZE
     if len(buf) < need:
         raise PeerProtocolError(
