@@ -86,3 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m nvmecontrol.cli.app, as python -m nvmecontrol
+    run()
