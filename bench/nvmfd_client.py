@@ -2,15 +2,16 @@
 
 ``NvmfdClient`` connects an association to nvmfd with our host library
 (``connect_association``) and drives its first I/O queue pair directly, the
-way the NBD bridge's data path does: up to QD commands submitted into
-preallocated buffers, every completion of a receive handled before the
-resubmissions, one send per wakeup.  It uses only
+way the NBD bridge's data path does: up to QD commands in flight, every
+completion of a receive handled before the resubmissions, one send per
+wakeup.  It uses only
 
-* ``assoc.io[0].qp`` (the ``HostQueuePair``): ``submit(sqe, read_into=...)``;
+* ``assoc.io[0].qp`` (the ``HostQueuePair``): ``submit_io(...)`` with
+  ``read_len`` (read data as views, as the NBD bridge uses it);
 * the queue driver of that queue, ``assoc.io[0].driver``
   (``transport/driver.py``): ``flush()`` (``qp.take_outgoing()`` then one
   sendmsg) and ``poll()`` (one ``recv_into``, the decoded events);
-* ``Completion`` events (``.cid``, ``.cqe.status``) and the SQE builders of
+* ``Completion`` events (``.cid``, ``.cqe.status``) and the opcodes of
   ``nvmecontrol.wire.nvm``.
 
 If the host library changes shape, this module is the one to adapt.
@@ -29,6 +30,7 @@ from nvmecontrol.wire import nvm
 from nvmecontrol.wire.qpair import Completion
 
 LBA = 512
+_READ, _FLUSH = int(nvm.NvmOpc.READ), int(nvm.NvmOpc.FLUSH)
 SPAN = 64 << 20  # the part of the namespace the reads walk (the suite fills the disk first)
 
 
@@ -46,8 +48,8 @@ class NvmfdClient:
         self.io = q.driver  # what moves qp's bytes
 
     def _drain(self, owner: dict, resubmit=None, seconds: float = 0.0) -> tuple[int, float]:
-        """Poll until ``owner`` (CID -> buffer) is empty, resubmitting through
-        ``resubmit(buf)`` for ``seconds``; returns (completions counted, elapsed)."""
+        """Poll until ``owner`` (CID -> slot) is empty, resubmitting through
+        ``resubmit(slot)`` for ``seconds``; returns (completions counted, elapsed)."""
         driver = self.io
         driver.flush()
         done = 0
@@ -76,20 +78,26 @@ class NvmfdClient:
         return (done, time.perf_counter() - start) if counted is None else (counted, elapsed)
 
     def run(self, size: int, qd: int, seconds: float) -> float:
-        """Reads of ``size`` bytes (0: Flush) at depth ``qd``; returns commands per second."""
+        """Reads of ``size`` bytes (0: Flush) at depth ``qd``; returns commands per second.
+
+        Commands are built as the bridge builds them (``submit_io``) and read
+        data arrive as views of the receive buffer (``read_len``, no copy),
+        as the bridge forwards them.
+        """
         qp = self.qp
         blocks = max(size // LBA, 1)
         span = SPAN // LBA - blocks
-        bufs = [memoryview(bytearray(size)) for _ in range(qd)] if size else [None] * qd
+        slots = list(range(qd))
         slba = [0]
 
-        def submit(buf):
+        def submit(slot):
+            if not size:
+                return qp.submit_io(_FLUSH, 1, 0, 0, tag=slot)
             lba = slba[0]
             slba[0] = (lba + blocks) % span
-            sqe = nvm.build_read(1, lba, blocks) if size else nvm.build_flush(1)
-            return qp.submit(sqe, read_into=buf)
+            return qp.submit_io(_READ, 1, lba, blocks, read_len=size, tag=slot)
 
-        owner = {submit(b): b for b in bufs}
+        owner = {submit(s): s for s in slots}
         done, elapsed = self._drain(owner, submit, seconds)
         return done / elapsed
 
