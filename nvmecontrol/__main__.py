@@ -1,3 +1,3 @@
-from nvmecontrol.cli.app import run
+from nvmecontrol.cli.entry import run
 
 run()

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("NVMECONTROL_DEBUG")
     try:
         rv = app(args=argv, prog_name="nvmecontrol", standalone_mode=False)
+        if rv == EX_INTERRUPTED:
+            # typer turns a KeyboardInterrupt into exit status 130, silently.
+            return _fail("interrupted", EX_INTERRUPTED)
         return rv if isinstance(rv, int) else 0
     except NvmeControlError as e:
         if debug:
@@ -84,9 +87,5 @@ def main(argv: list[str] | None = None) -> int:
                      "(set NVMECONTROL_DEBUG=1 for a traceback)", exit_code_for(e))
 
 
-def run() -> None:
-    sys.exit(main())
-
-
 if __name__ == "__main__":  # python -m nvmecontrol.cli.app, as python -m nvmecontrol
-    run()
+    sys.exit(main())

@@ -673,3 +673,24 @@ def test_read_beyond_the_maximum_block_size_is_refused(nvmfd_factory):
     finally:
         c.close()
     cli_ok("disconnect", "nvmeu0")
+
+
+def test_a_connect_interrupted_before_the_session_is_ready_leaves_nothing(target, session_guard,
+                                                                          monkeypatch):
+    """The CLI stops reading (Ctrl-C) while its session starts: the session
+    finds nobody to report to, ends its association and removes its files."""
+    from nvmecontrol.backends.userspace import daemon
+
+    def interrupted_read(f, timeout):
+        f.close()  # what the CLI's exit does to the readiness pipe
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(daemon, "_read_line", interrupted_read)
+    rc, out, err = cli("connect", "--backend", "nbd", "--no-attach", "-q", HOST, "-I", HOSTID,
+                       f"127.0.0.1:{target.port}", target.subnqn)
+    assert rc == X.EX_INTERRUPTED and out == "" and err.strip().endswith("interrupted")
+    wait_for(lambda: "was interrupted; ending it" in session_log(), "the session to give up")
+    wait_for(lambda: not session_pids(session_guard), "the session process to end")
+    wait_for(lambda: not io_associations(target), "the association to end on the target")
+    assert sessions() == {}
+    assert not (session_guard / "nvmeu0").exists()

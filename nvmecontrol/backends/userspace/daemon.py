@@ -70,10 +70,12 @@ def spawn(name: str, rundir: Path, assoc: Association, params: ConnectParams, *,
     try:
         payload, fds = handoff_payload(name, rundir, assoc, params, nbd_tcp=nbd_tcp,
                                        attach=attach)
+        # A session of its own from the start: a Ctrl-C at the terminal goes
+        # to the CLI, never to a session still starting.
         proc = subprocess.Popen(
             [sys.executable, "-m", "nvmecontrol.backends.userspace.daemon"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            pass_fds=fds, close_fds=True)
+            pass_fds=fds, close_fds=True, start_new_session=True)
     finally:
         assoc.close()  # our copies only: the child holds the connections now
     proc.stdin.write(json.dumps(payload).encode())
@@ -177,13 +179,23 @@ def main() -> int:
         log.exception("session %s failed to start", name)
         # A socket or file of the session that could not be made: EX_OSERR, not a bug.
         cause = DeviceError(str(e)) if isinstance(e, OSError) else e
-        _say(ready_fd, error_reply(cause))
+        try:
+            _say(ready_fd, error_reply(cause))
+        except BrokenPipeError:
+            pass  # the connect was interrupted: nobody to tell
         _cleanup(session, control, paths)
         return 1
-    _say(ready_fd, {"ok": True, "info": session.info().to_json(), "warnings": warnings})
-    os.close(ready_fd)
     signal.signal(signal.SIGTERM, lambda *_: session.request_stop())
     signal.signal(signal.SIGINT, lambda *_: session.request_stop())
+    try:
+        _say(ready_fd, {"ok": True, "info": session.info().to_json(), "warnings": warnings})
+    except BrokenPipeError:
+        # Nobody reads the readiness line: the connect that started us was
+        # interrupted (Ctrl-C).  Its user was told nothing, so nothing stays.
+        log.warning("session %s: the connect that started it was interrupted; ending it", name)
+        session.request_stop()
+    finally:
+        os.close(ready_fd)
     try:
         session.run(before_shutdown=lambda: _detach(session))
     finally:
