@@ -9,6 +9,7 @@ userspace association (the discovery NQN when only an address is given).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
@@ -90,7 +91,9 @@ def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Co
     validate_nqn(nqn, strict=False, what="subsystem NQN")
     address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN else IO_PORT)
     host = resolve_host_identity(opts.hostnqn, opts.hostid)
+    # --timeout bounds the whole one-shot exchange, not each of its commands.
     params = AssociationParams(hdgst=opts.hdgst, ddgst=opts.ddgst, kato_s=ONE_SHOT_KATO_S,
-                               timeout_s=opts.timeout_s)
+                               timeout_s=opts.timeout_s,
+                               deadline=time.monotonic() + opts.timeout_s)
     assoc = connect_association(address, nqn, host, params)
     return Controller(f"{address.text} {nqn}", assoc)

@@ -8,6 +8,7 @@ follows referrals (bounded, loop-free), which FreeBSD does not.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -50,6 +51,9 @@ def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=Fal
         header = DiscoveryHeader(0, len(res.entries), 0)
         return DiscoverResult(DiscoveryLog(header, res.entries), visited=res.visited,
                               errors=res.errors)
+    # One discovery controller: --timeout bounds the whole exchange, not each
+    # of its dozen commands.
+    params.deadline = time.monotonic() + timeout_s
     log, assoc = discover(address, host, params, verbose=verbose)
     cdata = None
     if assoc is not None:

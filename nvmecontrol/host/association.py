@@ -63,6 +63,10 @@ class AssociationParams:
     sq_flow_control: bool = False  # FreeBSD -F: ask to keep SQ flow control
     cntlid: int = F.CNTLID_DYNAMIC
     timeout_s: float = 30.0
+    # Monotonic time by which a one-shot operation (discover, identify,
+    # logpage) must be done, every command included; None: each command alone
+    # is bounded by timeout_s (sessions, connect).
+    deadline: float | None = None
     # How a queue pair is opened (the queue-driver seam): TCP by default.
     dial: Dialer = TcpQueuePair.connect_host
 
@@ -156,7 +160,7 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
     """
     driver = params.dial(addrinfo, timeout=params.timeout_s, queue_size=sqsize,
                          hdgst=params.hdgst, ddgst=params.ddgst, max_icd=max_icd)
-    q = HostQueue(driver, qid=qid, timeout=params.timeout_s)
+    q = HostQueue(driver, qid=qid, timeout=params.timeout_s, deadline=params.deadline)
     try:
         check_digests(driver.established, params, qid)
         cattr = 0 if params.sq_flow_control else F.CATTR_DISABLE_SQFLOW

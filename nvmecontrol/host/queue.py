@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from nvmecontrol.errors import CommandFailed
+from nvmecontrol.errors import CommandFailed, PeerTimeout
 from nvmecontrol.transport.driver import QueueDriver
 from nvmecontrol.wire.capsule import CQE, SQE
 from nvmecontrol.wire.qpair import Completion
@@ -32,10 +32,15 @@ class HostQueue:
     queue pair's bytes, this is the same.
     """
 
-    def __init__(self, driver: QueueDriver, *, qid: int, timeout: float = 30.0):
+    def __init__(self, driver: QueueDriver, *, qid: int, timeout: float = 30.0,
+                 deadline: float | None = None):
         self.driver = driver
         self.qid = qid
         self.timeout = timeout
+        # Monotonic time by which the whole operation must be done (one-shot
+        # commands): a controller answering each command just in time must
+        # not stretch a discover to many times the timeout.
+        self.deadline = deadline
         self._done: dict[int, CQE] = {}
         self.last_activity = time.monotonic()
 
@@ -50,8 +55,18 @@ class HostQueue:
 
     def wait(self, cid: int, *, timeout: float | None = None) -> CQE:
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        overall = self.deadline is not None and self.deadline < deadline
+        if overall:
+            deadline = self.deadline
         while cid not in self._done:
-            for ev in self.driver.poll(deadline):
+            try:
+                events = self.driver.poll(deadline)
+            except PeerTimeout:
+                if overall:
+                    raise PeerTimeout(f"{self.driver.peer_text}: the operation did not finish "
+                                      f"within {self.timeout:g} s") from None
+                raise
+            for ev in events:
                 if type(ev) is Completion:
                     self._done[ev.cid] = ev.cqe
         self.last_activity = time.monotonic()

@@ -47,6 +47,7 @@ class Script:
     ready: bool = True
     silent_from: str | None = None  # a command name: stop answering from there on
     close_at: str | None = None  # a command name: close the connection there
+    delay_s: float = 0.0  # before each answer (a slow but live controller)
     seen: list = field(default_factory=list)  # (name, details) in arrival order
 
 
@@ -127,6 +128,8 @@ class FakeController:
                 if name == self.script.silent_from:
                     silent = True
                 if not silent:
+                    if self.script.delay_s:
+                        time.sleep(self.script.delay_s)
                     self._answer(tq.qp, ev.cid, name, sqe, ev.data)
             tq.flush()
 
@@ -303,3 +306,19 @@ def test_nothing_listening(fake):
 def test_cap_value_by_hand():
     # Guard the fake's register against a typo: these are the fields the host relies on.
     assert struct.pack("<Q", CAP_VALUE) == bytes.fromhex("1f00010120000000")
+
+
+def test_a_deadline_bounds_the_whole_operation(fake):
+    """Every answer comes in time for its command (0.15 s < 0.5 s), but the
+    operation as a whole may take no longer than its deadline."""
+    f = fake(delay_s=0.15)
+    with pytest.raises(PeerTimeout, match="the operation did not finish within 0.5 s"):
+        connect_association(f.address, SUBNQN, HOST,
+                            AssociationParams(timeout_s=0.5, deadline=time.monotonic() + 0.5))
+
+
+def test_without_a_deadline_each_command_has_its_own_timeout(fake):
+    f = fake(delay_s=0.15)
+    a = connect_association(f.address, SUBNQN, HOST, AssociationParams(timeout_s=0.5))
+    a.shutdown()
+    assert len(names(f)) > 5  # several commands, each answered within its timeout
