@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         return _fail(str(e), exit_code_for(e))
+    except click_exc.MissingParameter as e:
+        # One line: what is missing and the synopsis (not a page of help).
+        usage = " ".join(e.ctx.get_usage().split()) if e.ctx is not None else ""
+        return _fail(f"{e.format_message()} {usage.replace('Usage:', 'usage:', 1)}".rstrip(),
+                     EX_USAGE)
     except click_exc.UsageError as e:
         return _fail(e.format_message(), EX_USAGE)
     except click_exc.ClickException as e:

@@ -36,7 +36,7 @@ from nvmecontrol.transport.address import Address, parse_address
 
 NAME = "connect"
 HELP = "Connect to an NVMe subsystem and hand the association to the kernel or an NBD session."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 
 @dataclass(slots=True)

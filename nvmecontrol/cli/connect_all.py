@@ -34,7 +34,7 @@ from nvmecontrol.wire.discovery import AdrFam, TcpSecType, TrType, encode_discov
 
 NAME = "connect-all"
 HELP = "Connect to every NVMe subsystem a discovery controller lists (default port 8009)."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 
 @dataclass(slots=True)

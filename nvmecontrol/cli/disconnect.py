@@ -20,7 +20,7 @@ from nvmecontrol.nqn import looks_like_nqn
 
 NAME = "disconnect"
 HELP = "Disconnect a controller (device, namespace or subsystem NQN)."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 
 def run(target: str) -> list[str]:

@@ -28,7 +28,7 @@ from nvmecontrol.wire.identify import decode_identify_controller
 
 NAME = "discover"
 HELP = "Show the discovery log page of a discovery controller (default port 8009)."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from nvmecontrol.wire.identify import (CNS_CONTROLLER, CNS_NAMESPACE, decode_ide
 
 NAME = "identify"
 HELP = "Show Identify Controller or Namespace data of a device or a remote controller."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 # Without -v, hex dumps stop where the reserved/vendor areas begin, as
 # FreeBSD does: controller data before the vendor specific area (3072),

@@ -30,7 +30,7 @@ from nvmecontrol.wire.logpages import LogPage
 
 NAME = "logpage"
 HELP = "Print a log page of a device or a remote controller (-p page; -v help lists pages)."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 # Names accepted by -p besides numbers (also offered by the completions).
 PAGE_NAMES = {

@@ -28,7 +28,7 @@ from nvmecontrol.transport.address import parse_address
 
 NAME = "reconnect"
 HELP = "Reconnect a controller, with its saved parameters or to a new address."
-NO_ARGS_IS_HELP = True
+NO_ARGS_IS_HELP = False
 
 
 def command(

@@ -192,3 +192,20 @@ def test_ctrl_c_while_the_command_loads_is_one_line_not_a_traceback():
             assert err.strip().endswith("interrupted"), err
         seen.add(p.returncode)
     assert X.EX_INTERRUPTED in seen, seen
+
+
+@pytest.mark.parametrize("argv, missing", [
+    (["identify"], "DEVICE|ADDRESS"),
+    (["discover"], "address"),
+    (["connect"], "address"),
+    (["connect", "127.0.0.1:4420"], "SUBNQN"),
+    (["connect-all"], "address"),
+    (["disconnect"], "DEVICE|NAMESPACE|SUBNQN"),
+    (["reconnect"], "DEVICE"),
+])
+def test_a_missing_argument_is_one_line_with_the_synopsis(capsys, argv, missing):
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == X.EX_USAGE and out == ""
+    line = one_line(err)
+    assert f"Missing argument '{missing}'" in line
+    assert f"usage: nvmecontrol {argv[0]} [OPTIONS]" in line
