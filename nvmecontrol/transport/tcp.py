@@ -162,21 +162,26 @@ class TcpQueuePair:
 
     def poll(self, deadline: float | None = None) -> list:
         """Receive once (waiting until ``deadline``, monotonic) and return events."""
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PeerTimeout(f"{self.peer_text}: no answer in time")
-            self.sock.settimeout(remaining)
         try:
-            self._fill()
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PeerTimeout(f"{self.peer_text}: no answer in time")
+                self.sock.settimeout(remaining)
+            try:
+                self._fill()
+            finally:
+                if deadline is not None:
+                    # Later sends and deadline-less polls must not inherit what
+                    # was left of this deadline.
+                    self.sock.settimeout(self.timeout)
         except socket.timeout:
             raise PeerTimeout(f"{self.peer_text}: no answer within "
                               f"{self._timeout_text()}") from None
-        finally:
-            if deadline is not None:
-                # Later sends and deadline-less polls must not inherit what
-                # was left of this deadline.
-                self.sock.settimeout(self.timeout)
+        except OSError as e:
+            # The socket was closed under us (another thread tore the
+            # association down): settimeout says EBADF.
+            raise ConnectionLost(f"{self.peer_text}: {os.strerror(e.errno or errno.EIO)}") from None
         try:
             events = self.qp.receive()
         except PeerProtocolError as e:
@@ -233,12 +238,17 @@ class TcpQueuePair:
                 return
             self.qp.terminate(e.fes, e.fei, e.offending)
             out = self.qp.take_outgoing()
+        # Bounded: a thread stuck in a send (the peer is not reading) must not
+        # keep us from closing; the TermReq is best effort.
+        if not self.send_lock.acquire(timeout=1.0):
+            return
         try:
             self.sock.settimeout(1.0)
-            with self.send_lock:
-                sendmsg_all(self.sock, out)
+            sendmsg_all(self.sock, out)
         except OSError:
             pass
+        finally:
+            self.send_lock.release()
 
     @property
     def peer_text(self) -> str:

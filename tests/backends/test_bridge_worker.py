@@ -79,3 +79,39 @@ def test_commands_completed_before_a_bad_pdu_in_the_same_batch_are_answered():
     finally:
         w.close()
         peer.close()
+
+
+def test_a_queue_pair_found_closed_refuses_new_work_before_fail_runs():
+    """The receiver marks the queue pair closed (peer gone, TermReq) a moment
+    before fail() runs: a submission then must be refused (and parked by the
+    caller), not raise with its batch half submitted."""
+    driver, peer = established_pair()
+    w = QueueWorker(driver, 0, on_lost=lambda *a: None)
+    try:
+        driver.qp.closed = True
+        parts = R.split(R.NbdRequest(Conn(), 1, R.READ, 0, 512), NS)
+        assert w.submit(parts) is False
+        assert driver.qp.outstanding == 0
+    finally:
+        w.close()
+        peer.close()
+
+
+def test_completions_after_fail_are_not_answered_a_second_time():
+    """fail() handed the outstanding commands back (to be replayed): completions
+    still in the receive buffer must not answer them too."""
+    driver, peer = established_pair()
+    handed_back = []
+    w = QueueWorker(driver, 0, on_lost=lambda worker, parts, reason: handed_back.extend(parts))
+    conn = Conn()
+    try:
+        parts = R.split(R.NbdRequest(conn, 1, R.READ, 0, 512), NS)
+        assert w.submit(parts)
+        (cid,) = read_capsules(peer, 1)
+        w.fail("torn down for a reconnect")
+        driver.qp.decoder.feed(c2h(cid, b"\x07" * 512))  # arrived before the teardown
+        assert w._on_batch() is False
+        assert conn.answered == [] and [p.req.cookie for p in handed_back] == [1]
+    finally:
+        w.close()
+        peer.close()

@@ -500,3 +500,13 @@ def test_abort_wakes_a_blocked_serve(sockpair):
     with pytest.raises(ConnectionLost):
         tq.serve(lambda: None)
     assert tq.qp.closed
+
+
+def test_poll_on_a_socket_closed_by_another_thread_is_connection_lost(sockpair):
+    """A keep-alive waiting on the admin queue while the association is torn
+    down: EBADF from the socket is the connection being gone, not a crash."""
+    a, b = sockpair
+    tq = established_host(a, b)
+    tq.sock.close()
+    with pytest.raises(ConnectionLost):
+        tq.poll(time.monotonic() + 1)

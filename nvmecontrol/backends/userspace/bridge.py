@@ -87,7 +87,10 @@ class QueueWorker:
         """Queue ``parts``; False when this queue is dead (the caller parks them)."""
         qp = self.qp
         with self.lock:
-            if not self.alive:
+            # A queue pair the receiver found closed (peer gone, TermReq) is
+            # dead even before fail() ran: submitting would raise and lose
+            # the batch; the caller parks it instead.
+            if not self.alive or qp.closed:
                 return False
             if self.backlog:
                 self.backlog.extend(parts)
@@ -110,7 +113,7 @@ class QueueWorker:
 
     def _drain_locked(self) -> None:
         qp, backlog = self.qp, self.backlog
-        while backlog and qp.can_submit():
+        while backlog and not qp.closed and qp.can_submit():
             backlog.popleft().submit(qp)
 
     # -- the controller's side --
@@ -123,10 +126,15 @@ class QueueWorker:
             log.exception("I/O queue %d receiver failed", self.index + 1)
             self.fail(f"internal error: {type(e).__name__}: {e}")
 
-    def _on_batch(self) -> None:
+    def _on_batch(self) -> bool | None:
         qp = self.qp
         failed = None
         with self.lock:
+            if not self.alive:
+                # fail() already handed every outstanding command back to the
+                # session, which replays them: completing them here too would
+                # answer them twice (or a split request before all its parts).
+                return False
             try:
                 events = qp.receive()
             except NvmeControlError as e:

@@ -146,7 +146,8 @@ class Session:
         self.last_error = ""
         self.wake = threading.Event()
         self.stop_requested = False
-        self._stopping = threading.Event()  # wakes the keep-alive thread to end
+        # Wakes the keep-alive thread: to end, or to time a new association.
+        self._keep_alive_wake = threading.Event()
         self._force: list = []  # pending reconnect requests: (params or None, result dict, Event)
         self.namespaces: dict[int, Namespace] = {}
         self.attached: dict[int, str] = {}  # nsid -> /dev/nbdX
@@ -225,6 +226,7 @@ class Session:
             self.state_changed.notify_all()
             self.lost_at = None
             parked, self.parked = self.parked, []
+        self._keep_alive_wake.set()  # its first Keep Alive within KATO/2, not later
         if parked:
             log.info("replaying %d commands held during the outage", len(parked))
             parked.sort(key=lambda p: p.req.seq)
@@ -234,9 +236,13 @@ class Session:
     def _resubmit(self, parts: list) -> None:
         """Parts the router could not place: park them while no association is
         live, else submit them to the live queues (by their connection's slot)."""
+        error = N.EIO
         while parts:
             with self.lock:
                 if self.state == DEAD:
+                    break
+                if self.state == DELETING:
+                    error = N.ESHUTDOWN  # NBD's "the server is shutting down"
                     break
                 if self.state != LIVE:
                     self.parked.extend(parts)
@@ -256,7 +262,7 @@ class Session:
                     self.state_changed.wait_for(
                         lambda: self.state != LIVE or self.workers is not workers, timeout=1.0)
             parts = rest
-        self._fail_parts(parts, N.EIO)
+        self._fail_parts(parts, error)
 
     def _on_lost(self, worker, parts: list, reason: str) -> None:
         with self.lock:
@@ -299,16 +305,21 @@ class Session:
             with self.lock:
                 live, assoc = self.state == LIVE, self.assoc
             if not live:
-                # Nothing to keep alive while reconnecting; the association
-                # that comes next starts a timer of its own.
+                # Nothing to keep alive while reconnecting; _install wakes us
+                # for the association that comes next, which gets its own timer.
                 timer_assoc = None
-                self._stopping.wait(1.0)
+                self._keep_alive_wake.wait(1.0)
+                self._keep_alive_wake.clear()
                 continue
             if assoc is not timer_assoc:  # a new association starts a new timer
                 timer, timer_assoc = KeepAliveTimer(kato, clock()), assoc
-            self._stopping.wait(max(0.0, timer.next_deadline() - clock()))
+            self._keep_alive_wake.wait(max(0.0, timer.next_deadline() - clock()))
+            self._keep_alive_wake.clear()
             if self.stop_requested:
                 return
+            with self.lock:
+                if self.state != LIVE or self.assoc is not assoc:
+                    continue  # changed while we slept: look again
             if timer.on_timer(clock()) != SEND_KEEP_ALIVE:
                 continue
             timer.on_sent(clock())
@@ -319,7 +330,8 @@ class Session:
             except PeerTimeout:
                 timer_assoc = None
                 self._admin_lost(assoc, f"Keep Alive not answered within KATO ({kato} s)")
-            except NvmeControlError as e:
+            except (NvmeControlError, OSError) as e:
+                # This thread must outlive any one association's failure.
                 timer_assoc = None
                 self._admin_lost(assoc, f"Keep Alive: {e}")
 
@@ -362,7 +374,7 @@ class Session:
 
     def request_stop(self) -> None:
         self.stop_requested = True
-        self._stopping.set()
+        self._keep_alive_wake.set()
         self.wake.set()
 
     def run(self, before_shutdown=None) -> None:
@@ -506,6 +518,9 @@ class Session:
         with self.lock:
             live = self.state == LIVE
             if live:
+                # New requests take the slow path and fail with ESHUTDOWN:
+                # only what is in flight is drained.
+                self.router.clear()
                 self.state = DELETING
                 self.state_changed.notify_all()
         self.write_state()
