@@ -42,7 +42,6 @@ class HostQueue:
         # not stretch a discover to many times the timeout.
         self.deadline = deadline
         self._done: dict[int, CQE] = {}
-        self.last_activity = time.monotonic()
 
     @property
     def qp(self):
@@ -69,7 +68,6 @@ class HostQueue:
             for ev in events:
                 if type(ev) is Completion:
                     self._done[ev.cid] = ev.cqe
-        self.last_activity = time.monotonic()
         return self._done.pop(cid)
 
     def execute(self, sqe: SQE, what: str, *, write_data=None, read_len: int = 0,

@@ -185,9 +185,6 @@ class Controller:
             return self.kato_ms
         return K.DISCOVERY_IDLE_KATO_MS if self.discovery else 0
 
-    def kato_deadline(self) -> float | None:
-        return self.kato.next_deadline()
-
     def record_error(self, sqid: int, cid: int, status: int, *, opc: int, nsid: int = 0,
                      lba: int = 0, pel: int = K.PEL_NONE) -> None:
         with self.lock:
