@@ -36,7 +36,7 @@ class Router:
         return workers[conn.slot % len(workers)] if workers else None
 
     def submit(self, conn, parts: list) -> None:
-        workers = self.workers
-        if workers and workers[conn.slot % len(workers)].submit(parts):
+        worker = self.worker_for(conn)
+        if worker is not None and worker.submit(parts):
             return
         self._slow_path(parts)
