@@ -630,9 +630,10 @@ def _bad_request(magic: int, typ: int) -> NbdProtocolError:
 
 # --- transmission: replies ---------------------------------------------------------
 
-_SIMPLE = struct.Struct(">IIQ")
+_SIMPLE = SIMPLE_REPLY = struct.Struct(">IIQ")  # magic, error, cookie
 _CHUNK = struct.Struct(">IHHQI")
-_CHUNK_DATA = struct.Struct(">IHHQIQ")
+# magic, flags, type, cookie, length, offset: an OFFSET_DATA chunk's header.
+_CHUNK_DATA = CHUNK_DATA_HEADER = struct.Struct(">IHHQIQ")
 _CHUNK_ERROR = struct.Struct(">IHHQIIH")
 _NONE_DONE = (STRUCTURED_REPLY_MAGIC, REPLY_FLAG_DONE, REPLY_TYPE_NONE)
 

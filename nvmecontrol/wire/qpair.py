@@ -65,12 +65,17 @@ class Completion(NamedTuple):
 
     ``tag`` is what the submitter attached to the command: resolving it here,
     while the CID is still reserved, means a caller that resubmits while
-    walking a batch of events can never confuse a reused CID.
+    walking a batch of events can never confuse a reused CID.  ``data`` is
+    set when a read submitted with ``read_len`` got all its data in the one
+    C2HData that completed it (the usual case): a view into the decoder's
+    buffer, as :class:`ReadData` would have carried, without that second
+    event.
     """
 
     cid: int
     cqe: CQE
     tag: object = None
+    data: memoryview | None = None
 
 
 class ReadData(NamedTuple):
@@ -169,7 +174,7 @@ _tnew = tuple.__new__
 
 def new_completion(cid: int, cqe: CQE, tag=None) -> Completion:
     """``Completion(cid, cqe, tag)`` without the NamedTuple's Python-level __new__."""
-    return _tnew(Completion, (cid, cqe, tag))
+    return _tnew(Completion, (cid, cqe, tag, None))
 
 
 def new_read_data(cid: int, offset: int, data, tag=None) -> ReadData:
@@ -297,7 +302,7 @@ class HostQueuePair(_Base):
         else:
             opc, sflags, _cid, nsid, c2, c3, mptr, _sgl, c10, c11, c12, c13, c14, c15 = sqe
         # The SQE's own CID and SGL are replaced by ours.
-        return self._queue_command(opc, sflags, nsid, c2, c3, mptr, c10, c11, c12, c13, c14,
+        return self.queue_command(opc, sflags, nsid, c2, c3, mptr, c10, c11, c12, c13, c14,
                                    c15, write_data, read_into, read_len, tag)
 
     def submit_io(self, opc: int, nsid: int, slba: int, nlb: int, cdw12: int = 0, *,
@@ -319,55 +324,101 @@ class HostQueuePair(_Base):
                 raise ValueError(f"block count {nlb} out of range 1..{_MAX_NLB} "
                                  f"(CDW12 flags {cdw12:#x})")
             cdw12 |= nlb - 1
-        return self._queue_command(opc, _PSDT_SGL, nsid, 0, 0, 0,
+        return self.queue_command(opc, _PSDT_SGL, nsid, 0, 0, 0,
                                    slba & 0xFFFFFFFF if cdw10 is None else cdw10,
                                    slba >> 32 if cdw11 is None else cdw11, cdw12, 0, 0, 0,
                                    write_data, read_into, read_len, tag)
 
-    def _queue_command(self, opc, sflags, nsid, c2, c3, mptr, c10, c11, c12, c13, c14, c15,
-                       write_data, read_into, read_len, tag) -> int:
-        """Pack the whole CapsuleCmd (CH + SQE with our CID and SGL) with one struct and queue it."""
+    def room(self) -> int:
+        """How many commands can be queued now (free CIDs, and SQ slots under flow control)."""
         if self.established is None or self.closed:
             raise LocalProtocolError("queue pair is not connected")
-        free = self._free_cids
-        sqtail = self.sqtail + 1
-        if sqtail == self.queue_size:
-            sqtail = 0
-        if not free or (sqtail == self.sqhd and self.sq_flow_control):
+        room = len(self._free_cids)
+        if self.sq_flow_control:
+            room = min(room, (self.sqhd - self.sqtail - 1) % self.queue_size)
+        return room
+
+    def queue_command(self, opc, sflags, nsid, c2, c3, mptr, c10, c11, c12, c13, c14, c15,
+                      write_data, read_into, read_len, tag) -> int:
+        """Queue a command given as its dwords; returns its CID.
+
+        What ``submit`` and ``submit_io`` come down to: the whole CapsuleCmd
+        (CH and SQE with our CID and SGL) is packed with one struct.
+        """
+        if not self.room():
             raise LocalProtocolError("submission queue is full")
         # The CID is taken only once the capsule is built: a field that does
         # not fit (struct.error) must not leak it.
-        cid = free[-1]
+        cid = self._free_cids[-1]
         if read_into is not None:
             read_len = len(read_into)
-        if write_data is None:
-            length, stype, icd, held = read_len, _SGL_XPORT, None, None
-        else:
-            wlen = len(write_data)
-            if wlen and wlen <= self.max_icd:
-                length, stype, icd, held = wlen, _SGL_OFF, write_data, None
-            else:
-                length = wlen or read_len
-                stype, icd, held = _SGL_XPORT, None, (write_data if wlen else None)
-        hdgst = self.hdgst
-        if icd is None and not hdgst:
-            flags, pdo, plen = 0, 0, _CMD_HLEN
-        else:
-            flags, pdo, plen = P.cmd_framing(length if icd is not None else 0, hdgst, self.ddgst,
-                                             self.pda_tx)
+        length, stype, icd, held = self._layout(write_data, read_len)
         hdr = self._cmd_hdrs[cid]
         if hdr is None:
             hdr = self._cmd_hdrs[cid] = bytearray(_CMD_HLEN)
+        flags, pdo, plen = self._framing(icd)
         _CAPSULE_CMD.pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, opc, sflags, cid,
                                nsid, c2, c3, mptr, 0, length, stype, c10, c11, c12, c13, c14, c15)
-        free.pop()
+        self._free_cids.pop()
         self._pending[cid] = [read_into, read_len, 0, held, False, tag]
-        self.sqtail = sqtail
-        if icd is None and not hdgst:
-            self.outgoing.append(hdr)
-        else:
-            P.put_framed(self.outgoing, hdr, icd, hdgst, self.ddgst, pdo)
+        self.sqtail = (self.sqtail + 1) % self.queue_size
+        P.put_framed(self.outgoing, hdr, icd, self.hdgst, self.ddgst, pdo)
         return cid
+
+    def queue_records(self, records, start: int = 0) -> int:
+        """Queue I/O command records ``records[start:]`` until the queue is full.
+
+        Returns the index after the last one queued.  A record holds
+        ``opc``, ``nsid``, ``c10``, ``c11``, ``c12``, ``data`` (write payload
+        or None) and ``read_len`` (read data arrive as events, zero-copy); the
+        other SQE fields are 0 and the record is its command's tag.  The data
+        path's batch submission: one call and one room check per batch.
+        """
+        end = min(len(records), start + self.room())
+        free, pending, hdrs, out = self._free_cids, self._pending, self._cmd_hdrs, self.outgoing
+        pack_into = _CAPSULE_CMD.pack_into
+        plain = not self.hdgst  # and no in-capsule data: the header is the whole PDU
+        for i in range(start, end):
+            rec = records[i]
+            cid = free[-1]
+            data = rec.data
+            if data is None:
+                length, stype, icd, held = rec.read_len, _SGL_XPORT, None, None
+            else:
+                length, stype, icd, held = self._layout(data, rec.read_len)
+            hdr = hdrs[cid]
+            if hdr is None:
+                hdr = hdrs[cid] = bytearray(_CMD_HLEN)
+            if plain and icd is None:
+                pack_into(hdr, 0, _CMD, 0, _CMD_HLEN, 0, _CMD_HLEN, rec.opc, _PSDT_SGL, cid,
+                          rec.nsid, 0, 0, 0, 0, length, stype, rec.c10, rec.c11, rec.c12, 0, 0, 0)
+                out.append(hdr)
+            else:
+                flags, pdo, plen = self._framing(icd)
+                pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, rec.opc, _PSDT_SGL, cid,
+                          rec.nsid, 0, 0, 0, 0, length, stype, rec.c10, rec.c11, rec.c12, 0, 0, 0)
+                P.put_framed(out, hdr, icd, self.hdgst, self.ddgst, pdo)
+            free.pop()
+            pending[cid] = [None, rec.read_len, 0, held, False, rec]
+        if end > start:
+            self.sqtail = (self.sqtail + end - start) % self.queue_size
+        return end
+
+    def _layout(self, write_data, read_len: int) -> tuple:
+        """(SGL length, SGL type, in-capsule data, data held for R2T) of a command."""
+        if write_data is None:
+            return read_len, _SGL_XPORT, None, None
+        wlen = len(write_data)
+        if wlen and wlen <= self.max_icd:
+            return wlen, _SGL_OFF, write_data, None
+        return wlen or read_len, _SGL_XPORT, None, (write_data if wlen else None)
+
+    def _framing(self, icd) -> tuple:
+        """(flags, PDO, PLEN) of a CapsuleCmd carrying ``icd`` in-capsule (or None)."""
+        if icd is None and not self.hdgst:
+            return 0, 0, _CMD_HLEN
+        return P.cmd_framing(len(icd) if icd is not None else 0, self.hdgst, self.ddgst,
+                             self.pda_tx)
 
     def outstanding_tags(self) -> list:
         """Tags of every command not completed (to resubmit after a lost connection)."""
@@ -420,10 +471,6 @@ class HostQueuePair(_Base):
                                 f"C2HData offset {datao}+{n} outside the expected {p[2]}..{p[1]}",
                                 P.FES.DATA_OUT_OF_RANGE, 12)
                         into = p[0]
-                        if into is not None:
-                            into[datao:datao + n] = data
-                        else:
-                            append(_tnew(ReadData, (cid, datao, data, p[5])))
                         received = p[2] = datao + n
                         if bad:
                             p[4] = True
@@ -431,9 +478,17 @@ class HostQueuePair(_Base):
                             if received != p[1]:
                                 raise PeerProtocolError("C2HData SUCCESS before all data was sent",
                                                         P.FES.INVALID_HEADER_FIELD, 1)
+                            if into is not None:
+                                into[datao:received] = data
+                                data = None
+                            elif datao:
+                                append(_tnew(ReadData, (cid, datao, data, p[5])))
+                                data = None
                             # SUCCESS implies SQ flow control is off, so SQHD is not tracked.
                             if p[4]:
+                                # Data that failed its digest are not handed on.
                                 cqe = CQE(cid=cid, status=STATUS_TRANSIENT_TRANSPORT)
+                                data = None
                             else:
                                 # CQEs are immutable: one per CID, built once, shared by
                                 # every clean SUCCESS completion of that CID.
@@ -442,7 +497,11 @@ class HostQueuePair(_Base):
                                     cqe = ok_cqes[cid] = CQE(cid=cid)
                             pending[cid] = None
                             free.append(cid)
-                            append(_tnew(Completion, (cid, cqe, p[5])))
+                            append(_tnew(Completion, (cid, cqe, p[5], data)))
+                        elif into is not None:
+                            into[datao:received] = data
+                        else:
+                            append(_tnew(ReadData, (cid, datao, data, p[5])))
                     elif k == _RESP:
                         _k, dw0, dw1, sqhd, sqid, cid, raw = t
                         p = pending[cid] if cid < npending else None
@@ -456,7 +515,7 @@ class HostQueuePair(_Base):
                         pending[cid] = None
                         free.append(cid)
                         append(_tnew(Completion, (cid, _tnew(CQE, (dw0, dw1, sqhd, sqid, cid, status)),
-                                                  p[5])))
+                                                  p[5], None)))
                     elif k == _R2T:
                         self._on_r2t(t[1], t[2], t[3], t[4])
                     elif k == P.PduType.ICResp:

@@ -36,8 +36,17 @@ def test_a_large_write_shares_its_payload_and_keeps_fua():
     out = R.split(r, NS, data, fua=True)
     assert [bytes(p.data) for p in out] == [data[:131072], data[131072:]]
     assert all(type(p.data) is memoryview and p.data.obj is data for p in out)
-    assert all(p.cdw12 == FUA and p.opc == NvmOpc.WRITE for p in out)
+    assert all(p.c12 == FUA | 255 and p.opc == NvmOpc.WRITE for p in out)
     assert [p.slba for p in out] == [1, 257]
+
+
+def test_a_small_write_is_its_own_command_with_fua_beside_nlb():
+    data = bytes(4096)
+    r = req(R.WRITE, (1 << 33) * 512, 4096)
+    assert R.split(r, NS, data, fua=True) == [r]
+    # SLBA 2^33 spans CDW10/CDW11; NLB 0's based in CDW12 15:0, FUA in bit 30.
+    assert (r.c10, r.c11, r.c12, r.data, r.read_len) == (0, 2, FUA | 7, data, 0)
+    assert (r.slba, r.nlb) == (1 << 33, 8)
 
 
 def test_parts_append_to_the_batch():
@@ -57,7 +66,9 @@ def test_zeroes_and_trim_become_their_commands(kind, opc):
         # NLB is 16 bits: 64 MiB of 512-byte blocks takes two commands.
         assert [(p.slba, p.nlb) for p in out] == [(0, 0x10000), (0x10000, 0x10000)]
     else:
+        # One range; NR 0 in CDW10, Attribute - Deallocate in CDW11.
         assert len(out) == 1 and len(out[0].data) == 16
+        assert (out[0].c10, out[0].c11, out[0].nlb) == (0, 0x4, 0)
 
 
 def test_a_request_that_is_its_own_part_holds_no_reference_to_itself():

@@ -77,6 +77,60 @@ def test_read_data_arrive_as_views_then_the_completion_with_the_tag():
     assert events[2].tag == "req" and events[2].cqe.status == 0
 
 
+def test_a_read_whose_one_c2hdata_completes_it_is_one_event_with_its_data():
+    h = host()
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 1), read_len=512, tag="req")
+    h.take_outgoing()
+    (ev,) = feed(h, c2h(cid, 0, b"z" * 512, LAST | SUCCESS))
+    assert type(ev) is Completion and (ev.tag, ev.cqe.status) == ("req", 0)
+    assert isinstance(ev.data, memoryview) and bytes(ev.data) == b"z" * 512
+    assert h.outstanding == 0
+
+
+def test_a_read_answered_with_data_then_a_response_completes_without_data():
+    h = host()
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 1), read_len=512, tag="req")
+    h.take_outgoing()
+    events = feed(h, c2h(cid, 0, b"z" * 512, LAST) + resp(cid))
+    assert [type(e) for e in events] == [ReadData, Completion]
+    assert events[1].data is None and events[1].tag == "req"
+
+
+def test_read_data_that_failed_their_digest_are_not_handed_on():
+    h = HostQueuePair(queue_size=8, ddgst=True, buffer_size=4096)
+    h.start()
+    h.take_outgoing()
+    h.decoder.feed(ch(0x01, 0, 128, 0, 128) + struct.pack("<HBBI", 0, 0, 0x02, 0x20000)
+                   + bytes(112))
+    h.receive()
+    h.sq_flow_control = False
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 1), read_len=512, tag="req")
+    h.take_outgoing()
+    data = b"z" * 512
+    pdu = ch(0x07, LAST | SUCCESS | 0x02, 24, 24, 24 + 512 + 4) + \
+        struct.pack("<HHII4x", cid, 0, 0, 512) + data + b"\0\0\0\0"  # a wrong DDGST
+    (ev,) = feed(h, pdu)
+    assert ev.data is None and ev.cqe.status == 0x22  # Transient Transport Error
+
+
+def test_records_are_queued_until_the_queue_is_full_and_are_their_tags():
+    class Rec:
+        def __init__(self, slba):
+            self.opc, self.nsid, self.c10, self.c11, self.c12 = 0x02, 3, slba, 0, 7
+            self.data, self.read_len = None, 4096
+
+    h = host(queue_size=4)  # three commands at most
+    recs = [Rec(i * 8) for i in range(5)]
+    assert h.queue_records(recs) == 3
+    sent = b"".join(bytes(b) for b in h.take_outgoing())
+    sqes = [decode_sqe(sent[i * 72 + 8:i * 72 + 72]) for i in range(3)]
+    assert [(q.opc, q.nsid, q.cdw10, q.cdw12, q.sgl.length) for q in sqes] == \
+        [(0x02, 3, 0, 7, 4096), (0x02, 3, 8, 7, 4096), (0x02, 3, 16, 7, 4096)]
+    (ev,) = feed(h, resp(sqes[1].cid))
+    assert ev.tag is recs[1]
+    assert h.queue_records(recs, 3) == 4  # one CID free again: the fourth goes
+
+
 def test_a_cid_reused_within_a_batch_keeps_each_commands_tag():
     h = host(queue_size=2)  # one command at a time: the CID must be reused
     first = h.submit(encode_io(NvmOpc.FLUSH, 1), tag="first")

@@ -96,13 +96,10 @@ class QueueWorker:
                 self.backlog.extend(parts)
                 self._drain_locked()
             else:
-                # The usual case: free CIDs for the whole batch, no backlog.
-                can_submit = qp.can_submit
-                for i, p in enumerate(parts):
-                    if not can_submit():
-                        self.backlog.extend(parts[i:])
-                        break
-                    p.submit(qp)
+                # The usual case: room for the whole batch, no backlog.
+                queued = qp.queue_records(parts)
+                if queued < len(parts):
+                    self.backlog.extend(parts[queued:])
             out = qp.take_outgoing()
         if out:
             try:
@@ -113,8 +110,9 @@ class QueueWorker:
 
     def _drain_locked(self) -> None:
         qp, backlog = self.qp, self.backlog
-        while backlog and not qp.closed and qp.can_submit():
-            backlog.popleft().submit(qp)
+        if backlog and not qp.closed:
+            for _ in range(qp.queue_records(list(backlog))):
+                backlog.popleft()
 
     # -- the controller's side --
     def _receive_loop(self) -> None:
@@ -173,20 +171,20 @@ class QueueWorker:
         for ev in events:
             part = ev.tag
             if type(ev) is ReadData:
-                req = part.req
-                if req.buf is None and ev.offset == 0 and len(ev.data) == req.length:
-                    req.buf = ev.data  # the whole read in one PDU: forward it as is
-                    viewed.append(req)
-                else:
-                    if type(req.buf) is not bytearray:
-                        req.buf = bytearray(req.length)
-                    start = part.buf_off + ev.offset
-                    req.buf[start:start + len(ev.data)] = ev.data
+                self._gather(part, ev.offset, ev.data, viewed)
                 continue
             if type(ev) is not Completion or part is None:
                 continue
-            status = ev.cqe.status
             req = part.req
+            data = ev.data
+            if data is not None:
+                # The usual read: all its data came with its completion.
+                if req.buf is None and len(data) == req.length:
+                    req.buf = data  # forwarded as is, no copy
+                    viewed.append(req)
+                else:
+                    self._gather(part, 0, data, viewed)
+            status = ev.cqe.status
             if status:
                 if (status & 0x7FF) == STATUS_TRANSIENT_TRANSPORT and part.retries < DIGEST_RETRIES:
                     part.retries += 1
@@ -204,6 +202,19 @@ class QueueWorker:
                 else:
                     reqs.append(req)
         return done, retry, viewed
+
+    @staticmethod
+    def _gather(part, offset: int, data, viewed: list) -> None:
+        """Place read data of ``part`` at ``offset`` of its request's buffer."""
+        req = part.req
+        if req.buf is None and offset == 0 and len(data) == req.length:
+            req.buf = data  # the whole read in one PDU: forward it as is
+            viewed.append(req)
+            return
+        if type(req.buf) is not bytearray:
+            req.buf = bytearray(req.length)
+        start = part.buf_off + offset
+        req.buf[start:start + len(data)] = data
 
     def _send_loop(self) -> None:
         while True:

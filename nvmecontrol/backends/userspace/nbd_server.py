@@ -29,6 +29,10 @@ log = logging.getLogger("nvmecontrol.session")
 HANDSHAKE_TIMEOUT_S = 30.0
 # Arrival order of requests across connections (parked requests replay in it).
 _arrival = itertools.count()
+# Reply headers packed on the hot path (nbd.protocol's layouts).
+_data_header = N.CHUNK_DATA_HEADER.pack
+_DATA_CHUNK = (N.STRUCTURED_REPLY_MAGIC, N.REPLY_FLAG_DONE, N.REPLY_TYPE_OFFSET_DATA)
+_simple = N.SIMPLE_REPLY.pack
 
 
 class NbdConnection:
@@ -51,18 +55,24 @@ class NbdConnection:
     # -- replies (any thread) --
     def reply(self, reqs: list[NbdRequest]) -> None:
         out = []
+        append = out.append
         structured = self.structured
         for r in reqs:
-            if r.kind == READ:
-                if r.error:
-                    out.append(N.structured_error(r.cookie, r.error) if structured
-                               else N.simple_reply(r.cookie, r.error))
-                else:
-                    out.append(N.structured_data_header(r.cookie, r.offset, r.length) if structured
-                               else N.simple_reply(r.cookie, 0))
-                    out.append(r.buf)
+            if r.kind != READ:
+                append(_simple(N.SIMPLE_REPLY_MAGIC, r.error, r.cookie))
+            elif r.error:
+                append(N.structured_error(r.cookie, r.error) if structured
+                       else _simple(N.SIMPLE_REPLY_MAGIC, r.error, r.cookie))
+            elif not structured:
+                append(_simple(N.SIMPLE_REPLY_MAGIC, 0, r.cookie))
+                append(r.buf)
+            elif r.length:
+                # Lengths were checked against the export's maximum block
+                # at arrival, so the chunk header is packed as is.
+                append(_data_header(*_DATA_CHUNK, r.cookie, r.length + 8, r.offset))
+                append(r.buf)
             else:
-                out.append(N.simple_reply(r.cookie, r.error))
+                append(N.structured_none(r.cookie))  # OFFSET_DATA needs a byte
             r.buf = None
         self._send(out)
         with self._inflight_lock:
@@ -147,15 +157,13 @@ class NbdConnection:
         while True:
             parts = []
             count = 0
-            for r in decoder.decode():
-                kind = r.type
+            for flags, kind, cookie, offset, length, data in decoder.decode():
                 if kind not in KINDS:
                     if kind == N.CMD_DISC:
                         self._submit(parts, count)
                         return
-                    self.reply_error(r.cookie, kind, N.EINVAL)
+                    self.reply_error(cookie, kind, N.EINVAL)
                     continue
-                offset, length = r.offset, r.length
                 error = 0
                 if kind != FLUSH:
                     if offset + length > size:
@@ -171,9 +179,9 @@ class NbdConnection:
                     elif kind != READ and read_only:
                         error = N.EPERM
                 if error:
-                    self.reply_error(r.cookie, kind, error)
+                    self.reply_error(cookie, kind, error)
                     continue
-                req = NbdRequest(self, r.cookie, kind, offset, length, next(_arrival))
+                req = NbdRequest(self, cookie, kind, offset, length, next(_arrival))
                 if length == 0 and kind != FLUSH:
                     req.buf = b""
                     with self._inflight_lock:
@@ -182,8 +190,8 @@ class NbdConnection:
                     continue
                 # A write's payload is copied out of the receive buffer: it must
                 # outlive this batch (and a reconnect) until the controller has it.
-                split(req, ns, bytes(r.data) if kind == WRITE else None,
-                      bool(r.flags & N.CMD_FLAG_FUA), parts)
+                split(req, ns, bytes(data) if kind == WRITE else None,
+                      flags & N.CMD_FLAG_FUA, parts)
                 count += 1
             if parts:
                 self._submit(parts, count)

@@ -21,32 +21,40 @@ KINDS = frozenset({READ, WRITE, FLUSH, TRIM, ZERO})
 _OPC_READ, _OPC_WRITE = int(NvmOpc.READ), int(NvmOpc.WRITE)
 _OPC_FLUSH, _OPC_ZEROES, _OPC_DSM = (int(NvmOpc.FLUSH), int(NvmOpc.WRITE_ZEROES),
                                      int(NvmOpc.DATASET_MANAGEMENT))
+# The commands whose CDW12 bits 15:0 are a block count.
+_HAS_NLB = frozenset({_OPC_READ, _OPC_WRITE, _OPC_ZEROES})
 
 
 class Part:
-    """One NVMe command of a request (the tag its queue-pair events carry)."""
+    """One NVMe command of a request: a record for ``HostQueuePair.queue_records``.
 
-    __slots__ = ("req", "opc", "nsid", "slba", "nlb", "cdw12", "data", "read_len", "buf_off",
+    The command is kept as the dwords it is sent with (CDW10-12: SLBA and
+    NLB, 0's based, with the FUA flag), so a submission packs them as they
+    are; the part is the tag its queue-pair events carry.
+    """
+
+    __slots__ = ("req", "opc", "nsid", "c10", "c11", "c12", "data", "read_len", "buf_off",
                  "retries")
 
     def __init__(self, req: "NbdRequest", opc: int, nsid: int, slba: int, nlb: int,
-                 cdw12: int = 0, data=None, read_len: int = 0, buf_off: int = 0):
+                 flags: int = 0, data=None, read_len: int = 0, buf_off: int = 0):
         self.req = req
-        self.opc, self.nsid, self.slba, self.nlb, self.cdw12 = opc, nsid, slba, nlb, cdw12
+        self.opc, self.nsid = opc, nsid
+        self.c10, self.c11 = slba & 0xFFFFFFFF, slba >> 32
+        self.c12 = flags | (nlb - 1 if nlb else 0)
         self.data = data  # write payload (owned: it must outlive a reconnect)
         self.read_len = read_len
         self.buf_off = buf_off  # where this part's read data go in req.buf
         self.retries = 0
 
-    def submit(self, qp) -> int:
-        """Queue this command on host queue pair ``qp``; returns its CID."""
-        opc = self.opc
-        if opc == _OPC_DSM:
-            # One range in the data; NR 0 (one range), AD set.
-            return qp.submit_io(opc, self.nsid, 0, 0, 0, write_data=self.data, tag=self,
-                                cdw10=0, cdw11=DSM_DEALLOCATE)
-        return qp.submit_io(opc, self.nsid, self.slba, self.nlb, self.cdw12,
-                            write_data=self.data, read_len=self.read_len, tag=self)
+    @property
+    def slba(self) -> int:
+        return self.c10 | self.c11 << 32
+
+    @property
+    def nlb(self) -> int:
+        """Blocks (1's based); 0 for commands without a block count."""
+        return (self.c12 & 0xFFFF) + 1 if self.opc in _HAS_NLB else 0
 
 
 class NbdRequest(Part):
@@ -70,6 +78,8 @@ class NbdRequest(Part):
         self.buf = None  # read data: a view of one PDU, or gathered from several
         self.seq = seq  # arrival order, kept when parked commands are replayed
         self.retries = 0
+        # The command fields are split()'s to set.
+        self.data, self.read_len, self.buf_off = None, 0, 0
 
     @property
     def req(self) -> "NbdRequest":
@@ -83,13 +93,16 @@ class Namespace:
     """What the bridge needs to map byte ranges of one namespace to LBAs."""
 
     __slots__ = ("nsid", "lba_size", "size", "max_cmd_bytes", "can_write_zeroes", "can_trim",
-                 "read_only")
+                 "read_only", "rw_step", "max_rw_bytes")
 
     def __init__(self, nsid: int, lba_size: int, size: int, *, max_cmd_bytes: int,
                  can_write_zeroes: bool, can_trim: bool, read_only: bool = False):
         self.nsid, self.lba_size, self.size = nsid, lba_size, size
         self.max_cmd_bytes = max_cmd_bytes
         self.can_write_zeroes, self.can_trim, self.read_only = can_write_zeroes, can_trim, read_only
+        # Blocks and bytes one Read/Write carries at most.
+        self.rw_step = max(1, min(max_cmd_bytes // lba_size, _MAX_RW_BLOCKS))
+        self.max_rw_bytes = self.rw_step * lba_size
 
 
 # Write Zeroes and DSM ranges carry block counts; these bound one command.
@@ -109,25 +122,31 @@ def split(req: NbdRequest, ns: Namespace, data=None, fua: bool = False,
     if out is None:
         out = []
     kind = req.kind
-    nsid = ns.nsid
-    if kind == FLUSH:
-        _as_command(req, _OPC_FLUSH, nsid, 0, 0, 0, None, 0)
-        req.remaining = 1
-        out.append(req)
-        return out
-    lba = ns.lba_size
-    slba, blocks = req.offset // lba, req.length // lba
-    first_new = len(out)
+    flags = FUA if fua else 0
     if kind == READ or kind == WRITE:
-        step = max(1, min(ns.max_cmd_bytes // lba, _MAX_RW_BLOCKS))
-        if blocks <= step:  # the usual case: the request is its own command
+        lba = ns.lba_size
+        length = req.length
+        if length <= ns.max_rw_bytes:
+            # The usual case, on the hot path: the request is its own command.
+            slba = req.offset // lba
+            req.nsid = ns.nsid
+            req.c10, req.c11 = slba & 0xFFFFFFFF, slba >> 32
+            req.c12 = flags | (length // lba - 1)
             if kind == READ:
-                _as_command(req, _OPC_READ, nsid, slba, blocks, 0, None, req.length)
+                req.opc, req.read_len = _OPC_READ, length
             else:
-                _as_command(req, _OPC_WRITE, nsid, slba, blocks, FUA if fua else 0, data, 0)
+                req.opc, req.data = _OPC_WRITE, data
             req.remaining = 1
             out.append(req)
             return out
+    first_new = len(out)
+    nsid = ns.nsid
+    if kind == FLUSH:
+        req.opc, req.nsid, req.c10, req.c11, req.c12 = _OPC_FLUSH, nsid, 0, 0, 0
+        out.append(req)
+    elif kind == READ or kind == WRITE:
+        slba, blocks = req.offset // lba, req.length // lba
+        step = ns.rw_step
         view = memoryview(data) if kind == WRITE else None  # slices share the payload
         for first in range(0, blocks, step):
             n = min(step, blocks - first)
@@ -135,23 +154,19 @@ def split(req: NbdRequest, ns: Namespace, data=None, fua: bool = False,
             if kind == READ:
                 out.append(Part(req, _OPC_READ, nsid, slba + first, n, 0, None, end - off, off))
             else:
-                out.append(Part(req, _OPC_WRITE, nsid, slba + first, n, FUA if fua else 0,
-                                view[off:end]))
+                out.append(Part(req, _OPC_WRITE, nsid, slba + first, n, flags, view[off:end]))
     elif kind == ZERO:
-        flags = FUA if fua else 0
+        slba, blocks = req.offset // ns.lba_size, req.length // ns.lba_size
         out.extend(Part(req, _OPC_ZEROES, nsid, slba + first,
                         min(_MAX_ZERO_BLOCKS, blocks - first), flags)
                    for first in range(0, blocks, _MAX_ZERO_BLOCKS))
     else:  # TRIM: one Dataset Management range per part
-        out.extend(Part(req, _OPC_DSM, nsid, slba + first, 0,
-                        data=encode_dsm_ranges([(slba + first,
-                                                 min(_MAX_TRIM_BLOCKS, blocks - first))]))
-                   for first in range(0, blocks, _MAX_TRIM_BLOCKS))
+        slba, blocks = req.offset // ns.lba_size, req.length // ns.lba_size
+        for first in range(0, blocks, _MAX_TRIM_BLOCKS):
+            p = Part(req, _OPC_DSM, nsid, 0, 0, data=encode_dsm_ranges(
+                [(slba + first, min(_MAX_TRIM_BLOCKS, blocks - first))]))
+            # NR 0 (one range) in CDW10, Attribute - Deallocate in CDW11.
+            p.c10, p.c11 = 0, DSM_DEALLOCATE
+            out.append(p)
     req.remaining = len(out) - first_new
     return out
-
-
-def _as_command(req: NbdRequest, opc: int, nsid: int, slba: int, nlb: int, cdw12: int, data,
-                read_len: int) -> None:
-    req.opc, req.nsid, req.slba, req.nlb, req.cdw12 = opc, nsid, slba, nlb, cdw12
-    req.data, req.read_len, req.buf_off = data, read_len, 0
