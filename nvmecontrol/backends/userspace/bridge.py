@@ -169,22 +169,23 @@ class QueueWorker:
         retry = []
         viewed = []
         for ev in events:
-            part = ev.tag
-            if type(ev) is ReadData:
-                self._gather(part, ev.offset, ev.data, viewed)
+            if type(ev) is not Completion:
+                if type(ev) is ReadData:
+                    self._gather(ev.tag, ev.offset, ev.data, viewed)
                 continue
-            if type(ev) is not Completion or part is None:
+            _cid, cqe, part, data = ev
+            if part is None:
                 continue
             req = part.req
-            data = ev.data
             if data is not None:
                 # The usual read: all its data came with its completion.
                 if req.buf is None and len(data) == req.length:
-                    req.buf = data  # forwarded as is, no copy
-                    viewed.append(req)
+                    # Forwarded as is, no copy; complete now, so the view
+                    # cannot outlive this batch (not in ``viewed``).
+                    req.buf = data
                 else:
                     self._gather(part, 0, data, viewed)
-            status = ev.cqe.status
+            status = cqe.status
             if status:
                 if (status & 0x7FF) == STATUS_TRANSIENT_TRANSPORT and part.retries < DIGEST_RETRIES:
                     part.retries += 1

@@ -151,9 +151,11 @@ class NbdConnection:
         if leftover:
             decoder.feed(leftover)
         recv_into = self.sock.recv_into
-        size, lba = ns.size, ns.lba_size
+        size = ns.size
+        unaligned = ns.lba_size - 1  # LBA sizes are powers of two
         max_read = self.export.max_block
         read_only = ns.read_only
+        arrival = _arrival.__next__
         while True:
             parts = []
             count = 0
@@ -168,7 +170,7 @@ class NbdConnection:
                 if kind != FLUSH:
                     if offset + length > size:
                         error = N.ENOSPC if kind == WRITE else N.EINVAL
-                    elif offset % lba or length % lba:
+                    elif (offset | length) & unaligned:
                         error = N.EINVAL
                     elif kind == READ and length > max_read:
                         # The decoder bounds writes by their payload; a read's buffer
@@ -181,7 +183,7 @@ class NbdConnection:
                 if error:
                     self.reply_error(cookie, kind, error)
                     continue
-                req = NbdRequest(self, cookie, kind, offset, length, next(_arrival))
+                req = NbdRequest(self, cookie, kind, offset, length, arrival())
                 if length == 0 and kind != FLUSH:
                     req.buf = b""
                     with self._inflight_lock:
