@@ -377,7 +377,8 @@ class HostQueuePair(_Base):
         end = min(len(records), start + self.room())
         free, pending, hdrs, out = self._free_cids, self._pending, self._cmd_hdrs, self.outgoing
         pack_into = _CAPSULE_CMD.pack_into
-        plain = not self.hdgst  # and no in-capsule data: the header is the whole PDU
+        # No digests and no padding: a capsule is its header and in-capsule data.
+        plain = not (self.hdgst or self.ddgst or self.pda_tx)
         for i in range(start, end):
             rec = records[i]
             cid = free[-1]
@@ -389,10 +390,16 @@ class HostQueuePair(_Base):
             hdr = hdrs[cid]
             if hdr is None:
                 hdr = hdrs[cid] = bytearray(_CMD_HLEN)
-            if plain and icd is None:
-                pack_into(hdr, 0, _CMD, 0, _CMD_HLEN, 0, _CMD_HLEN, rec.opc, _PSDT_SGL, cid,
+            if plain:
+                if icd is None:
+                    pdo, plen = 0, _CMD_HLEN
+                else:
+                    pdo, plen = _CMD_HLEN, _CMD_HLEN + length
+                pack_into(hdr, 0, _CMD, 0, _CMD_HLEN, pdo, plen, rec.opc, _PSDT_SGL, cid,
                           rec.nsid, 0, 0, 0, 0, length, stype, rec.c10, rec.c11, rec.c12, 0, 0, 0)
                 out.append(hdr)
+                if icd is not None:
+                    out.append(icd)
             else:
                 flags, pdo, plen = self._framing(icd)
                 pack_into(hdr, 0, _CMD, flags, _CMD_HLEN, pdo, plen, rec.opc, _PSDT_SGL, cid,
