@@ -70,6 +70,18 @@ class HostQueue:
                     self._done[ev.cid] = ev.cqe
         return self._done.pop(cid)
 
+    def take(self, cid: int) -> CQE | None:
+        """The completion of ``cid`` if it has arrived, receiving what is there; never waits.
+
+        For a command left outstanding (an Asynchronous Event Request): the
+        caller holds whatever serialises this queue's commands.
+        """
+        if cid not in self._done and self.driver.wait_readable(0):
+            for ev in self.driver.poll(time.monotonic() + self.timeout):
+                if type(ev) is Completion:
+                    self._done[ev.cid] = ev.cqe
+        return self._done.pop(cid, None)
+
     def execute(self, sqe: SQE, what: str, *, write_data=None, read_len: int = 0,
                 check: bool = True, timeout: float | None = None) -> tuple[CQE, bytes]:
         """Run one command; raise CommandError on an error status when ``check``."""

@@ -18,7 +18,10 @@ vtable plays the same part):
 * ``abort()`` wakes a thread blocked in ``serve`` from another thread, and
   ``close()`` releases the connection;
 * ``set_timeout()`` changes how long one receive or send may block (the data
-  path waits for ever: silence there is the keep-alive's business).
+  path waits for ever: silence there is the keep-alive's business);
+* ``wait_readable(timeout)`` waits, receiving nothing, until something
+  arrived (or the connection ended): a thread that waits for an unsolicited
+  completion (an Asynchronous Event) without holding the queue's lock.
 
 Errors are the project's own: ``ConnectionLost`` (the peer closed or reset
 the connection, a send failed), ``PeerTimeout`` (a deadline passed) and
@@ -55,6 +58,8 @@ class QueueDriver(Protocol):
               deadline: Callable[[], float | None] | None = None) -> None: ...
 
     def set_timeout(self, timeout: float | None) -> None: ...
+
+    def wait_readable(self, timeout: float) -> bool: ...
 
     def abort(self) -> None: ...
 

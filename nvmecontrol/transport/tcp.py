@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import threading
 import time
@@ -102,6 +103,7 @@ class TcpQueuePair:
         self.timeout = timeout
         self.lock = threading.Lock()
         self.send_lock = threading.Lock()
+        self._waiters = 0  # threads in wait_readable
         sock.settimeout(timeout)
         try:
             self.peer = sock.getpeername()
@@ -127,6 +129,17 @@ class TcpQueuePair:
     def set_timeout(self, timeout: float | None) -> None:
         self.timeout = timeout
         self.sock.settimeout(timeout)
+
+    def wait_readable(self, timeout: float) -> bool:
+        """True once data (or the end of the stream) can be received; False after ``timeout``."""
+        self._waiters += 1
+        try:
+            readable, _, _ = select.select([self.sock], [], [], timeout)
+        except (OSError, ValueError):
+            return True  # closed under us: the next receive says so
+        finally:
+            self._waiters -= 1
+        return bool(readable)
 
     # -- sending --
     def send(self, buffers: list) -> None:
@@ -270,6 +283,13 @@ class TcpQueuePair:
 
     def close(self) -> None:
         self.qp.closed = True
+        try:
+            if self._waiters:
+                # A thread in wait_readable holds the socket open in the
+                # kernel: close() alone would send no FIN until it wakes.
+                self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:

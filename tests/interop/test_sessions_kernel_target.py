@@ -23,6 +23,7 @@ from nvmecontrol.backends.userspace.backend import UserspaceBackend, process_ali
 from nvmecontrol.cli import exitcodes as X
 from nvmecontrol.cli.app import main
 
+from ..backends.sessionkit import wait_for
 from .nvmet import Namespace, NvmetConfig, Port, Subsystem
 from .sessions import end_sessions, need
 from .tshark import Capture, have_tshark
@@ -180,3 +181,30 @@ def test_session_refused_and_unreachable(capsys, kernel_target, sessions):
     rc, out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", *WHO,
                        f"127.0.0.1:{closed}", NQN)
     assert rc == X.EX_NOHOST and "refused" in err.lower(), err
+
+
+def test_session_follows_namespace_changes_at_kernel_nvmet(capsys, linux_guest, kernel_target,
+                                                           nvmet_target, sessions):
+    """nvmet's Namespace Attribute Notice (a namespace disabled, then enabled
+    again) reaches the session: the export goes and comes back without a
+    reconnect, and the association stays the one nvmet created."""
+    rc, out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", *WHO,
+                       nvmet_target, NQN)
+    assert rc == 0, err
+    before = nvmet_controllers(linux_guest)
+
+    def nsids() -> list[int]:
+        return [ns.nsid for ns in UserspaceBackend().get("nvmeu0").namespaces]
+
+    assert nsids() == [1, 2]
+    enable = f"/sys/kernel/config/nvmet/subsystems/{NQN}/namespaces/2/enable"
+    linux_guest.run(f"echo 0 > {enable}", chroot=False, check=True)
+    wait_for(lambda: nsids() == [1], "namespace 2 gone from the session", timeout=30)
+    linux_guest.run(f"echo 1 > {enable}", chroot=False, check=True)
+    wait_for(lambda: nsids() == [1, 2], "namespace 2 back in the session", timeout=30)
+    rc, out, err = cli(capsys, "devlist")
+    assert "nvmeu0ns2 (4MB)" in out, out
+    assert nvmet_controllers(linux_guest) == before  # no new association was needed
+    log = (runtime_dir() / "log" / "nvmeu0.log").read_text()
+    assert "namespace attributes changed (2)" in log, log
+    assert "connection lost" not in log, log

@@ -39,6 +39,9 @@ log = logging.getLogger("nvmecontrol.session")
 
 # A command whose data failed a digest check is retried this many times.
 DIGEST_RETRIES = 3
+# How long a second fail() waits for the first one's hand-back (it takes the
+# session lock only briefly: this bounds a bug, not a normal wait).
+HAND_BACK_WAIT_S = 5.0
 
 _STATUS_ERRNO = {
     (SCT_GENERIC, SC_INVALID_OPCODE): N.ENOTSUP,
@@ -71,6 +74,7 @@ class QueueWorker:
         self.alive = True
         self._deferred: list = []  # outgoing the receiver may not send itself
         self._deferred_cv = threading.Condition(threading.Lock())
+        self._handed_back = threading.Event()  # fail() gave the outstanding commands back
         # Silence on an I/O queue is not an error here: keep-alive decides.
         driver.set_timeout(None)
         self._receiver = threading.Thread(target=self._receive_loop, daemon=True,
@@ -237,14 +241,22 @@ class QueueWorker:
             return bool(self.qp.outstanding or self.backlog)
 
     def fail(self, reason: str) -> None:
-        """The connection is gone: hand back every command not completed."""
+        """The connection is gone: hand back every command not completed.
+
+        Once any call returns, the commands are with the session: a second
+        caller waits for the first one's hand-back (the session counts what
+        it holds right after tearing the queues down).
+        """
         with self.lock:
-            if not self.alive:
-                return
-            self.alive = False
-            parts = self.qp.outstanding_tags()
-            parts.extend(self.backlog)
-            self.backlog.clear()
+            first = self.alive
+            if first:
+                self.alive = False
+                parts = self.qp.outstanding_tags()
+                parts.extend(self.backlog)
+                self.backlog.clear()
+        if not first:
+            self._handed_back.wait(HAND_BACK_WAIT_S)
+            return
         for p in parts:
             if type(p.req.buf) is memoryview:
                 p.req.buf = None
@@ -252,11 +264,13 @@ class QueueWorker:
             self._deferred_cv.notify_all()
         self.driver.abort()
         self.on_lost(self, parts, reason)
+        self._handed_back.set()
 
     def close(self) -> None:
         """Stop without handing anything back (the session is ending)."""
         with self.lock:
             self.alive = False
+        self._handed_back.set()
         with self._deferred_cv:
             self._deferred_cv.notify_all()
         self.driver.abort()

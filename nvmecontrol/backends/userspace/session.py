@@ -32,8 +32,13 @@ from nvmecontrol.host.association import Association, connect_association
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.nbd import protocol as N
 from nvmecontrol.transport.address import Address, parse_address, resolve
+from nvmecontrol.wire.admin import (AEC_NS_ATTR, AER_NOTICE_NS_ATTR_CHANGED, AER_TYPE_NOTICE,
+                                    Feature, GetLogPage, build_async_event_request,
+                                    build_set_features, parse_aer)
 from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_NAMESPACE,
                                        decode_active_nsid_list, decode_identify_namespace)
+from nvmecontrol.wire.logpages import LOG_PAGE_SIZES, LogPage, decode_changed_ns_list
+from nvmecontrol.wire.status import describe_status
 from nvmecontrol.wire.timers import SEND_KEEP_ALIVE, KeepAliveTimer
 
 log = logging.getLogger("nvmecontrol.session")
@@ -52,6 +57,18 @@ NBD_PORT = 10809
 MAX_SOCKET_PATH = 107
 
 LIVE, CONNECTING, DELETING, DEAD = "live", "connecting", "deleting", "dead"
+# The session's states and the only changes between them (docs/backends.md):
+# live -> connecting (a queue or the admin queue failed, or a forced
+# reconnect), connecting -> live (a new association is installed),
+# connecting -> dead (ctrl-loss-tmo passed, or a disconnect while
+# reconnecting), live -> deleting (an orderly disconnect).  live -> live
+# is the first association's installation.  dead and deleting end the process.
+TRANSITIONS = {
+    LIVE: frozenset({LIVE, CONNECTING, DELETING}),
+    CONNECTING: frozenset({LIVE, DEAD}),
+    DELETING: frozenset(),
+    DEAD: frozenset(),
+}
 
 
 def export_name(nsid: int) -> str:
@@ -148,6 +165,7 @@ class Session:
         self.stop_requested = False
         # Wakes the keep-alive thread: to end, or to time a new association.
         self._keep_alive_wake = threading.Event()
+        self._events_wake = threading.Event()  # the same for the events thread
         self._force: list = []  # pending reconnect requests: (params or None, result dict, Event)
         self.namespaces: dict[int, Namespace] = {}
         self.attached: dict[int, str] = {}  # nsid -> /dev/nbdX
@@ -169,6 +187,7 @@ class Session:
         for lst in self.listeners:
             lst.start()
         threading.Thread(target=self._keep_alive_loop, daemon=True, name="keep-alive").start()
+        threading.Thread(target=self._events_loop, daemon=True, name="async-events").start()
         self.write_state()
 
     def _read_namespaces(self, assoc: Association) -> None:
@@ -184,18 +203,27 @@ class Session:
                 found[nsid] = Namespace(nsid, lba, ns.nsze * lba, max_cmd_bytes=max_cmd,
                                         can_write_zeroes=bool(cdata.oncs & ONCS_WRITE_ZEROES),
                                         can_trim=bool(cdata.oncs & ONCS_DSM))
+        current = {}
         for nsid, ns in found.items():
             old = self.namespaces.get(nsid)
             if old is None:
-                self.namespaces[nsid] = ns
-            elif (old.lba_size, old.size) != (ns.lba_size, ns.size):
+                log.info("namespace %d: exported as %s", nsid, export_name(nsid))
+                current[nsid] = ns
+                continue
+            # The same object: the NBD connections that use it see the change.
+            if (old.lba_size, old.size) != (ns.lba_size, ns.size):
                 log.warning("namespace %d changed from %d x %d to %d x %d bytes", nsid,
                             old.size // old.lba_size, old.lba_size, ns.size // ns.lba_size,
                             ns.lba_size)
                 old.size, old.lba_size = ns.size, ns.lba_size
-        for nsid in set(self.namespaces) - set(found):
-            log.warning("namespace %d is no longer active on the controller", nsid)
-        write_atomically(self.paths.namespaces, "".join(f"{n}\n" for n in sorted(self.namespaces)))
+            current[nsid] = old
+        for nsid in sorted(set(self.namespaces) - set(found)):
+            log.warning("namespace %d is no longer active on the controller: export %s removed "
+                        "(its clients' requests fail)", nsid, export_name(nsid))
+        # Replaced whole: devlist, new NBD clients and completions read it
+        # from other threads.
+        self.namespaces = current
+        write_atomically(self.paths.namespaces, "".join(f"{n}\n" for n in sorted(current)))
 
     def exports(self):
         exports = {}
@@ -222,11 +250,11 @@ class Session:
             self.assoc = assoc
             self.workers = workers
             self.router.install(workers)
-            self.state = LIVE
-            self.state_changed.notify_all()
+            self._enter(LIVE)
             self.lost_at = None
             parked, self.parked = self.parked, []
         self._keep_alive_wake.set()  # its first Keep Alive within KATO/2, not later
+        self._events_wake.set()  # Asynchronous Events armed on it at once
         if parked:
             log.info("replaying %d commands held during the outage", len(parked))
             parked.sort(key=lambda p: p.req.seq)
@@ -267,15 +295,26 @@ class Session:
     def _on_lost(self, worker, parts: list, reason: str) -> None:
         with self.lock:
             self.parked.extend(parts)
-            if self.state == LIVE and worker in self.workers:
-                self.router.clear()
-                self.state = CONNECTING
-                self.state_changed.notify_all()
-                self.lost_at = time.time()
-                self.last_error = f"I/O queue {worker.index + 1}: {reason}"
-                log.warning("connection lost (%s); %d commands held", self.last_error,
-                            len(self.parked))
-                self.wake.set()
+            if worker in self.workers:
+                self._mark_lost(f"I/O queue {worker.index + 1}: {reason}")
+
+    def _enter(self, state: str) -> None:
+        """The one place the state changes (caller holds the lock)."""
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"session state {self.state} -> {state} is not a transition")
+        self.state = state
+        self.state_changed.notify_all()
+
+    def _mark_lost(self, reason: str) -> None:
+        """The live association failed (caller holds the lock): the supervisor
+        tears it down, says what is held, and reconnects."""
+        if self.state != LIVE:
+            return
+        self.router.clear()
+        self._enter(CONNECTING)
+        self.lost_at = time.time()
+        self.last_error = reason
+        self.wake.set()
 
     def _fail_parts(self, parts: list, error: int) -> None:
         done: dict = {}
@@ -337,15 +376,82 @@ class Session:
 
     def _admin_lost(self, assoc, reason: str) -> None:
         with self.lock:
-            if self.state != LIVE or assoc is not self.assoc:
-                return
-            self.router.clear()
-            self.state = CONNECTING
-            self.state_changed.notify_all()
-            self.lost_at = time.time()
-            self.last_error = reason
-            log.warning("connection lost (%s)", reason)
-            self.wake.set()
+            if assoc is self.assoc:
+                self._mark_lost(reason)
+
+    # -- asynchronous events --
+    def _events_loop(self) -> None:
+        """Keep an Asynchronous Event Request outstanding on each association.
+
+        On a Namespace Attribute Notice the Changed Namespace List is read
+        (which lets the controller send the next notice) and the namespaces
+        are read again: exports appear and disappear, and the state devlist
+        and completions read follows.  The request's completion is taken
+        from the admin queue under the admin lock, as any command's.
+        """
+        armed, cid = None, None  # the association our request is outstanding on, its CID
+        while not self.stop_requested:
+            with self.lock:
+                live, assoc = self.state == LIVE, self.assoc
+            if not live or (assoc is armed and cid is None):
+                # Nothing to watch until an association (a new one) is live.
+                self._events_wake.wait(1.0)
+                self._events_wake.clear()
+                continue
+            try:
+                if assoc is not armed:
+                    armed, cid = assoc, self._arm_events(assoc)
+                    continue
+                assoc.admin.driver.wait_readable(1.0)
+                with self.admin_lock:
+                    if self.stop_requested or assoc is not self.assoc:
+                        continue
+                    cqe = assoc.admin.take(cid)
+                if cqe is not None:
+                    cid = self._on_event(assoc, cqe)
+            except (ConnectionLost, PeerTimeout) as e:
+                cid = None
+                self._admin_lost(assoc, f"Asynchronous Event: {e}")
+            except NvmeControlError as e:
+                # A controller refusing the feature or the request: no events
+                # from this association, the rest of the session is unaffected.
+                log.warning("asynchronous events not available: %s", e)
+                cid = None
+
+    def _arm_events(self, assoc: Association) -> int | None:
+        """Enable Namespace Attribute Notices and submit the first request (its CID)."""
+        if not assoc.cdata or not assoc.cdata.oaes & AEC_NS_ATTR:
+            log.info("the controller sends no Namespace Attribute Notices: namespaces are "
+                     "read again only on reconnect")
+            return None
+        with self.admin_lock:
+            assoc.admin.execute(build_set_features(Feature.ASYNC_EVENT_CONFIG, AEC_NS_ATTR),
+                                "Set Features (Asynchronous Event Configuration)")
+            return assoc.admin.submit(build_async_event_request())
+
+    def _on_event(self, assoc: Association, cqe) -> int | None:
+        """Act on one completed request; returns the CID of the next one (None: stop)."""
+        if cqe.status:
+            log.info("Asynchronous Event Request ended: %s", describe_status(cqe.status))
+            return None
+        ev = parse_aer(cqe.dw0)
+        with self.admin_lock:
+            if ev.lid:
+                # Reading the event's log page (RAE clear) re-enables it.
+                size = LOG_PAGE_SIZES.get(ev.lid, 4096)
+                raw = assoc.get_log_page(GetLogPage(ev.lid, size))
+            cid = assoc.admin.submit(build_async_event_request())
+        if ev.type == AER_TYPE_NOTICE and ev.info == AER_NOTICE_NS_ATTR_CHANGED:
+            changed = decode_changed_ns_list(raw) if ev.lid == LogPage.CHANGED_NS else None
+            log.info("namespace attributes changed (%s): reading the namespaces again",
+                     "more than 1024" if changed is None or changed.overflow
+                     else ", ".join(map(str, changed.nsids)) or "none listed")
+            self._read_namespaces(assoc)
+            self.write_state()
+        else:
+            log.info("asynchronous event type %d info %d log page %#04x: nothing to do",
+                     ev.type, ev.info, ev.lid)
+        return cid
 
     def admin_command(self, sqe: bytearray, read_len: int, write_data: bytes | None):
         """Run one admin command for the control socket (identify, logpage)."""
@@ -375,6 +481,7 @@ class Session:
     def request_stop(self) -> None:
         self.stop_requested = True
         self._keep_alive_wake.set()
+        self._events_wake.set()
         self.wake.set()
 
     def run(self, before_shutdown=None) -> None:
@@ -408,7 +515,10 @@ class Session:
         if live:  # forced while live
             self._replace_live()
             return True
-        self._teardown_queues()
+        self._teardown_queues()  # every queue's outstanding commands are parked now
+        with self.lock:
+            held = len(self.parked)
+        log.warning("connection lost (%s); %d commands held", self.last_error, held)
         self.write_state()
         loss_deadline = (time.monotonic() + self.params.ctrl_loss_tmo_s
                          if self.params.ctrl_loss_tmo_s else None)
@@ -431,8 +541,7 @@ class Session:
             self.wake.clear()
         # Controller loss timeout (or stop): what is still held fails with EIO.
         with self.lock:
-            self.state = DEAD
-            self.state_changed.notify_all()
+            self._enter(DEAD)
             parked, self.parked = self.parked, []
             forced, self._force = self._force, []
         _answer(forced, False, "the session is ending")
@@ -467,10 +576,10 @@ class Session:
             return
         with self.lock:
             self.router.clear()
-            self.state = CONNECTING  # new requests are held until _install
-            self.state_changed.notify_all()
-            self.lost_at = time.time()
-            self.last_error = "reconnect requested"
+            if self.state == LIVE:  # (lost meanwhile: it is connecting already)
+                self._enter(CONNECTING)  # new requests are held until _install
+                self.lost_at = time.time()
+                self.last_error = "reconnect requested"
         self._teardown_queues()
         self._adopt_new(assoc, p, host)
         _answer(forced, True, "")
@@ -521,8 +630,7 @@ class Session:
                 # New requests take the slow path and fail with ESHUTDOWN:
                 # only what is in flight is drained.
                 self.router.clear()
-                self.state = DELETING
-                self.state_changed.notify_all()
+                self._enter(DELETING)
         self.write_state()
         if live:
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
