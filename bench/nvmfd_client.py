@@ -6,12 +6,13 @@ way the NBD bridge's data path does: up to QD commands in flight, every
 completion of a receive handled before the resubmissions, one send per
 wakeup.  It uses only
 
-* ``assoc.io[0].qp`` (the ``HostQueuePair``): ``submit_io(...)`` with
-  ``read_len`` (read data as views, as the NBD bridge uses it);
+* ``assoc.io[0].qp`` (the ``HostQueuePair``): ``queue_records(...)`` of
+  command records with ``read_len`` (read data as views, as the NBD bridge
+  submits and receives them);
 * the queue driver of that queue, ``assoc.io[0].driver``
   (``transport/driver.py``): ``flush()`` (``qp.take_outgoing()`` then one
   sendmsg) and ``poll()`` (one ``recv_into``, the decoded events);
-* ``Completion`` events (``.cid``, ``.cqe.status``) and the opcodes of
+* ``Completion`` events (``.tag``, ``.cqe.status``) and the opcodes of
   ``nvmecontrol.wire.nvm``.
 
 If the host library changes shape, this module is the one to adapt.
@@ -34,6 +35,20 @@ _READ, _FLUSH = int(nvm.NvmOpc.READ), int(nvm.NvmOpc.FLUSH)
 SPAN = 64 << 20  # the part of the namespace the reads walk (the suite fills the disk first)
 
 
+class _Read:
+    """One command record (``HostQueuePair.queue_records``): a Read, or a Flush."""
+
+    __slots__ = ("opc", "nsid", "c10", "c11", "c12", "data", "read_len")
+
+    def __init__(self, size: int, blocks: int):
+        self.opc = _READ if size else _FLUSH
+        self.nsid = 1
+        self.c10 = self.c11 = 0
+        self.c12 = blocks - 1 if size else 0  # NLB, 0's based
+        self.data = None
+        self.read_len = size
+
+
 class NvmfdClient:
     """One association to nvmfd (KATO 0: it may sit idle between rounds)."""
 
@@ -47,59 +62,54 @@ class NvmfdClient:
         self.qp = q.qp
         self.io = q.driver  # what moves qp's bytes
 
-    def _drain(self, owner: dict, resubmit=None, seconds: float = 0.0) -> tuple[int, float]:
-        """Poll until ``owner`` (CID -> slot) is empty, resubmitting through
-        ``resubmit(slot)`` for ``seconds``; returns (completions counted, elapsed)."""
-        driver = self.io
+    def run(self, size: int, qd: int, seconds: float) -> float:
+        """Reads of ``size`` bytes (0: Flush) at depth ``qd``; returns commands per second.
+
+        Commands are records queued a batch at a time (``queue_records``)
+        and read data arrive as views of the receive buffer (``read_len``,
+        no copy), as the NBD bridge does it.  Every completion of a receive
+        is handled before the resubmissions go out in one send.
+        """
+        qp, driver = self.qp, self.io
+        blocks = max(size // LBA, 1)
+        span = SPAN // LBA - blocks
+        records = [_Read(size, blocks) for _ in range(qd)]
+        next_lba = 0
+
+        def aim(batch: list) -> None:
+            nonlocal next_lba
+            if not size:
+                return  # a Flush has no LBA
+            for r in batch:
+                r.c10, next_lba = next_lba, (next_lba + blocks) % span
+
+        aim(records)
+        if qp.queue_records(records) != qd:
+            raise RuntimeError(f"the queue does not take {qd} commands")
         driver.flush()
         done = 0
+        outstanding = qd
         start = time.perf_counter()
         end = start + seconds
-        counted, elapsed = None, None
-        while owner:
-            # Every completion of the batch first: the queue pair has already
-            # freed their CIDs, so a resubmission may reuse one of them.
+        counted = elapsed = None
+        while outstanding:
             free = []
             for ev in driver.poll():
                 if type(ev) is not Completion:
                     continue
                 if ev.cqe.status:
                     raise RuntimeError(f"nvmfd command failed: status {ev.cqe.status:#x}")
-                free.append(owner.pop(ev.cid))
+                free.append(ev.tag)
             done += len(free)
+            outstanding -= len(free)
             if counted is None:
-                if resubmit is not None:
-                    for b in free:
-                        owner[resubmit(b)] = b
                 if time.perf_counter() >= end:
-                    elapsed = time.perf_counter() - start
-                    counted = done
+                    elapsed, counted = time.perf_counter() - start, done
+                elif free:
+                    aim(free)
+                    outstanding += qp.queue_records(free)
             driver.flush()
-        return (done, time.perf_counter() - start) if counted is None else (counted, elapsed)
-
-    def run(self, size: int, qd: int, seconds: float) -> float:
-        """Reads of ``size`` bytes (0: Flush) at depth ``qd``; returns commands per second.
-
-        Commands are built as the bridge builds them (``submit_io``) and read
-        data arrive as views of the receive buffer (``read_len``, no copy),
-        as the bridge forwards them.
-        """
-        qp = self.qp
-        blocks = max(size // LBA, 1)
-        span = SPAN // LBA - blocks
-        slots = list(range(qd))
-        slba = [0]
-
-        def submit(slot):
-            if not size:
-                return qp.submit_io(_FLUSH, 1, 0, 0, tag=slot)
-            lba = slba[0]
-            slba[0] = (lba + blocks) % span
-            return qp.submit_io(_READ, 1, lba, blocks, read_len=size, tag=slot)
-
-        owner = {submit(s): s for s in slots}
-        done, elapsed = self._drain(owner, submit, seconds)
-        return done / elapsed
+        return counted / elapsed
 
     def close(self) -> None:
         self.assoc.shutdown()
