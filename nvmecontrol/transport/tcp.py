@@ -200,7 +200,7 @@ class TcpQueuePair:
         except PeerProtocolError as e:
             self.terminate(e)
             self.close()
-            raise
+            raise self._from_peer(e)
         self.flush()
         return events
 
@@ -237,7 +237,20 @@ class TcpQueuePair:
                     return
             except PeerProtocolError as e:
                 self.terminate(e)
-                raise
+                raise self._from_peer(e)
+
+    def _from_peer(self, e: PeerProtocolError) -> PeerProtocolError:
+        """``e`` with the peer named in its message (once), and a hint when
+        the very first PDU was not NVMe/TCP at all."""
+        peer = self.peer_text
+        text = str(e)
+        if peer not in text:
+            text = f"{text} from {peer}"
+            if self.qp.established is None:
+                other = "controller" if self.qp.role == P.ROLE_HOST else "host"
+                text += f": not an NVMe/TCP {other}?"
+            e.args = (text,)
+        return e
 
     def _timeout_text(self) -> str:
         return f"{self.timeout:g} s" if self.timeout else "the deadline"
