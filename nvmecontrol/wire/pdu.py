@@ -336,11 +336,13 @@ def check_header(ch, *, role: str, connected: bool, hdgst: bool, ddgst: bool,
 
     digested = connected and ptype in _DIGESTED
     want_h = F_HDGST if (digested and hdgst) else 0
-    allowed = want_h | _EXTRA_FLAGS.get(ptype, 0)
-    if ptype in _DATA and ddgst and connected:
-        allowed |= F_DDGST
-    if flags & ~allowed:
-        raise _bad(FEI_FLAGS, f"{ptype.name} has unexpected flags 0x{flags:02x}")
+    # Flag bits that mean nothing for this type are ignored, as the Linux
+    # kernel's host and target ignore them; the ones that say how the PDU
+    # is laid out or completes are checked.
+    meaningful = _EXTRA_FLAGS.get(ptype, 0)
+    if ptype in _DIGESTED:
+        meaningful |= F_HDGST | (F_DDGST if ptype in _DATA else 0)
+    flags &= meaningful
     if (flags & F_HDGST) != want_h:
         raise _bad(FEI_FLAGS, f"{ptype.name} header digest flag does not match the negotiated digests")
     if flags & F_SUCCESS and not flags & F_LAST_PDU:
@@ -362,19 +364,23 @@ def check_header(ch, *, role: str, connected: bool, hdgst: bool, ddgst: bool,
         return HeaderInfo(ptype, flags, hlen, pdo, plen, 0)
 
     want_d = DIGEST_SIZE if flags & F_DDGST else 0
-    if pdo == 0:
-        # No data (CapsuleCmd without in-capsule data).  Data PDUs must carry data.
-        if ptype is not PduType.CapsuleCmd:
-            raise _bad(FEI_PDO, f"{ptype.name} PDO 0 but data PDUs carry data")
-        if flags & F_DDGST:
-            raise _bad(FEI_FLAGS, "data digest flag on a PDU without data")
+    if ptype is PduType.CapsuleCmd and (pdo == 0 or plen == hdr_end):
+        # No in-capsule data.  PDO then points at nothing and the data digest
+        # flag covers nothing: both are ignored (nvmet reads in-capsule data
+        # by the SGL's length, not by PDO).  PLEN must still end the header,
+        # or the next PDU would be read from the wrong place.
         if plen != hdr_end:
             raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen}, expected {hdr_end} for no data")
-        return HeaderInfo(ptype, flags, hlen, 0, plen, 0)
-    # The flags (byte 1) come before PDO (byte 3): report a missing data
+        return HeaderInfo(ptype, flags & ~F_DDGST, hlen, 0, plen, 0)
+    if pdo == 0:
+        raise _bad(FEI_PDO, f"{ptype.name} PDO 0 but data PDUs carry data")
+    # The flags (byte 1) come before PDO (byte 3): report a wrong data
     # digest flag first when both are wrong.
     if ddgst and connected and not want_d:
         raise _bad(FEI_FLAGS, f"{ptype.name} lacks the negotiated data digest")
+    if want_d and not (ddgst and connected):
+        # The last 4 bytes would be taken for a digest nobody negotiated.
+        raise _bad(FEI_FLAGS, f"{ptype.name} carries a data digest that was not negotiated")
     if pdo < hdr_end or pdo > hdr_end + MAX_PAD or pdo != _pad_to(pda, pdo):
         raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo} is not a valid data offset")
     data_len = plen - pdo - want_d

@@ -560,12 +560,25 @@ def test_ic_after_ic_is_sequence_error(role, hdr):
     (P.ROLE_HOST, ch(0x09, 0x02, 24, 0, 24), {"ddgst": True}),  # DDGST on R2T
     (P.ROLE_HOST, ch(0x01, 0x01, 128, 0, 128), {"connected": False}),  # flags on ICResp
     (P.ROLE_HOST, ch(0x07, 0x14, 24, 24, 28), {}),  # reserved bit 4
-    (P.ROLE_HOST, ch(0x07, 0x06, 24, 24, 32), {}),  # DDGST not negotiated
     (P.ROLE_CONTROLLER, ch(0x04, 0x04, 72, 0, 72), {}),  # LAST_PDU on CapsuleCmd
     (P.ROLE_CONTROLLER, ch(0x06, 0x0C, 24, 24, 28), {}),  # SUCCESS on H2CData
     (P.ROLE_CONTROLLER, ch(0x02, 0x80, 24, 0, 24), {}),  # flags on TermReq
 ])
+def test_flags_that_mean_nothing_for_the_type_are_ignored(role, hdr, kw):
+    """As nvmet and the Linux host: reserved flag bits are not an error, and
+    they do not reach what reads the PDU."""
+    info = check(hdr, role=role, **kw)
+    meaningful = {0x07: 0x0C, 0x06: 0x04}.get(hdr[0], 0)
+    assert info.flags == hdr[1] & meaningful
+
+
+@pytest.mark.parametrize("role,hdr,kw", [
+    (P.ROLE_HOST, ch(0x07, 0x06, 24, 24, 32), {}),  # DDGST not negotiated, data follow
+    (P.ROLE_HOST, ch(0x05, 0x01, 24, 0, 28), {}),  # HDGST not negotiated
+    (P.ROLE_HOST, ch(0x07, 0x08, 24, 24, 28), {}),  # SUCCESS without LAST_PDU
+])
 def test_bad_flags(role, hdr, kw):
+    """Flags that change where the next PDU starts, or how a command completes."""
     fails(1, 1, hdr, role=role, **kw)
 
 
@@ -576,9 +589,10 @@ def test_missing_hdgst_flag():
 
 def test_extra_hdgst_flag():
     fails(1, 1, ch(0x05, 0x01, 24, 0, 28), hdgst=False)
-    # TermReq and IC PDUs never carry digests, negotiated or not.
-    fails(1, 1, ch(0x03, 0x01, 24, 0, 28), hdgst=True)
-    fails(1, 1, ch(0x01, 0x01, 128, 0, 132), connected=False)
+    # TermReq and IC PDUs never carry digests, negotiated or not: the flag
+    # means nothing there, but a digest after an ICResp breaks its PLEN.
+    assert check(ch(0x03, 0x01, 24, 0, 28), hdgst=True).data_len == 4
+    fails(1, 4, ch(0x01, 0x01, 128, 0, 132), connected=False)
 
 
 def test_missing_ddgst_flag_on_data():
@@ -586,12 +600,33 @@ def test_missing_ddgst_flag_on_data():
 
 
 def test_ddgst_flag_without_data():
-    fails(1, 1, ch(0x04, 0x02, 72, 0, 76), role=P.ROLE_CONTROLLER, ddgst=True)
+    # The flag alone is ignored; a digest of nothing after the header is not.
+    info = check(ch(0x04, 0x02, 72, 0, 72), role=P.ROLE_CONTROLLER, ddgst=True)
+    assert (info.flags, info.pdo, info.data_len) == (0, 0, 0)
+    fails(1, 4, ch(0x04, 0x02, 72, 0, 76), role=P.ROLE_CONTROLLER, ddgst=True)
+
+
+@pytest.mark.parametrize("pdo", [72, 76, 0xFF])
+def test_a_capsule_without_data_may_have_any_pdo(pdo):
+    """A host that sets PDO (72 here) on a capsule with no in-capsule data:
+    nvmet accepts it (it reads in-capsule data by the SGL); so do we."""
+    info = check(ch(0x04, 0, 72, pdo, 72), role=P.ROLE_CONTROLLER)
+    assert (info.pdo, info.plen, info.data_len) == (0, 72, 0)
+    info = check(ch(0x04, 0x01, 72, pdo, 76), role=P.ROLE_CONTROLLER, hdgst=True)
+    assert (info.pdo, info.data_len) == (0, 0)
+
+
+def test_a_capsule_with_pdo_and_no_data_decodes_as_no_data():
+    d = decoder(P.ROLE_CONTROLLER)
+    sqe = bytes(64)
+    d.feed(ch(0x04, 0, 72, 72, 72) + sqe + ch(0x04, 0, 72, 0, 72) + sqe)
+    got = d.decode()
+    assert len(got) == 2 and all(c.data is None for c in got)
 
 
 def test_lowest_field_reported_first():
     # Bad flags (byte 1) and bad HLEN (byte 2): FEI 1.
-    fails(1, 1, ch(0x05, 0x04, 23, 0, 24))
+    fails(1, 1, ch(0x05, 0x01, 23, 0, 24))
     # Missing data digest flag (byte 1) and misaligned PDO (byte 3): FEI 1.
     fails(1, 1, ch(0x07, 0x04, 24, 26, 124), ddgst=True, pda=1)
     # Bad HLEN and bad PLEN: FEI 2.
@@ -697,8 +732,12 @@ def test_pda_too_large(role, ptype):
 
 @pytest.mark.parametrize("role,ptype", [(P.ROLE_HOST, 0x01), (P.ROLE_CONTROLLER, 0x00)])
 @pytest.mark.parametrize("dgst", [0x04, 0x80, 0xFF])
-def test_reserved_dgst_bits(role, ptype, dgst):
-    decode_fails(1, 11, ic(ptype, dgst=dgst), role, connected=False)
+def test_reserved_dgst_bits_are_ignored(role, ptype, dgst):
+    """nvmet and the Linux host read only the two digest bits of DGST."""
+    d = decoder(role, connected=False)
+    d.feed(ic(ptype, dgst=dgst))
+    (pdu,) = d.decode()
+    assert pdu.dgst == dgst & (P.DGST_HDGST | P.DGST_DDGST)
 
 
 @pytest.mark.parametrize("maxh2cdata", [0, 4, 4092, 4097, 8190])
