@@ -400,7 +400,8 @@ class Session:
                 continue
             try:
                 if assoc is not armed:
-                    armed, cid = assoc, self._arm_events(assoc)
+                    armed, cid = assoc, None  # one try per association, failed or not
+                    cid = self._arm_events(assoc)
                     continue
                 assoc.admin.driver.wait_readable(1.0)
                 with self.admin_lock:
