@@ -33,7 +33,6 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from concurrent.futures import Future
 
 from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, NotFound,
                                 NvmeControlError, PeerTimeout, UsageError)
@@ -51,7 +50,7 @@ from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_NAMESPACE,
 from nvmecontrol.wire.nvm import (DSM_DEALLOCATE, FUA, NvmOpc, encode_dsm_ranges)
 from nvmecontrol.wire.qpair import Completion
 
-__all__ = ["discover", "connect", "Controller", "Namespace", "DiscoveryLog", "Error",
+__all__ = ["discover", "connect", "Controller", "Namespace", "IoRequest", "DiscoveryLog", "Error",
            "CommandError", "CommandFailed", "ConnectError", "ConnectionLost", "NotFound",
            "PeerTimeout", "UsageError"]
 
@@ -244,7 +243,7 @@ class Namespace:
                              f"({self.blocks} blocks)")
 
     # -- one command each, in flight together --
-    def submit_read(self, lba: int, count: int, into=None) -> Future:
+    def submit_read(self, lba: int, count: int, into=None) -> "IoRequest":
         """Read ``count`` blocks (at most ``max_blocks``); the future's result is the data.
 
         ``into`` (a writable buffer of ``count`` blocks) receives them without a
@@ -257,10 +256,10 @@ class Namespace:
         view = memoryview(buf).cast("B")
         if len(view) != count * self.block_size:
             raise UsageError(f"buffer of {len(view)} bytes for {count} blocks")
-        return self.controller._queue().submit(_Command(
+        return self.controller._queue().submit(IoRequest(
             NvmOpc.READ, self.nsid, lba, count, 0, None, view, buf, f"Read {lba}+{count}"))
 
-    def submit_write(self, lba: int, data, *, fua: bool = False) -> Future:
+    def submit_write(self, lba: int, data, *, fua: bool = False) -> "IoRequest":
         """Write ``data`` (whole blocks, at most ``max_blocks``) at ``lba``."""
         count, rest = divmod(len(memoryview(data).cast("B")), self.block_size)
         if rest:
@@ -269,12 +268,12 @@ class Namespace:
         self._check_range(lba, count)
         if count > self.max_blocks:
             raise UsageError(f"{count} blocks in one command: at most {self.max_blocks}")
-        return self.controller._queue().submit(_Command(
+        return self.controller._queue().submit(IoRequest(
             NvmOpc.WRITE, self.nsid, lba, count, FUA if fua else 0, bytes(data), None, None,
             f"Write {lba}+{count}"))
 
-    def submit_flush(self) -> Future:
-        return self.controller._queue().submit(_Command(
+    def submit_flush(self) -> "IoRequest":
+        return self.controller._queue().submit(IoRequest(
             NvmOpc.FLUSH, self.nsid, 0, 0, 0, None, None, None, "Flush"))
 
     # -- synchronous, any size --
@@ -311,7 +310,7 @@ class Namespace:
     def write_zeroes(self, lba: int, count: int) -> None:
         self._check_range(lba, count)
         q = self.controller._queue
-        _wait([q().submit(_Command(NvmOpc.WRITE_ZEROES, self.nsid, lba + first,
+        _wait([q().submit(IoRequest(NvmOpc.WRITE_ZEROES, self.nsid, lba + first,
                                    min(_MAX_NLB, count - first), 0, None, None, None,
                                    f"Write Zeroes {lba + first}"))
                for first in range(0, count, _MAX_NLB)])
@@ -319,7 +318,7 @@ class Namespace:
     def trim(self, lba: int, count: int) -> None:
         """Deallocate ``count`` blocks (Dataset Management, AD)."""
         self._check_range(lba, count)
-        cmd = _Command(NvmOpc.DATASET_MANAGEMENT, self.nsid, 0, 0, 0,
+        cmd = IoRequest(NvmOpc.DATASET_MANAGEMENT, self.nsid, 0, 0, 0,
                        encode_dsm_ranges([(lba, count)]), None, None, f"Deallocate {lba}+{count}")
         cmd.c10, cmd.c11 = 0, DSM_DEALLOCATE  # one range; Attribute - Deallocate
         self.controller._queue().submit(cmd).result()
@@ -330,21 +329,44 @@ def _wait(futures: list) -> None:
         f.result()
 
 
-class _Command:
-    """A command record for ``HostQueuePair.queue_records``, with its future."""
+class IoRequest:
+    """A submitted command: a small future, completed by its queue's receiver.
 
-    __slots__ = ("opc", "nsid", "c10", "c11", "c12", "data", "read_len", "into", "result",
-                 "what", "future")
+    ``done()``, ``result(timeout=None)`` (the read data, or None; raises what
+    the command failed with) and ``exception(timeout=None)``.  One object per
+    command, which is also the record the queue pair sends
+    (``HostQueuePair.queue_records``): waiting threads share their queue's
+    condition instead of one lock per command.
+    """
 
-    def __init__(self, opc, nsid, slba, nlb, flags, data, into, result, what):
+    __slots__ = ("opc", "nsid", "c10", "c11", "c12", "data", "read_len", "into", "value",
+                 "what", "queue", "finished", "error")
+
+    def __init__(self, opc, nsid, slba, nlb, flags, data, into, value, what):
         self.opc, self.nsid = int(opc), nsid
         self.c10, self.c11 = slba & 0xFFFFFFFF, slba >> 32
         self.c12 = flags | (nlb - 1 if nlb else 0)
         self.data = data
-        self.into = into  # receives read data (the qpair copies into it)
+        self.into = into  # receives read data (the queue pair copies into it)
         self.read_len = 0
-        self.result, self.what = result, what
-        self.future: Future = Future()
+        self.value, self.what = value, what
+        self.queue: _IoQueue | None = None
+        self.finished = False
+        self.error: NvmeControlError | None = None
+
+    def done(self) -> bool:
+        return self.finished
+
+    def exception(self, timeout: float | None = None) -> NvmeControlError | None:
+        if not self.finished:
+            self.queue.wait_for(self, timeout)
+        return self.error
+
+    def result(self, timeout: float | None = None):
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        return self.value
 
 
 class _IoQueue:
@@ -361,20 +383,35 @@ class _IoQueue:
         self.failed: NvmeControlError | None = None
         self._deferred: list = []
         self._deferred_cv = threading.Condition(threading.Lock())
+        self._completed = threading.Condition(threading.Lock())  # woken once per batch
+        self._waiting = 0  # threads in wait_for
         driver.set_timeout(None)  # silence is the keep-alive's business
         threading.Thread(target=self._receive, daemon=True, name=f"api-ioq{index + 1}").start()
         threading.Thread(target=self._sender, daemon=True, name=f"api-ioq{index + 1}-tx").start()
 
-    def submit(self, cmd: _Command) -> Future:
+    def submit(self, cmd: IoRequest) -> "IoRequest":
         with self.lock:
             if self.failed is not None:
                 raise self.failed
+            cmd.queue = self
             self.backlog.append(cmd)
             self._drain()
             out = self.qp.take_outgoing()
+            # Alone on the queue: send now (latency).  Else the sender thread
+            # takes it, with whatever else was submitted meanwhile: one
+            # sendmsg for a burst of submissions (throughput).
+            alone = self.qp.outstanding <= 1 and not self._deferred
         if out:
-            self._send(out)
-        return cmd.future
+            if alone:
+                self._send(out)
+            else:
+                self._defer(out)
+        return cmd
+
+    def _defer(self, out: list) -> None:
+        with self._deferred_cv:
+            self._deferred.extend(out)
+            self._deferred_cv.notify()
 
     def _drain(self) -> None:
         """Queue what the queue has room for (caller holds the lock)."""
@@ -415,14 +452,27 @@ class _IoQueue:
             if type(ev) is Completion and ev.tag is not None:
                 cmd = ev.tag
                 if ev.cqe.status:
-                    cmd.future.set_exception(CommandError(cmd.what, ev.cqe))
-                else:
-                    cmd.future.set_result(cmd.result)
+                    cmd.error = CommandError(cmd.what, ev.cqe)
+                cmd.finished = True
+        self._wake_waiters()
         if out:
-            with self._deferred_cv:
-                self._deferred.extend(out)
-                self._deferred_cv.notify()
+            self._defer(out)
         return True
+
+    def _wake_waiters(self) -> None:
+        if self._waiting:
+            with self._completed:
+                self._completed.notify_all()
+
+    def wait_for(self, cmd: IoRequest, timeout: float | None) -> None:
+        """Until ``cmd`` finished; PeerTimeout after ``timeout`` seconds."""
+        with self._completed:
+            self._waiting += 1
+            try:
+                if not self._completed.wait_for(lambda: cmd.finished, timeout):
+                    raise PeerTimeout(f"{cmd.what}: not completed within {timeout:g} s")
+            finally:
+                self._waiting -= 1
 
     def _sender(self) -> None:
         while True:
@@ -446,5 +496,7 @@ class _IoQueue:
             self._deferred_cv.notify_all()
         self.driver.abort()
         for cmd in pending:
-            if not cmd.future.done():
-                cmd.future.set_exception(error)
+            if not cmd.finished:
+                cmd.error, cmd.finished = error, True
+        with self._completed:
+            self._completed.notify_all()
