@@ -61,6 +61,9 @@ class NvmfdClient:
         q = self.assoc.io[0]
         self.qp = q.qp
         self.io = q.driver  # what moves qp's bytes
+        # As the bridge's queues: blocking, no timeout.  With one, Python
+        # polls before every receive and send (twice the system calls).
+        self.io.set_timeout(None)
 
     def run(self, size: int, qd: int, seconds: float) -> float:
         """Reads of ``size`` bytes (0: Flush) at depth ``qd``; returns commands per second.

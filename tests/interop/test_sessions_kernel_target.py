@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -23,7 +24,6 @@ from nvmecontrol.backends.userspace.backend import UserspaceBackend, process_ali
 from nvmecontrol.cli import exitcodes as X
 from nvmecontrol.cli.app import main
 
-from ..backends.sessionkit import wait_for
 from .nvmet import Namespace, NvmetConfig, Port, Subsystem
 from .sessions import end_sessions, need
 from .tshark import Capture, have_tshark
@@ -195,6 +195,12 @@ def test_session_follows_namespace_changes_at_kernel_nvmet(capsys, linux_guest, 
 
     def nsids() -> list[int]:
         return [ns.nsid for ns in UserspaceBackend().get("nvmeu0").namespaces]
+
+    def wait_for(predicate, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
 
     assert nsids() == [1, 2]
     enable = f"/sys/kernel/config/nvmet/subsystems/{NQN}/namespaces/2/enable"
