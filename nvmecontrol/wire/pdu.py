@@ -400,8 +400,7 @@ def _decode_ic(ptype, b) -> ICReq | ICResp:
                                 FES.UNSUPPORTED_PARAMETER, 8)
     if pda > 31:
         raise _bad(10, f"PDA {pda} exceeds 31")
-    if dgst & ~(DGST_HDGST | DGST_DDGST):
-        raise _bad(11, f"reserved DGST bits 0x{dgst:02x}")
+    dgst &= DGST_HDGST | DGST_DDGST  # reserved bits ignored, as nvmet and the Linux host do
     if ptype is PduType.ICReq:
         return ICReq(pda, dgst, last, pfv)
     if last < MIN_MAXH2CDATA or last % 4:
