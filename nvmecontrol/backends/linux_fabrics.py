@@ -44,6 +44,8 @@ BASE_OPTIONS = frozenset({
 _DUMMY_TOKENS = frozenset({"instance", "cntlid"})
 # Without these the kernel cannot dial at all, so they are never left out.
 _REQUIRED = ("transport", "traddr", "trsvcid", "nqn")
+# Options whose values are secrets: never in an error message.
+_SECRET_OPTIONS = ("dhchap_secret", "dhchap_ctrl_secret")
 
 # drivers/nvme/host/fabrics.h NVMF_MIN_QUEUE_SIZE / NVMF_MAX_QUEUE_SIZE:
 # anything outside fails the whole write with EINVAL.
@@ -164,11 +166,19 @@ def build_options(params: ConnectParams, *, supported: frozenset[str] | set[str]
         wanted.append(("data_digest", None))
     if not params.sq_flow_control:
         wanted.append(("disable_sqflow", None))
+    # DH-HMAC-CHAP secrets in the DHHC-1 form the kernel parses itself.
+    for name in _SECRET_OPTIONS:
+        if getattr(params, name, None):
+            wanted.append((name, getattr(params, name)))
 
     parts, warnings = [], []
     for name, value in wanted:
         if value == "":  # no host NQN/ID: the kernel uses its default host
             continue
+        if name in _SECRET_OPTIONS and name not in known:
+            # Dropping a secret would connect without the authentication asked for.
+            raise Unsupported(f"the kernel does not know the option {name} (DH-HMAC-CHAP needs "
+                              f"Linux 6.0 or later with CONFIG_NVME_HOST_AUTH)")
         if name not in _REQUIRED and name not in known:
             warnings.append(f"the kernel does not know the option {name}; left out")
             continue
@@ -189,6 +199,12 @@ def build_options(params: ConnectParams, *, supported: frozenset[str] | set[str]
 
 def _option_values(options: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in options.split(",") if "=" in p)
+
+
+def redact_secrets(options: str) -> str:
+    """The options string with the DH-HMAC-CHAP secrets' values hidden."""
+    return ",".join(f"{p.split('=', 1)[0]}=<secret>" if p.split("=", 1)[0] in _SECRET_OPTIONS
+                    else p for p in options.split(","))
 
 
 def _target_text(options: str) -> str:
@@ -219,11 +235,13 @@ def add_error(options: str, e: OSError, path: str = FABRICS_DEV) -> Exception:
     if n == errno.EINVAL:
         return UsageError(f"{what}: the kernel rejected the options (invalid argument; the kernel "
                           f"log names the one it refused, or the nvme-tcp module is missing): "
-                          f"{options}")
+                          f"{redact_secrets(options)}")
     if n == errno.EADDRINUSE:
         return UsageError(f"{what}: the host NQN is already in use with other parameters")
     if n == errno.EKEYREJECTED:
-        return HostRefused(f"{what}: the controller rejected this host's authentication")
+        return HostRefused(f"{what}: DH-HMAC-CHAP failed in the kernel: the controller "
+                           f"rejected this host's authentication or the kernel rejected the "
+                           f"controller's (the kernel log says which)")
     if n == errno.ENOKEY:
         return Unsupported(f"{what}: the pre-shared TLS key is missing")
     if n == errno.EOPNOTSUPP:

@@ -22,6 +22,18 @@ DEFAULT_CTRL_LOSS_TMO_S = 600
 DEFAULT_NUM_IO_QUEUES = 1
 
 
+REDACTED = "<set>"
+
+
+def _secret(text: str | None):
+    """A DHHC-1 secret parsed for the association; a redacted copy has none."""
+    from nvmecontrol.wire.dhchap_key import parse_secret
+
+    if not text or text == REDACTED:
+        return None
+    return parse_secret(text)
+
+
 @dataclass(slots=True)
 class ConnectParams:
     """Everything needed to build (or rebuild) one association."""
@@ -42,6 +54,10 @@ class ConnectParams:
     sq_flow_control: bool = False
     cntlid: int = CNTLID_DYNAMIC
     timeout_s: float = 30.0
+    # DH-HMAC-CHAP secrets in DHHC-1 form (checked by the CLI); every
+    # association built from these params, reconnects included, authenticates.
+    dhchap_secret: str | None = None
+    dhchap_ctrl_secret: str | None = None
 
     @property
     def address_text(self) -> str:
@@ -53,7 +69,9 @@ class ConnectParams:
                                  num_io_queues=self.num_io_queues,
                                  io_queue_size=self.queue_size,
                                  sq_flow_control=self.sq_flow_control, cntlid=self.cntlid,
-                                 timeout_s=self.timeout_s)
+                                 timeout_s=self.timeout_s,
+                                 dhchap_secret=_secret(self.dhchap_secret),
+                                 dhchap_ctrl_secret=_secret(self.dhchap_ctrl_secret))
 
     def same_association(self, other: "ConnectParams") -> bool:
         """Same subsystem, address and host: connect must not duplicate it."""
@@ -108,4 +126,10 @@ class ControllerInfo:
     def to_json(self) -> dict:
         d = asdict(self)
         d["params"] = self.params.to_json() if self.params else None
+        if d["params"]:
+            # What devlist prints and state files keep: whether a secret is
+            # set, never the secret (the session holds it in memory).
+            for name in ("dhchap_secret", "dhchap_ctrl_secret"):
+                if d["params"].get(name):
+                    d["params"][name] = REDACTED
         return d

@@ -5,7 +5,9 @@ NVMe over Fabrics 1.1, 3.3 and 6 (controller initialization):
 1. admin queue: TCP connect, ICReq/ICResp, Fabrics Connect (QID 0) carrying
    HOSTID, CNTLID, SUBNQN and HOSTNQN; the response gives the CNTLID, the
    authentication requirement and (SQHD 0xFFFF) whether SQ flow control is
-   off;
+   off; then DH-HMAC-CHAP (NVMe Base 2.1, 8.3.4) when the controller asks
+   for it (AUTHREQ.ATR) or a controller secret asks us to check the
+   controller, on this and every I/O queue;
 2. CAP, then CC with EN=1 and the entry sizes, then CSTS.RDY polled for at
    most CAP.TO x 500 ms;
 3. Identify Controller;
@@ -20,6 +22,7 @@ the NBD bridge.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -31,7 +34,8 @@ from nvmecontrol.host.queue import CommandError, HostQueue
 from nvmecontrol.transport.address import Address, format_address, resolve
 from nvmecontrol.transport.driver import Dialer
 from nvmecontrol.transport.tcp import TcpQueuePair
-from nvmecontrol.wire import admin, fabrics as F
+from nvmecontrol.wire import admin, auth, fabrics as F
+from nvmecontrol.wire.auth_crypto import DhchapKey
 from nvmecontrol.wire.fabrics import CAP, CC, CSTS, Prop
 from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE, decode_identify_controller
 from nvmecontrol.wire.qpair import ADMIN_ICD
@@ -69,6 +73,10 @@ class AssociationParams:
     deadline: float | None = None
     # How a queue pair is opened (the queue-driver seam): TCP by default.
     dial: Dialer = TcpQueuePair.connect_host
+    # DH-HMAC-CHAP: the host's secret, and the controller's for bidirectional
+    # authentication (the controller must prove it holds it).
+    dhchap_secret: DhchapKey | None = None
+    dhchap_ctrl_secret: DhchapKey | None = None
 
 
 DEFAULT_IO_QUEUE_SIZE = 128
@@ -171,10 +179,15 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
         if cqe.status:
             raise connect_failure(cqe, qid)
         result = F.parse_connect_response(cqe)
-        if result.authreq:
-            raise Unsupported(
-                f"controller requires {'a secure channel' if result.authreq & F.AUTHREQ_ASCR else 'DH-HMAC-CHAP authentication'}"
-                f" for {subnqn}, which nvmecontrol does not support")
+        if result.authreq & F.AUTHREQ_ASCR:
+            raise Unsupported(f"controller requires a secure channel (TLS) for {subnqn}, "
+                              f"which nvmecontrol does not support")
+        required = bool(result.authreq & F.AUTHREQ_ATR)
+        # A controller secret means the user wants the controller checked:
+        # authenticate even unasked, or an impostor could skip it by not asking.
+        if required or params.dhchap_ctrl_secret is not None:
+            authenticate_queue(q, qid=qid, host=host, subnqn=subnqn, params=params,
+                               required=required)
         fc_on = cqe.sqhd != F.SQHD_FC_DISABLED
         if params.sq_flow_control and not fc_on:
             raise PeerProtocolError("controller disabled SQ flow control")
@@ -185,6 +198,57 @@ def connect_queue(addrinfo: list, *, qid: int, sqsize: int, host: HostIdentity, 
     except BaseException:
         q.close()
         raise
+
+
+def authenticate_queue(q: HostQueue, *, qid: int, host: HostIdentity, subnqn: str,
+                       params: AssociationParams, required: bool = True) -> auth.Authenticated:
+    """One DH-HMAC-CHAP transaction on a connected queue (NVMe Base 2.1, 8.3.4.5).
+
+    Raises an ``auth.AuthError`` subclass naming the side that failed and the
+    reason code: ``AuthKeyMissing`` when the controller asks and no secret was
+    given, ``HostKeyRejected`` when it refuses our response,
+    ``ControllerAuthFailed`` when its own response is wrong, ``AuthUnsupported``
+    when no hash or group fits.
+    """
+    if params.dhchap_secret is None:
+        why = ("requires DH-HMAC-CHAP authentication" if required else
+               "must be authenticated (--dhchap-ctrl-secret) but no host secret was given")
+        raise auth.auth_error(auth.AuthKeyMissing,
+                               f"controller {subnqn} {why} on queue {qid}: give the host secret "
+                               f"with --dhchap-secret", "host", 0)
+    machine = auth.HostAuth(qid=qid, t_id=secrets.randbits(16), hostnqn=host.hostnqn,
+                            subnqn=subnqn, host_key=params.dhchap_secret,
+                            ctrl_key=params.dhchap_ctrl_secret, now=time.monotonic(),
+                            timeout_s=params.timeout_s)
+    while True:
+        try:
+            action = machine.next_action(time.monotonic())
+        except auth.HostKeyRejected as exc:
+            if not required:
+                exc.args = (f"{exc.args[0]} (the controller did not ask for authentication; "
+                            f"it may hold no key for this host)",)
+            raise
+        if type(action) is auth.Authenticated:
+            return action
+        try:
+            if type(action) is auth.Send:
+                sqe = F.build_auth_send(auth.SECP_DHCHAP, len(action.data))
+                q.execute(sqe, "Authentication Send", write_data=action.data)
+            else:
+                sqe = F.build_auth_receive(auth.SECP_DHCHAP, action.al)
+                _, data = q.execute(sqe, "Authentication Receive", read_len=action.al)
+                machine.received(data, time.monotonic())
+        except CommandError as exc:
+            if required:
+                raise
+            raise auth.auth_error(
+                auth.AuthUnsupported, f"controller {subnqn} cannot authenticate itself "
+                f"(--dhchap-ctrl-secret) on queue {qid}: {exc}", "controller", 0) from None
+        except NvmeControlError:
+            # The Failure2 owed to a controller that already hung up: the
+            # authentication error is the news, not the lost connection.
+            if not machine.failing:
+                raise
 
 
 def check_digests(est, params: AssociationParams, qid: int) -> None:

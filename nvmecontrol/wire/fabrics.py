@@ -1,7 +1,8 @@
 """Fabrics commands and controller properties.
 
-NVMe over Fabrics 1.1, 3.3 (Connect, Property Get/Set, Disconnect) and NVMe
-Base 2.0, 3.1.4 (CAP, VS, CC, CSTS).  Fabrics commands share opcode 0x7F and
+NVMe over Fabrics 1.1, 3.3 (Connect, Property Get/Set, Disconnect), NVMe
+Base 2.1, 6.3 and 6.4 (Authentication Send/Receive; the messages they carry
+are in ``auth.py``) and NVMe Base 2.0, 3.1.4 (CAP, VS, CC, CSTS).  Fabrics commands share opcode 0x7F and
 carry their type in FCTYPE (byte 4 of the SQE).
 """
 
@@ -25,9 +26,10 @@ SQHD_FC_DISABLED = 0xFFFF
 
 # Connect CATTR bits.
 CATTR_DISABLE_SQFLOW = 0x04
-# Connect response AUTHREQ bits (DW0 31:16).
-AUTHREQ_ATR = 0x01  # authentication transaction required
-AUTHREQ_ASCR = 0x02  # secure channel required
+# Connect response AUTHREQ bits (DW0 31:16; bit 0 is reserved): ATR is DW0
+# bit 17 and ASCR bit 18, as Linux's NVME_CONNECT_AUTHREQ_* have them.
+AUTHREQ_ATR = 0x02  # authentication transaction required
+AUTHREQ_ASCR = 0x04  # secure channel required
 
 
 class FCType(IntEnum):
@@ -170,6 +172,44 @@ class PropertyAccess(NamedTuple):
 def parse_property(sqe: SQE) -> PropertyAccess:
     size = 8 if sqe.cdw10 & 0x7 == 1 else 4
     return PropertyAccess(sqe.cdw11, size, sqe.cdw12 | (sqe.cdw13 << 32))
+
+
+class AuthCommand(NamedTuple):
+    """Authentication Send (TL) or Receive (AL): CDW10 SECP/SPSP1/SPSP0, CDW11 the length."""
+
+    secp: int
+    spsp0: int
+    spsp1: int
+    length: int  # TL for Send, AL for Receive
+
+
+def _auth_sqe(fctype: int, secp: int, length: int, cid: int, spsp0: int, spsp1: int) -> SQE:
+    # CDW10: byte 0 reserved (NSSF is not used over Fabrics), SPSP0, SPSP1, SECP.
+    return _fabrics_sqe(fctype, cid, cdw10=(spsp0 << 8) | (spsp1 << 16) | (secp << 24),
+                        cdw11=length)
+
+
+def build_auth_send(secp: int, tl: int, cid: int = 0, *, spsp0: int = 0x01,
+                    spsp1: int = 0x01) -> SQE:
+    return _auth_sqe(FCType.AUTH_SEND, secp, tl, cid, spsp0, spsp1)
+
+
+def build_auth_receive(secp: int, al: int, cid: int = 0, *, spsp0: int = 0x01,
+                       spsp1: int = 0x01) -> SQE:
+    return _auth_sqe(FCType.AUTH_RECEIVE, secp, al, cid, spsp0, spsp1)
+
+
+def parse_auth_command(sqe: SQE) -> AuthCommand:
+    return AuthCommand(secp=sqe.cdw10 >> 24, spsp0=(sqe.cdw10 >> 8) & 0xFF,
+                       spsp1=(sqe.cdw10 >> 16) & 0xFF, length=sqe.cdw11)
+
+
+# Byte offsets in the SQE of the Authentication Send/Receive fields, for the
+# error location of an Invalid Field status.
+AUTH_SPSP0_OFFSET = 41
+AUTH_SPSP1_OFFSET = 42
+AUTH_SECP_OFFSET = 43
+AUTH_LENGTH_OFFSET = 44
 
 
 def build_disconnect(cid: int = 0) -> SQE:

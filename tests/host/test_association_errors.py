@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, PeerTimeout,
-                                Unsupported)
+                                Unsupported, UsageError)
 from nvmecontrol.host.association import AssociationParams, connect_association
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.transport.address import Address
@@ -244,11 +244,12 @@ def test_connect_invalid_parameters_is_a_command_failure(fake):
     assert ei.value.status == 0x4182
 
 
-@pytest.mark.parametrize("authreq,phrase", [(F.AUTHREQ_ATR, "authentication"),
-                                            (F.AUTHREQ_ASCR, "secure channel")])
-def test_authreq_is_unsupported(fake, authreq, phrase):
+@pytest.mark.parametrize("authreq,family,phrase", [
+    (F.AUTHREQ_ATR, UsageError, "--dhchap-secret"),  # no secret given (tests/host/test_association_auth.py)
+    (F.AUTHREQ_ASCR, Unsupported, "secure channel")])
+def test_authreq_without_what_it_needs(fake, authreq, family, phrase):
     f = fake(connect_dw0=CNTLID | (authreq << 16))
-    with pytest.raises(Unsupported) as ei:
+    with pytest.raises(family) as ei:
         connect(f)
     assert phrase in str(ei.value)
     assert SUBNQN in str(ei.value)

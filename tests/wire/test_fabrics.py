@@ -130,11 +130,13 @@ def test_hostid_to_uuid():
 
 
 def test_connect_response_dw0():
-    # DW0 bytes 01:00 CNTLID, 03:02 AUTHREQ.
-    cqe = CQE(dw0=struct.unpack("<I", bytes.fromhex("0500 0100"))[0], sqhd=0xFFFF)
+    # DW0 bytes 01:00 CNTLID, 03:02 AUTHREQ; ATR is DW0 bit 17 (Linux
+    # NVME_CONNECT_AUTHREQ_ATR = 1 << 17), ASCR bit 18, bit 16 reserved.
+    cqe = CQE(dw0=struct.unpack("<I", bytes.fromhex("0500 0200"))[0], sqhd=0xFFFF)
     assert F.parse_connect_response(cqe) == F.ConnectResult(cntlid=5, authreq=F.AUTHREQ_ATR)
     assert F.connect_success_dw0(0x1234, 0) == 0x00001234
-    assert F.connect_success_dw0(0x0001, F.AUTHREQ_ASCR) == 0x00020001
+    assert F.connect_success_dw0(0x0001, F.AUTHREQ_ATR) == 1 | (1 << 17)
+    assert F.connect_success_dw0(0x0001, F.AUTHREQ_ASCR) == 1 | (1 << 18)
 
 
 def test_connect_invalid_parameters_dw0():

@@ -19,9 +19,10 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
-from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
+from nvmecontrol.backends.model import REDACTED, ConnectParams, ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.runtime import ENV_RUNTIME_DIR
 from nvmecontrol.backends.userspace.bridge import QueueWorker
 from nvmecontrol.backends.userspace.nbd_server import NbdListener
@@ -528,7 +529,7 @@ class Session:
             with self.lock:
                 forced, self._force = self._force, []
             if attempt or forced:
-                ok = self._attempt(_requested_params(forced) or self.params)
+                ok = self._attempt(self._with_secrets(_requested_params(forced)))
                 _answer(forced, ok, "" if ok else self.last_error)
                 if ok:
                     return True
@@ -565,7 +566,7 @@ class Session:
         """
         with self.lock:
             forced, self._force = self._force, []
-        p = _requested_params(forced) or self.params
+        p = self._with_secrets(_requested_params(forced))
         log.info("reconnect requested: connecting to %s before replacing the association",
                  p.address_text)
         try:
@@ -584,6 +585,17 @@ class Session:
         self._teardown_queues()
         self._adopt_new(assoc, p, host)
         _answer(forced, True, "")
+
+    def _with_secrets(self, p: ConnectParams | None) -> ConnectParams:
+        """The parameters a reconnect asked for (or ours), keeping our
+        DH-HMAC-CHAP secrets where they came back redacted: state files and
+        devlist never hold them, so a reconnect rebuilt from them cannot."""
+        if p is None:
+            return self.params
+        keep = {name: getattr(self.params, name) for name in ("dhchap_secret",
+                                                               "dhchap_ctrl_secret")
+                if getattr(p, name) == REDACTED}
+        return replace(p, **keep) if keep else p
 
     def _connect(self, p: ConnectParams) -> tuple[Association, HostIdentity]:
         # reconnect may name another host NQN/ID: the association must use it,
