@@ -22,7 +22,7 @@ from nvmecontrol.backends.linux_admin import parse_device_name
 from nvmecontrol.backends.linux_fabrics import (AlreadyConnected, FabricsDevice, add_controller,
                                                 build_options, supported_options)
 from nvmecontrol.backends.linux_sysfs import FABRICS_TRANSPORTS, Sysfs
-from nvmecontrol.backends.model import ConnectParams, ControllerInfo
+from nvmecontrol.backends.model import REDACTED, ConnectParams, ControllerInfo
 from nvmecontrol.backends.runtime import locked
 from nvmecontrol.errors import (ConnectError, DeviceError, NotFound, NvmeControlError,
                                 UsageError)
@@ -227,9 +227,13 @@ class LinuxKernelBackend(AssociationBackend):
         if info.params is None:
             raise UsageError(f"{ctrl}: sysfs shows no address to start from")
         # sysfs does not show digests or flow control: those come from params.
+        # The DH-HMAC-CHAP secrets come from sysfs (root reads them) unless
+        # new ones were given: params rebuilt from devlist hold only "<set>".
+        secrets = {name: getattr(params, name) for name in ("dhchap_secret", "dhchap_ctrl_secret")
+                   if getattr(params, name) not in (None, REDACTED)}
         new = dataclasses.replace(info.params, traddr=params.traddr, trsvcid=str(params.trsvcid),
                                   hdgst=params.hdgst, ddgst=params.ddgst,
-                                  sq_flow_control=params.sq_flow_control)
+                                  sq_flow_control=params.sq_flow_control, **secrets)
         same_place = info.params.same_association(new)
         with locked(ctrl, environ=self.environ):
             if same_place:

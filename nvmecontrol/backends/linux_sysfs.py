@@ -66,6 +66,12 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
+def _secret(text: str | None) -> str | None:
+    """A DH-HMAC-CHAP secret attribute: the DHHC-1 text, or None ("none", unreadable
+    without root, or a kernel without authentication)."""
+    return text if text and text.startswith("DHHC-1:") else None
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
@@ -181,7 +187,9 @@ class Sysfs:
             queue_size=sqsize + 1 if sqsize >= 0 else 0,
             kato_s=_int(self.read(*d, "kato"), DEFAULT_KATO_S),
             reconnect_delay_s=_int(self.read(*d, "reconnect_delay"), DEFAULT_RECONNECT_DELAY_S),
-            ctrl_loss_tmo_s=_int(self.read(*d, "ctrl_loss_tmo"), DEFAULT_CTRL_LOSS_TMO_S))
+            ctrl_loss_tmo_s=_int(self.read(*d, "ctrl_loss_tmo"), DEFAULT_CTRL_LOSS_TMO_S),
+            dhchap_secret=_secret(self.read(*d, "dhchap_secret")),
+            dhchap_ctrl_secret=_secret(self.read(*d, "dhchap_ctrl_secret")))
 
     def controller(self, name: str) -> ControllerInfo | None:
         if not self.has_controller(name):

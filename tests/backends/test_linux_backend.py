@@ -513,3 +513,22 @@ def test_find_matches_a_host_name_by_its_addresses(backend, kernel):
     kernel.add_ctrl(1, traddr="::1")
     assert backend.find(params(traddr="localhost")) is not None
     assert backend.find(params(traddr="127.0.0.1")).name == "nvme0"
+
+
+SECRET = "DHHC-1:00:ZjRjYjQ4ZjQ2ZjNhYjQ2MzU4NjhmZjkzYjdlYmNmNGSmm1Bz:"
+
+
+@pytest.mark.parametrize("given, want", [("<set>", SECRET), (None, SECRET),
+                                         ("DHHC-1:00:bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3mWmQ0w==:",
+                                          "DHHC-1:00:bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3mWmQ0w==:")])
+def test_reconnect_to_a_new_address_keeps_the_dhchap_secret(backend, kernel, monkeypatch,
+                                                            given, want):
+    """The secret comes from sysfs (devlist shows only "<set>"), or a new one given."""
+    kernel.add_ctrl(0)
+    (kernel.root / FABRICS / "nvme0" / "dhchap_secret").write_text(SECRET + "\n")
+    (kernel.root / FABRICS / "nvme0" / "dhchap_ctrl_secret").write_text("none\n")
+    writes(backend, monkeypatch)
+    backend.reconnect("nvme0", params(traddr="10.0.9.9", dhchap_secret=given))
+    (line,) = kernel.written
+    assert f"dhchap_secret={want}" in line.split(",")
+    assert not any(o.startswith("dhchap_ctrl_secret=") for o in line.split(","))
