@@ -7,16 +7,19 @@
 
 # Options shared by connect, connect-all and reconnect (defined once, as
 # FreeBSD's connect.c does); the *_args lists are those that take a value.
-_nvmecontrol_conn_opts='-F --flow-control --flow_control -g --hdr-digests --hdr_digests
-    -G --data-digests --data_digests -i --nr-io-queues -k --keep-alive-tmo
+_nvmecontrol_conn_opts='-F --flow-control --flow_control --disable-sqflow
+    -g --hdr-digests --hdr_digests --hdr-digest
+    -G --data-digests --data_digests --data-digest -i --nr-io-queues -k --keep-alive-tmo
     -l --ctrl-loss-tmo -r --reconnect-delay -t --transport -q --hostnqn -I --hostid
     -Q --queue-size --timeout -o --format --output-format --help'
 _nvmecontrol_conn_args='-i --nr-io-queues -k --keep-alive-tmo -l --ctrl-loss-tmo
     -r --reconnect-delay -t --transport -q --hostnqn -I --hostid -Q --queue-size
     --timeout -o --format --output-format'
-_nvmecontrol_backend_opts='--backend --nbd-listen --no-attach'
-_nvmecontrol_remote_opts='-q --hostnqn -I --hostid -g --hdr-digests --hdr_digests
-    -G --data-digests --data_digests --timeout -o --format --output-format --help'
+_nvmecontrol_backend_opts='--backend --nbd-listen --no-attach -J --config -O --dump-config'
+# DH-HMAC-CHAP secrets: connect, connect-all, discover, identify and logpage.
+_nvmecontrol_auth_opts='--dhchap-secret --dhchap-ctrl-secret'
+_nvmecontrol_remote_opts='-q --hostnqn -I --hostid -g --hdr-digests --hdr_digests --hdr-digest
+    -G --data-digests --data_digests --data-digest --timeout -o --format --output-format --help'
 _nvmecontrol_remote_args='-q --hostnqn -I --hostid --timeout -o --format --output-format'
 _nvmecontrol_format_opts='-o --format --output-format --help'
 _nvmecontrol_format_args='-o --format --output-format'
@@ -121,40 +124,55 @@ _nvmecontrol() {
             _nvmecontrol_add --help --version
         else
             _nvmecontrol_add discover connect connect-all disconnect disconnect-all \
-                reconnect devlist identify logpage hostnqn
+                reconnect devlist identify logpage hostnqn gen-dhchap-key check-dhchap-key
         fi
     else
         case $cmd in
         discover)
             opts="-v --verbose --walk -t --transport -q --hostnqn -I --hostid --timeout
-                $_nvmecontrol_format_opts"
-            args="-t --transport -q --hostnqn -I --hostid --timeout $_nvmecontrol_format_args" ;;
+                $_nvmecontrol_auth_opts $_nvmecontrol_format_opts"
+            args="-t --transport -q --hostnqn -I --hostid --timeout $_nvmecontrol_auth_opts
+                $_nvmecontrol_format_args" ;;
         connect)
-            opts="-c --cntlid $_nvmecontrol_conn_opts $_nvmecontrol_backend_opts"
-            args="-c --cntlid $_nvmecontrol_conn_args --backend --nbd-listen" ;;
+            opts="-c --cntlid $_nvmecontrol_conn_opts $_nvmecontrol_backend_opts
+                $_nvmecontrol_auth_opts"
+            args="-c --cntlid $_nvmecontrol_conn_args --backend --nbd-listen -J --config
+                $_nvmecontrol_auth_opts" ;;
         connect-all)
-            opts="$_nvmecontrol_conn_opts $_nvmecontrol_backend_opts"
-            args="$_nvmecontrol_conn_args --backend --nbd-listen" ;;
+            opts="-c --cntlid $_nvmecontrol_conn_opts $_nvmecontrol_backend_opts
+                $_nvmecontrol_auth_opts"
+            args="-c --cntlid $_nvmecontrol_conn_args --backend --nbd-listen -J --config
+                $_nvmecontrol_auth_opts" ;;
         reconnect)
             opts=$_nvmecontrol_conn_opts
             args=$_nvmecontrol_conn_args ;;
-        disconnect | disconnect-all)
+        disconnect)
+            opts="-n --nqn -d --device $_nvmecontrol_format_opts"
+            args="-n --nqn -d --device $_nvmecontrol_format_args" ;;
+        disconnect-all)
             opts=$_nvmecontrol_format_opts
             args=$_nvmecontrol_format_args ;;
         devlist)
-            opts="-h --human $_nvmecontrol_format_opts"
+            opts="-h --human -v --verbose $_nvmecontrol_format_opts"
             args=$_nvmecontrol_format_args ;;
         identify)
-            opts="-v --verbose -x --hex -n --nsid $_nvmecontrol_remote_opts"
-            args="-n --nsid $_nvmecontrol_remote_args" ;;
+            opts="-v --verbose -x --hex -n --nsid $_nvmecontrol_remote_opts $_nvmecontrol_auth_opts"
+            args="-n --nsid $_nvmecontrol_remote_args $_nvmecontrol_auth_opts" ;;
         logpage)
             opts="-p --page -x --hex -b --binary -v --vendor -f --lsp -i --lsi -r --rae
-                -n --nsid $_nvmecontrol_remote_opts"
-            args="-p --page -v --vendor -f --lsp -i --lsi -n --nsid $_nvmecontrol_remote_args" ;;
+                -n --nsid $_nvmecontrol_remote_opts $_nvmecontrol_auth_opts"
+            args="-p --page -v --vendor -f --lsp -i --lsi -n --nsid $_nvmecontrol_remote_args
+                $_nvmecontrol_auth_opts" ;;
         hostnqn)
             opts="-v --verbose --generate --write --force -q --hostnqn -I --hostid
                 $_nvmecontrol_format_opts"
             args="-q --hostnqn -I --hostid $_nvmecontrol_format_args" ;;
+        gen-dhchap-key)
+            opts="-s --secret -l --key-length -n --nqn -m --hmac $_nvmecontrol_format_opts"
+            args="-s --secret -l --key-length -n --nqn -m --hmac $_nvmecontrol_format_args" ;;
+        check-dhchap-key)
+            opts="-k --key $_nvmecontrol_format_opts"
+            args="-k --key $_nvmecontrol_format_args" ;;
         *)
             return 0 ;;
         esac
@@ -180,11 +198,22 @@ _nvmecontrol() {
             local -a values=()
             case $optname in
             -t | --transport) values=(tcp) ;;
-            -o | --format | --output-format) values=(text json) ;;
+            -o | --format | --output-format) values=(text json normal) ;;
             --backend) values=(auto kernel nbd freebsd) ;;
             -c | --cntlid) values=(dynamic static) ;;
+            -d | --device) [[ $cmd == disconnect ]] && _nvmecontrol_add_devices ;;
+            -J | --config)
+                # "none", or a file (file names only as a word of their own).
+                values=(none)
+                if [[ $cur != --*=* ]]; then
+                    local f
+                    while IFS= read -r f; do _nvmecontrol_cands+=("$f"); done \
+                        < <(compgen -f -- "$cur")
+                fi ;;
             -p | --page) values=($_nvmecontrol_pages) ;;
             -v | --vendor) values=(help) ;;
+            -m | --hmac) [[ $cmd == gen-dhchap-key ]] && values=(0 1 2 3) ;;
+            -l | --key-length) [[ $cmd == gen-dhchap-key ]] && values=(32 48 64) ;;
             esac
             if [[ $cur == --*=* ]]; then
                 for w in "${values[@]}"; do

@@ -5,7 +5,7 @@
 # and never starts Python.
 # tests/cli/test_docs_in_step.py checks the options against the CLI.
 
-set -l commands discover connect connect-all disconnect disconnect-all reconnect devlist identify logpage hostnqn
+set -l commands discover connect connect-all disconnect disconnect-all reconnect devlist identify logpage hostnqn gen-dhchap-key check-dhchap-key
 
 # The runtime directory, as nvmecontrol/backends/runtime.py chooses it.
 function __nvmecontrol_runtime_dir
@@ -62,21 +62,28 @@ function __nvmecontrol_value_opts
     set -l remote -q --hostnqn -I --hostid --timeout $fmt
     set -l conn -i --nr-io-queues -k --keep-alive-tmo -l --ctrl-loss-tmo -r --reconnect-delay \
         -Q --queue-size -t --transport $remote
+    set -l auth --dhchap-secret --dhchap-ctrl-secret
     switch $argv[1]
         case discover
-            string join \n -- -t --transport $remote
+            string join \n -- -t --transport $remote $auth
         case connect
-            string join \n -- $conn -c --cntlid --backend --nbd-listen
+            string join \n -- $conn -c --cntlid --backend --nbd-listen -J --config $auth
         case connect-all
-            string join \n -- $conn --backend --nbd-listen
+            string join \n -- $conn -c --cntlid --backend --nbd-listen -J --config $auth
+        case disconnect
+            string join \n -- -n --nqn -d --device $fmt
         case reconnect
             string join \n -- $conn
         case identify
-            string join \n -- $remote -n --nsid
+            string join \n -- $remote -n --nsid $auth
         case logpage
-            string join \n -- $remote -n --nsid -p --page -v --vendor -f --lsp -i --lsi
+            string join \n -- $remote -n --nsid -p --page -v --vendor -f --lsp -i --lsi $auth
         case hostnqn
             string join \n -- -q --hostnqn -I --hostid $fmt
+        case gen-dhchap-key
+            string join \n -- -s --secret -l --key-length -n --nqn -m --hmac $fmt
+        case check-dhchap-key
+            string join \n -- -k --key $fmt
         case '*'
             string join \n -- $fmt
     end
@@ -137,17 +144,20 @@ complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a devlis
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a identify -d 'Show identify controller or namespace data'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a logpage -d 'Print a log page'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a hostnqn -d 'Show or generate the host NQN and host ID'
+complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a gen-dhchap-key -d 'Generate a DH-HMAC-CHAP secret'
+complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a check-dhchap-key -d 'Check a DH-HMAC-CHAP secret'
 
 # Every subcommand: --help and the output format.
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $commands" -l help -d 'Show help and exit'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $commands" -s o -l format -l output-format -x -a 'text json' -d 'Output format'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $commands" -s o -l format -l output-format -x -a 'text json normal' -d 'Output format'
 
 # Options shared by connect, connect-all and reconnect (defined once, as
 # FreeBSD's connect.c does), and by discover, identify, logpage, hostnqn.
 set -l conn connect connect-all reconnect
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s F -l flow-control -l flow_control -d 'Request submission queue flow control'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage" -s g -l hdr-digests -l hdr_digests -d 'Enable TCP header digests'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage" -s G -l data-digests -l data_digests -d 'Enable TCP data digests'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -l disable-sqflow -d 'Let the controller disable SQ flow control (the default)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage" -s g -l hdr-digests -l hdr_digests -l hdr-digest -d 'Enable TCP header digests'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage" -s G -l data-digests -l data_digests -l data-digest -d 'Enable TCP data digests'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s i -l nr-io-queues -x -d 'Number of I/O queues (default 1)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s k -l keep-alive-tmo -x -d 'Keep alive timeout, seconds (default 120)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s l -l ctrl-loss-tmo -x -d 'Controller loss timeout, seconds (default 600)'
@@ -159,15 +169,21 @@ complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify 
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage" -l timeout -x -d 'Seconds to wait for the peer'
 
 # connect and connect-all
-complete -c nvmecontrol -n "__fish_seen_subcommand_from connect" -s c -l cntlid -x -a 'dynamic static' -d 'Controller ID'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -s c -l cntlid -x -a 'dynamic static' -d 'Controller ID'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -l backend -x -a 'auto kernel nbd freebsd' -d 'Where the association goes'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -l nbd-listen -x -d 'Also serve the NBD exports over TCP (host:port)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -l no-attach -d 'Do not attach the NBD exports to /dev/nbdX'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -s J -l config -r -F -a none -d 'nvme-cli JSON config (none: no file)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -s O -l dump-config -d 'Print the connections made as JSON config'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from connect" -a '(__nvmecontrol_nqns)' -d 'Subsystem NQN'
 
 # discover
 complete -c nvmecontrol -n "__fish_seen_subcommand_from discover" -s v -l verbose -d 'Show the identify data of the discovery controller first'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from discover" -l walk -d 'Follow referrals to other discovery controllers'
+
+# disconnect: nvme-cli's comma-separated lists
+complete -c nvmecontrol -n "__fish_seen_subcommand_from disconnect" -s n -l nqn -x -d 'Subsystem NQNs, comma-separated'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from disconnect" -s d -l device -x -a '(__nvmecontrol_devices)' -d 'Devices, comma-separated'
 
 # disconnect, reconnect, identify, logpage: a device first
 complete -c nvmecontrol -n "__fish_seen_subcommand_from disconnect reconnect identify logpage; and __nvmecontrol_npositionals 0" -a '(__nvmecontrol_devices)' -d 'Device'
@@ -175,6 +191,7 @@ complete -c nvmecontrol -n "__fish_seen_subcommand_from identify logpage" -a '(_
 
 # devlist
 complete -c nvmecontrol -n "__fish_seen_subcommand_from devlist" -s h -l human -d 'Sizes with binary unit suffixes'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from devlist" -s v -l verbose -d 'The topology: subsystems, paths, namespaces'
 
 # identify
 complete -c nvmecontrol -n "__fish_seen_subcommand_from identify" -s v -l verbose -d 'With -x, dump the whole structure'
@@ -207,3 +224,14 @@ complete -c nvmecontrol -n "__fish_seen_subcommand_from hostnqn" -s v -l verbose
 complete -c nvmecontrol -n "__fish_seen_subcommand_from hostnqn" -l generate -d 'Print a new random host NQN'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from hostnqn" -l write -d 'With --generate, store it in /etc/nvme'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from hostnqn" -l force -d 'With --write, replace existing files'
+
+# DH-HMAC-CHAP secrets where an association is built
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all discover identify logpage" -l dhchap-secret -x -d 'Host secret (DHHC-1)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all discover identify logpage" -l dhchap-ctrl-secret -x -d 'Controller secret (DHHC-1): bidirectional'
+
+# gen-dhchap-key and check-dhchap-key
+complete -c nvmecontrol -n "__fish_seen_subcommand_from gen-dhchap-key" -s s -l secret -x -d 'Secret in hexadecimal'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from gen-dhchap-key" -s l -l key-length -x -a '32 48 64' -d 'Key length, bytes'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from gen-dhchap-key" -s n -l nqn -x -d 'NQN for the transformation'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from gen-dhchap-key" -s m -l hmac -x -a '0 1 2 3' -d 'Transform HMAC (0 none, 1-3 SHA-256/384/512)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from check-dhchap-key" -s k -l key -x -d 'DHHC-1 secret to check'

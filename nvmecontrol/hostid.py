@@ -26,8 +26,11 @@ Two refinements of "first hit wins":
   in ``/etc/nvme/hostid`` uses ``A``, so the pair stays consistent (the
   kernel would otherwise see host ID ``B`` with two NQNs).  When both come
   from equally specific sources (both files, as nvme-cli writes them) they
-  are used as given, and a mismatch is only recorded in ``warnings``, like
-  libnvme does.
+  are used as given, like libnvme does, and the mismatch is recorded apart
+  (``HostIdentity.mismatch``, with its cause and fix): only commands that
+  connect, and ``hostnqn -v``, show it.  Debian's nvme-cli package writes
+  the two files independently, so on a stock system every read-only command
+  would otherwise complain.
 * On FreeBSD ``kern.hostuuid`` comes before DMI and machine-id because the
   base system's nvmecontrol derives both values from it (libnvmf
   ``nvmf_hostid_from_hostuuid``); using it presents the same host.
@@ -104,6 +107,8 @@ class HostIdentity:
     hostnqn_source: str
     hostid_source: str
     warnings: list[str] = field(default_factory=list)
+    # Host ID and the UUID in the host NQN disagree: what, why it matters, the fix.
+    mismatch: str | None = None
 
 
 def _read_one_line(root: Path, logical: str, warnings: list[str], *,
@@ -260,6 +265,7 @@ def resolve_host_identity(
     plat = sys.platform if platform is None else platform
     read_sysctl = _freebsd_sysctl if sysctl is None else sysctl
     warnings: list[str] = []
+    mismatch = None
 
     nqn_value, nqn_source, nqn_rank = _first_configured(
         hostnqn, env, ENV_HOSTNQN, rootp, HOSTNQN_FILE, warnings
@@ -279,10 +285,7 @@ def resolve_host_identity(
     if raw_id is not None and (nqn_uuid is None or id_rank <= nqn_rank):
         id_value = _parse_hostid(raw_id, id_source)
         if nqn_uuid is not None and id_value != nqn_uuid:
-            warnings.append(
-                f"host ID {id_value} ({id_source}) does not match the UUID in "
-                f"host NQN {nqn_value} ({nqn_source})"
-            )
+            mismatch = mismatch_message(id_value, id_source, nqn_value, nqn_uuid, nqn_source)
     elif nqn_uuid is not None:
         id_value, id_source = nqn_uuid, f"UUID in host NQN ({nqn_source})"
     else:
@@ -303,7 +306,25 @@ def resolve_host_identity(
         nqn_value = nqnmod.nqn_from_uuid(id_value)
         nqn_source = f"derived from host ID ({id_source})"
 
-    return HostIdentity(nqn_value, id_value, nqn_source, id_source, warnings)
+    return HostIdentity(nqn_value, id_value, nqn_source, id_source, warnings, mismatch)
+
+
+def mismatch_message(hostid: uuid.UUID, id_source: str, hostnqn: str, nqn_uuid: uuid.UUID,
+                     nqn_source: str) -> str:
+    """One line: the mismatch, why it matters, and the fix for where it comes from."""
+    if id_source == HOSTID_FILE and nqn_source == HOSTNQN_FILE:
+        cause = ("the two files were written independently (as Debian's nvme-cli package "
+                 "does)")
+        fix = f"fix: echo {nqn_uuid} > {HOSTID_FILE}"
+    elif id_source == SOURCE_CMDLINE or nqn_source == SOURCE_CMDLINE:
+        cause = "--hostid and --hostnqn were given different UUIDs"
+        fix = f"fix: --hostid {nqn_uuid}, or leave --hostid out"
+    else:
+        cause = f"they come from {id_source} and {nqn_source}"
+        fix = f"fix: set the host ID to {nqn_uuid}"
+    return (f"host ID {hostid} ({id_source}) does not match the UUID in host NQN {hostnqn} "
+            f"({nqn_source}): {cause}; a Linux host pairs one host NQN with one host ID and "
+            f"targets may check the pair; {fix}")
 
 
 def generate_hostnqn() -> str:

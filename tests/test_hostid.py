@@ -383,31 +383,36 @@ def test_command_line_plain_nqn_keeps_hostid_file(root):
     assert ident.hostid_source == "/etc/nvme/hostid"
 
 
-def test_mismatch_in_files_is_a_warning_not_an_error(root):
+def test_mismatch_in_files_is_recorded_apart_with_cause_and_fix(root):
     root.hostnqn(NQN_A)
     root.hostid(str(B))
     ident = root.resolve()
     assert (ident.hostnqn, ident.hostid) == (NQN_A, B)
-    assert len(ident.warnings) == 1
-    assert str(A) in ident.warnings[0] and str(B) in ident.warnings[0]
+    assert ident.warnings == []  # read-only commands print these: they stay quiet
+    assert str(A) in ident.mismatch and str(B) in ident.mismatch
+    assert "written independently" in ident.mismatch
+    assert f"fix: echo {A} > /etc/nvme/hostid" in ident.mismatch
+    assert "\n" not in ident.mismatch
 
 
-def test_mismatch_on_command_line_is_a_warning(root):
+def test_mismatch_on_command_line_names_the_options(root):
     ident = root.resolve(NQN_A, str(B))
     assert ident.hostid == B
-    assert len(ident.warnings) == 1
+    assert "--hostid and --hostnqn" in ident.mismatch
+    assert f"fix: --hostid {A}" in ident.mismatch
 
 
-def test_explicit_hostid_beats_environment_uuid_nqn_with_warning(root):
+def test_explicit_hostid_beats_environment_uuid_nqn_with_mismatch(root):
     ident = root.resolve(hid=str(B), environ={"NVMECONTROL_HOSTNQN": NQN_A})
     assert (ident.hostnqn, ident.hostid) == (NQN_A, B)
-    assert len(ident.warnings) == 1
+    assert ident.mismatch is not None and str(A) in ident.mismatch
 
 
 def test_matching_pair_gives_no_warning(root):
     root.hostnqn(NQN_A)
     root.hostid(str(A))
-    assert root.resolve().warnings == []
+    ident = root.resolve()
+    assert (ident.warnings, ident.mismatch) == ([], None)
 
 
 def test_hostnqn_derived_from_hostid_file(root):

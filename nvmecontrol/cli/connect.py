@@ -16,27 +16,27 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from nvmecontrol.backends import runtime, select
-from nvmecontrol.backends.base import AssociationBackend
-from nvmecontrol.backends.model import ControllerInfo
-from nvmecontrol.cli.connect_options import (Backend, CtrlLossTmo, FlowControl, KeepAliveTmo,
-                                             NbdListen, NoAttach, NrIoQueues, QueueSize,
-                                             ReconnectDelay, Tuning, parse_cntlid)
-from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, OutputFormat,
-                                     TimeoutS, Transport, check_transport)
+from nvmecontrol.cli import backend_choice
+from nvmecontrol.cli.connect_options import (Backend, ConfigFile, CtrlLossTmo, DisableSqflow,
+                                             DumpConfig, FlowControl, KeepAliveTmo, NbdListen,
+                                             NoAttach, NrIoQueues, QueueSize, ReconnectDelay,
+                                             Tuning, check_flow_control, parse_cntlid)
+from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
+                                     HostNqn, OutputFormat, TimeoutS, Transport, check_dhchap,
+                                     check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
-from nvmecontrol.cli.render.devices import connect_line
+from nvmecontrol.cli.refusal import Asked, explained
 from nvmecontrol.errors import UsageError
-from nvmecontrol.host.association import connect_association
-from nvmecontrol.hostid import HostIdentity, resolve_host_identity
-from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
-from nvmecontrol.transport.address import Address, parse_address
 
-NAME = "connect"
-HELP = "Connect to an NVMe subsystem and hand the association to the kernel or an NBD session."
-NO_ARGS_IS_HELP = False
+if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
+    from nvmecontrol.backends.base import AssociationBackend
+    from nvmecontrol.backends.model import ControllerInfo
+    from nvmecontrol.hostid import HostIdentity
+    from nvmecontrol.transport.address import Address
 
 
 @dataclass(slots=True)
@@ -54,12 +54,17 @@ def establish(backend: AssociationBackend, address: Address, subnqn: str, host: 
     three "already connected".  The association is recorded with the numeric
     address that answered, so ``localhost:P`` and ``127.0.0.1:P`` are one.
     """
+    from nvmecontrol.backends import runtime
+    from nvmecontrol.host.association import connect_association
+
     params = tuning.params(address.host, str(address.port), subnqn, host, cntlid=cntlid)
     with runtime.locked(association_lock(subnqn, host.hostnqn)):
         existing = backend.find(params)
         if existing is not None:
             return Connected(existing, True)
-        assoc = connect_association(address, subnqn, host, params.association_params())
+        with explained(Asked(subnqn, host.hostnqn, str(host.hostid), cntlid,
+                             tuning.queue_size, tuning.num_io_queues)):
+            assoc = connect_association(address, subnqn, host, params.association_params())
         try:
             numeric = dataclasses.replace(params, traddr=assoc.peer_host or params.traddr)
             existing = backend.find(numeric) if numeric.traddr != params.traddr else None
@@ -80,13 +85,18 @@ def association_lock(subnqn: str, hostnqn: str) -> str:
 
 
 def host_for(hostnqn, hostid) -> HostIdentity:
+    from nvmecontrol.hostid import resolve_host_identity
+
     host = resolve_host_identity(hostnqn, hostid)
-    for w in host.warnings:
+    # A command that connects is where a host ID / host NQN mismatch matters.
+    for w in host.warnings + ([host.mismatch] if host.mismatch else []):
         warn(w)
     return host
 
 
 def emit_connected(results: list[Connected], fmt: Format) -> None:
+    from nvmecontrol.cli.render.devices import connect_line
+
     if fmt is Format.json:
         emit_json({"controllers": [{**r.info.to_json(), "created": not r.existing}
                                    for r in results]})
@@ -98,9 +108,11 @@ def emit_connected(results: list[Connected], fmt: Format) -> None:
 
 
 def command(
+    ctx: typer.Context,
     address: Annotated[str, typer.Argument(help="host:port of the I/O controller (port required).")],
     subnqn: Annotated[str, typer.Argument(metavar="SUBNQN", help="Subsystem NQN.")],
     flow_control: FlowControl = False,
+    disable_sqflow: DisableSqflow = False,
     hdr_digests: HdrDigest = False,
     data_digests: DataDigest = False,
     cntlid: Annotated[str, typer.Option("-c", "--cntlid", metavar="dynamic|static|ID",
@@ -118,15 +130,38 @@ def command(
     no_attach: NoAttach = False,
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = 30.0,
+    dhchap_secret: DhchapSecret = None,
+    dhchap_ctrl_secret: DhchapCtrlSecret = None,
+    config: ConfigFile = None,
+    dump_config: DumpConfig = False,
 ):
+    from nvmecontrol.cli import fabrics_config
+    from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
+    from nvmecontrol.transport.address import parse_address
+
     check_transport(transport)
+    check_flow_control(flow_control, disable_sqflow)
     validate_nqn(subnqn, strict=False, what="subsystem NQN")
     if subnqn == DISCOVERY_NQN:
         raise UsageError("cannot connect to the discovery subsystem; use discover or connect-all")
     addr = parse_address(address, default_port=None, command="connect")
     tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
-                    hdr_digests, data_digests, flow_control, timeout)
-    chosen = select.choose(backend, nbd_tcp=nbd_listen, attach=not no_attach)
+                    hdr_digests, data_digests, flow_control, timeout,
+                    dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    # config.json: the matching port's settings for what the command line left out.
+    port = fabrics_config.find(fabrics_config.load(config), subnqn,
+                               {addr.host, address.rsplit(":", 1)[0].strip("[]")}, str(addr.port))
+    tuning = fabrics_config.tuning_for(ctx, port, tuning)
+    if port is not None:
+        # An empty -q is a mistake to report, not "not given".
+        hostnqn = port.hostnqn if hostnqn is None else hostnqn
+        hostid = port.hostid if hostid is None else hostid
+    check_dhchap(tuning.dhchap_secret, tuning.dhchap_ctrl_secret)
+    chosen = backend_choice.choose(backend, nbd_listen=nbd_listen, attach=not no_attach)
     result = establish(chosen, addr, subnqn, host_for(hostnqn, hostid), tuning,
                        cntlid=parse_cntlid(cntlid))
-    emit_connected([result], fmt)
+    backend_choice.report(backend, [result], not no_attach)
+    if dump_config:
+        emit_json(fabrics_config.dump([result.info]))
+    else:
+        emit_connected([result], fmt)

@@ -10,31 +10,22 @@ address family or a TLS requirement) are skipped with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from nvmecontrol.backends import select
+from nvmecontrol.cli import backend_choice
 from nvmecontrol.cli.connect import Connected, establish, host_for
-from nvmecontrol.cli.discover import remember_nqns
-from nvmecontrol.cli.connect_options import (Backend, CtrlLossTmo, FlowControl, KeepAliveTmo,
-                                             NbdListen, NoAttach, NrIoQueues, QueueSize,
-                                             ReconnectDelay, Tuning)
+from nvmecontrol.cli.connect_options import (Backend, ConfigFile, CtrlLossTmo, DisableSqflow,
+                                             DumpConfig, FlowControl, KeepAliveTmo, NbdListen,
+                                             NoAttach, NrIoQueues, QueueSize, ReconnectDelay,
+                                             Tuning, check_flow_control, parse_cntlid)
 from nvmecontrol.cli.exitcodes import exit_code_for
-from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, OutputFormat,
-                                     TimeoutS, Transport, check_transport)
+from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
+                                     HostNqn, OutputFormat, TimeoutS, Transport, check_dhchap,
+                                     check_transport, dhchap_keys)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
-from nvmecontrol.cli.render.devices import connect_line
-from nvmecontrol.cli.table import is_terminal, print_table, progress
 from nvmecontrol.errors import NvmeControlError
-from nvmecontrol.host.association import AssociationParams
-from nvmecontrol.host.discovery import walk_referrals
-from nvmecontrol.transport.address import DISCOVERY_PORT, Address, format_address, parse_address
-from nvmecontrol.wire.discovery import AdrFam, TcpSecType, TrType, encode_discovery_entry
-
-NAME = "connect-all"
-HELP = "Connect to every NVMe subsystem a discovery controller lists (default port 8009)."
-NO_ARGS_IS_HELP = False
 
 
 @dataclass(slots=True)
@@ -65,6 +56,8 @@ class EntryResult:
 
 
 def skip_reason(e) -> str:
+    from nvmecontrol.wire.discovery import AdrFam, TcpSecType, TrType
+
     if e.trtype != TrType.TCP:
         return f"unsupported transport {e.trtype}"
     if e.adrfam not in (AdrFam.IPV4, AdrFam.IPV6):
@@ -75,8 +68,15 @@ def skip_reason(e) -> str:
 
 
 def command(
-    address: Annotated[str, typer.Argument(help="host[:port] of a discovery controller (port 8009 by default).")],
+    ctx: typer.Context,
+    address: Annotated[Optional[str], typer.Argument(
+        help="host[:port] of a discovery controller (port 8009 by default; none: every one "
+             "of /etc/nvme/discovery.conf, and every port of /etc/nvme/config.json).")] = None,
     flow_control: FlowControl = False,
+    disable_sqflow: DisableSqflow = False,
+    cntlid: Annotated[Optional[str], typer.Option(
+        "-c", "--cntlid", metavar="dynamic|static|ID",
+        help="Controller ID to ask every subsystem for (default: each entry's).")] = None,
     hdr_digests: HdrDigest = False,
     data_digests: DataDigest = False,
     nr_io_queues: NrIoQueues = 1,
@@ -92,31 +92,80 @@ def command(
     no_attach: NoAttach = False,
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = 30.0,
+    dhchap_secret: DhchapSecret = None,
+    dhchap_ctrl_secret: DhchapCtrlSecret = None,
+    config: ConfigFile = None,
+    dump_config: DumpConfig = False,
 ):
+    from nvmecontrol.cli import fabrics_config
+    from nvmecontrol.cli.discover import remember_nqns
+    from nvmecontrol.cli.table import progress
+    from nvmecontrol.host.association import AssociationParams
+    from nvmecontrol.host.discovery import walk_referrals
+    from nvmecontrol.transport.address import (DISCOVERY_PORT, Address, format_address,
+                                               parse_address)
+    from nvmecontrol.wire.discovery import encode_discovery_entry
+
     check_transport(transport)
-    disc = parse_address(address, default_port=DISCOVERY_PORT)
-    host = host_for(hostnqn, hostid)
-    walk = walk_referrals(disc, host, AssociationParams(kato_s=0, timeout_s=timeout))
-    remember_nqns(address, walk.entries)
-    for err in walk.errors:
-        warn(f"referral skipped: {err}")
+    check_flow_control(flow_control, disable_sqflow)
+    # FreeBSD's connect-all takes -c (its option table is connect's) and ignores
+    # it; here it replaces the controller ID of every entry.
+    forced_cntlid = parse_cntlid(cntlid) if cntlid is not None else None
+    host_key, _ctrl_key = dhchap_keys(dhchap_secret, dhchap_ctrl_secret)
+    found = []  # (discovery log entry, the host identity that discovered it)
+    hosts: dict = {}
+    unreachable: list[NvmeControlError] = []
+    # With no address, nvme-cli's files say what to connect: config.json's ports
+    # directly, discovery.conf's discovery controllers through their logs.
+    ports = fabrics_config.load(config) if address is None else []
+    for where_, line_hostnqn, line_hostid, line_secret in _discovery_controllers(address,
+                                                                                bool(ports)):
+        # The command line's wins; an empty -q is a mistake to report, not "not given".
+        key = (line_hostnqn if hostnqn is None else hostnqn,
+               line_hostid if hostid is None else hostid)
+        if key not in hosts:  # each identity resolved (and warned about) once
+            hosts[key] = host_for(*key)
+        line_key = host_key if host_key or not line_secret else dhchap_keys(line_secret, None)[0]
+        # Discovery controllers authenticate the host when they ask; the
+        # controller secret is for the I/O controllers the entries name.
+        try:
+            walk = walk_referrals(parse_address(where_, default_port=DISCOVERY_PORT), hosts[key],
+                                  AssociationParams(kato_s=0, timeout_s=timeout,
+                                                    dhchap_secret=line_key))
+        except NvmeControlError as err:
+            if address is not None:
+                raise
+            # discovery.conf: one controller down does not stop the others.
+            warn(f"{where_}: {err}")
+            unreachable.append(err)
+            continue
+        remember_nqns(where_, walk.entries)
+        for err in walk.errors:
+            warn(f"referral skipped: {err}")
+        found += [(e, hosts[key]) for e in walk.entries]
     tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
-                    hdr_digests, data_digests, flow_control, timeout)
-    chosen = select.choose(backend, nbd_tcp=nbd_listen, attach=not no_attach)
+                    hdr_digests, data_digests, flow_control, timeout,
+                    dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    chosen = backend_choice.choose(backend, nbd_listen=nbd_listen, attach=not no_attach)
     results = []
-    bar = progress(len(walk.entries), "connecting")
+    for port in ports:
+        results.append(_connect_port(ctx, chosen, port, tuning, forced_cntlid,
+                                     host_for_key=lambda k: hosts.setdefault(k, host_for(*k)),
+                                     hostnqn=hostnqn, hostid=hostid))
+    bar = progress(len(found), "connecting")
     if bar:
         bar.start()
     try:
-        for e in walk.entries:
+        for e, host in found:
             where = format_address(e.traddr, e.trsvcid)
             r = EntryResult(e.subnqn, where)
             r.skipped = skip_reason(e)
             if not r.skipped:
                 try:
                     a = Address(e.traddr, int(e.trsvcid), where)
-                    r.connected = establish(chosen, a, e.subnqn, host, tuning, cntlid=e.cntlid,
-                                            dle=encode_discovery_entry(e))
+                    r.connected = establish(
+                        chosen, a, e.subnqn, host, tuning, dle=encode_discovery_entry(e),
+                        cntlid=e.cntlid if forced_cntlid is None else forced_cntlid)
                 except ValueError:
                     r.skipped = f"invalid port {e.trsvcid!r}"
                 except NvmeControlError as err:
@@ -127,17 +176,59 @@ def command(
     finally:
         if bar:
             bar.stop()
-    render(results, fmt)
-    failed = [r.error for r in results if r.error is not None]
+    backend_choice.report(backend, [r.connected for r in results if r.connected], not no_attach)
+    if dump_config:
+        emit_json(fabrics_config.dump([r.connected.info for r in results if r.connected]))
+    else:
+        render(results, fmt)
+    failed = unreachable + [r.error for r in results if r.error is not None]
     return exit_code_for(failed[0]) if failed else 0
 
 
+def _connect_port(ctx, chosen, port, tuning: Tuning, forced_cntlid, *, host_for_key, hostnqn,
+                  hostid) -> EntryResult:
+    """One port of config.json, with its settings where the command line gave none."""
+    from nvmecontrol.cli import fabrics_config
+    from nvmecontrol.transport.address import parse_address
+
+    r = EntryResult(port.subnqn, port.address)
+    try:
+        host = host_for_key((port.hostnqn if hostnqn is None else hostnqn,
+                             port.hostid if hostid is None else hostid))
+        t = fabrics_config.tuning_for(ctx, port, tuning)
+        check_dhchap(t.dhchap_secret, t.dhchap_ctrl_secret)
+        addr = parse_address(port.address, default_port=None, command="connect")
+        r.connected = establish(chosen, addr, port.subnqn, host, t,
+                                cntlid=0xFFFF if forced_cntlid is None else forced_cntlid)
+    except NvmeControlError as err:
+        r.error = err
+    return r
+
+
+def _discovery_controllers(address: str | None, have_ports: bool = False):
+    """``(address, hostnqn, hostid, secret)`` to ask: the one given, else discovery.conf's."""
+    if address is not None:
+        return [(address, None, None, None)]
+    from nvmecontrol.cli import discovery_conf
+
+    entries, warnings = discovery_conf.load()
+    for w in warnings:
+        warn(w)
+    if not entries and not have_ports:
+        raise discovery_conf.missing_address("connect-all")
+    return [(e.address, e.hostnqn, e.hostid, e.dhchap_secret) for e in entries]
+
+
 def render(results: list[EntryResult], fmt: Format) -> None:
+    from nvmecontrol.cli.render.devices import connect_line
+    from nvmecontrol.cli.table import is_terminal, print_table
+
     if fmt is Format.json:
         emit_json({"entries": [r.to_json() for r in results]})
     elif is_terminal():
         print_table(["Subsystem NQN", "Address", "Result"],
-                    [[r.subnqn, r.address, r.outcome()] for r in results])
+                    [[r.subnqn, r.address, r.outcome()] for r in results],
+                    long=("Address", "Result"))
     else:
         for r in results:
             if r.connected:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
 from nvmecontrol.backends.userspace.backend import SessionAdmin, parse_session_name
+from nvmecontrol.cli.refusal import Asked, explained
 from nvmecontrol.errors import UsageError
 from nvmecontrol.host.association import Association, AssociationParams, connect_association
 from nvmecontrol.hostid import resolve_host_identity
@@ -36,6 +37,8 @@ class ConnectOptions:
     hdgst: bool = False
     ddgst: bool = False
     timeout_s: float = 30.0
+    dhchap_secret: str | None = None  # DHHC-1 text
+    dhchap_ctrl_secret: str | None = None
 
 
 class Controller:
@@ -91,9 +94,13 @@ def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Co
     validate_nqn(nqn, strict=False, what="subsystem NQN")
     address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN else IO_PORT)
     host = resolve_host_identity(opts.hostnqn, opts.hostid)
+    from nvmecontrol.cli.options import dhchap_keys
+    host_key, ctrl_key = dhchap_keys(opts.dhchap_secret, opts.dhchap_ctrl_secret)
     # --timeout bounds the whole one-shot exchange, not each of its commands.
     params = AssociationParams(hdgst=opts.hdgst, ddgst=opts.ddgst, kato_s=ONE_SHOT_KATO_S,
                                timeout_s=opts.timeout_s,
-                               deadline=time.monotonic() + opts.timeout_s)
-    assoc = connect_association(address, nqn, host, params)
+                               deadline=time.monotonic() + opts.timeout_s,
+                               dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
+    with explained(Asked(nqn, host.hostnqn, str(host.hostid))):
+        assoc = connect_association(address, nqn, host, params)
     return Controller(f"{address.text} {nqn}", assoc)

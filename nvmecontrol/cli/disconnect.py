@@ -4,39 +4,68 @@ FreeBSD syntax (``disconnect <device-id | namespace-id | SubNQN>``).  A
 device or namespace name (nvme0, nvme0n1, nvmeu0, nvmeu0ns1) goes to the
 backend that holds it; anything else is taken as a subsystem NQN and every
 controller of that subsystem is disconnected, whichever backend holds it.
+nvme-cli's ``-n NQN[,NQN...]`` and ``-d DEVICE[,DEVICE...]`` work too.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from nvmecontrol.backends import select
 from nvmecontrol.cli.options import OutputFormat
 from nvmecontrol.cli.output import Format, emit, emit_json
 from nvmecontrol.errors import NotFound, UsageError
-from nvmecontrol.nqn import looks_like_nqn
-
-NAME = "disconnect"
-HELP = "Disconnect a controller (device, namespace or subsystem NQN)."
-NO_ARGS_IS_HELP = False
 
 
 def run(target: str) -> list[str]:
+    """Disconnect a device or namespace name, else a subsystem NQN."""
+    from nvmecontrol.backends import select
+    from nvmecontrol.nqn import looks_like_nqn
+
     for backend in select.present():
         if backend.owns(target):
             return backend.disconnect(target)
+    if _is_device_name(target):
+        raise NotFound(f"no controller {target} (nvmecontrol devlist lists them)")
     if not looks_like_nqn(target):
         raise UsageError(f"{target!r} is neither a device name (nvmeX, nvmeXnY, nvmeuN) "
                          "nor a subsystem NQN")
+    return disconnect_nqn(target)
+
+
+def disconnect_nqn(subnqn: str) -> list[str]:
+    """Every controller of ``subnqn``, whichever backend holds it."""
+    from nvmecontrol.backends import select
+
     names = []
     for backend in select.present():
-        if any(c.subnqn == target for c in backend.list()):
-            names += backend.disconnect(target)
+        if any(c.subnqn == subnqn for c in backend.list()):
+            names += backend.disconnect(subnqn)
     if not names:
-        raise NotFound(f"no controller is connected to {target}")
+        raise NotFound(f"no controller is connected to {subnqn}")
     return names
+
+
+def disconnect_device(name: str) -> list[str]:
+    if not _is_device_name(name):
+        raise UsageError(f"-d {name}: not a device name (nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM)")
+    return run(name)
+
+
+def _is_device_name(text: str) -> bool:
+    from nvmecontrol.backends.linux_admin import parse_device_name
+    from nvmecontrol.backends.userspace.backend import parse_session_name
+
+    return parse_device_name(text) is not None or parse_session_name(text) is not None
+
+
+def _items(text: str) -> list[str]:
+    """nvme-cli's comma-separated lists; empty items are mistakes, not wildcards."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise UsageError(f"empty item in the list {text!r}")
+    return items
 
 
 def emit_disconnected(names: list[str], fmt: Format) -> None:
@@ -48,8 +77,28 @@ def emit_disconnected(names: list[str], fmt: Format) -> None:
 
 
 def command(
-    target: Annotated[str, typer.Argument(metavar="DEVICE|NAMESPACE|SUBNQN",
-                                          help="nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM or a subsystem NQN.")],
+    target: Annotated[Optional[str], typer.Argument(
+        metavar="DEVICE|NAMESPACE|SUBNQN",
+        help="nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM or a subsystem NQN.")] = None,
+    nqn: Annotated[Optional[str], typer.Option(
+        "-n", "--nqn", metavar="NQN[,NQN...]",
+        help="Disconnect every controller of these subsystems (nvme-cli's spelling).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        "-d", "--device", metavar="DEVICE[,DEVICE...]",
+        help="Disconnect these controllers (nvme-cli's spelling; /dev/ optional).")] = None,
     fmt: OutputFormat = Format.text,
 ):
-    emit_disconnected(run(target), fmt)
+    given = sum(x is not None for x in (target, nqn, device))
+    if given == 0:
+        raise UsageError("Missing argument 'DEVICE|NAMESPACE|SUBNQN' (or -n NQN, -d DEVICE). "
+                         "usage: nvmecontrol disconnect [OPTIONS] [DEVICE|NAMESPACE|SUBNQN]")
+    if given > 1:
+        raise UsageError("give only one of DEVICE|NAMESPACE|SUBNQN, -n NQN[,NQN...] and "
+                         "-d DEVICE[,DEVICE...]")
+    if target is not None:
+        names = run(target)
+    elif nqn is not None:
+        names = [n for subnqn in _items(nqn) for n in disconnect_nqn(subnqn)]
+    else:
+        names = [n for name in _items(device) for n in disconnect_device(name)]
+    emit_disconnected(names, fmt)

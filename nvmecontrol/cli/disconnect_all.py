@@ -6,17 +6,14 @@ controllers); userspace sessions end with an orderly shutdown.
 
 from __future__ import annotations
 
-from nvmecontrol.backends import select
 from nvmecontrol.cli.disconnect import emit_disconnected
 from nvmecontrol.cli.options import OutputFormat
 from nvmecontrol.cli.output import Format
 
-NAME = "disconnect-all"
-HELP = "Disconnect every NVMe over Fabrics controller and session."
-NO_ARGS_IS_HELP = False
-
 
 def run() -> list[str]:
+    from nvmecontrol.backends import select
+
     names = []
     for backend in select.present():
         names += backend.disconnect_all()

@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nvmecontrol.cli import discovery_cache
-from nvmecontrol.cli.options import HostId, HostNqn, OutputFormat, TimeoutS, Transport, check_transport
+from nvmecontrol.cli.options import (DhchapCtrlSecret, DhchapSecret, HostId, HostNqn, OutputFormat,
+                                     TimeoutS, Transport, check_transport, dhchap_keys)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
-from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
-from nvmecontrol.cli.render.identify import controller_to_json, render_controller_text
-from nvmecontrol.host.association import AssociationParams
-from nvmecontrol.host.discovery import DiscoveryLog, discover, is_referral, walk_referrals
-from nvmecontrol.hostid import resolve_host_identity
-from nvmecontrol.transport.address import DISCOVERY_PORT, format_address, parse_address
-from nvmecontrol.wire.discovery import DiscoveryHeader
-from nvmecontrol.wire.identify import decode_identify_controller
 
-NAME = "discover"
-HELP = "Show the discovery log page of a discovery controller (default port 8009)."
-NO_ARGS_IS_HELP = False
+if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
+    from nvmecontrol.host.discovery import DiscoveryLog
 
 
 @dataclass(slots=True)
@@ -40,12 +31,20 @@ class DiscoverResult:
 
 
 def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=False,
-        timeout_s=30.0) -> DiscoverResult:
+        timeout_s=30.0, dhchap_secret=None, dhchap_ctrl_secret=None) -> DiscoverResult:
+    from nvmecontrol.host.association import AssociationParams
+    from nvmecontrol.host.discovery import DiscoveryLog, discover, walk_referrals
+    from nvmecontrol.hostid import resolve_host_identity
+    from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
+    from nvmecontrol.wire.discovery import DiscoveryHeader
+
+    host_key, ctrl_key = dhchap_keys(dhchap_secret, dhchap_ctrl_secret)
     address = parse_address(address_text, default_port=DISCOVERY_PORT)
     host = resolve_host_identity(hostnqn, hostid)
     for w in host.warnings:
         warn(w)
-    params = AssociationParams(kato_s=0, timeout_s=timeout_s)
+    params = AssociationParams(kato_s=0, timeout_s=timeout_s, dhchap_secret=host_key,
+                               dhchap_ctrl_secret=ctrl_key)
     if walk:
         res = walk_referrals(address, host, params)
         header = DiscoveryHeader(0, len(res.entries), 0)
@@ -69,6 +68,10 @@ def remember_nqns(address_text: str, entries) -> None:
     because ``connect`` is given the I/O controller's address, which is
     usually not the discovery controller's (port 8009 vs 4420).
     """
+    from nvmecontrol.cli import discovery_cache
+    from nvmecontrol.host.discovery import is_referral
+    from nvmecontrol.transport.address import format_address
+
     subsystems = [e for e in entries if not is_referral(e)]
     discovery_cache.save(address_text, (e.subnqn for e in subsystems))
     by_address: dict[str, list[str]] = {}
@@ -81,6 +84,10 @@ def remember_nqns(address_text: str, entries) -> None:
 
 
 def render_text(r: DiscoverResult) -> str:
+    from nvmecontrol.cli.render.discovery import render_discovery_text
+    from nvmecontrol.cli.render.identify import render_controller_text
+    from nvmecontrol.wire.identify import decode_identify_controller
+
     parts = []
     if r.cdata_raw is not None:
         parts.append(render_controller_text(decode_identify_controller(r.cdata_raw)) + "\n")
@@ -89,6 +96,10 @@ def render_text(r: DiscoverResult) -> str:
 
 
 def render_json(r: DiscoverResult) -> dict:
+    from nvmecontrol.cli.render.discovery import discovery_to_json
+    from nvmecontrol.cli.render.identify import controller_to_json
+    from nvmecontrol.wire.identify import decode_identify_controller
+
     out = discovery_to_json(r.log.header, r.log.entries)
     if r.cdata_raw is not None:
         out["controller"] = controller_to_json(decode_identify_controller(r.cdata_raw))
@@ -99,7 +110,9 @@ def render_json(r: DiscoverResult) -> dict:
 
 
 def command(
-    address: Annotated[str, typer.Argument(help="host[:port], [v6addr][:port]; port defaults to 8009.")],
+    address: Annotated[Optional[str], typer.Argument(
+        help="host[:port], [v6addr][:port]; port defaults to 8009 (none: every discovery "
+             "controller of /etc/nvme/discovery.conf).")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the discovery controller's identify data first.")] = False,
     transport: Transport = "tcp",
     hostnqn: HostNqn = None,
@@ -107,9 +120,16 @@ def command(
     walk: Annotated[bool, typer.Option("--walk", help="Follow referrals to other discovery controllers.")] = False,
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = 30.0,
+    dhchap_secret: DhchapSecret = None,
+    dhchap_ctrl_secret: DhchapCtrlSecret = None,
 ):
     check_transport(transport)
-    r = run(address, hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk, timeout_s=timeout)
+    if address is None:
+        return discover_configured(hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk,
+                                   timeout_s=timeout, dhchap_secret=dhchap_secret,
+                                   dhchap_ctrl_secret=dhchap_ctrl_secret, fmt=fmt)
+    r = run(address, hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk, timeout_s=timeout,
+            dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     remember_nqns(address, r.log.entries)
     for e in r.errors or []:
         warn(f"referral skipped: {e}")
@@ -117,3 +137,43 @@ def command(
         emit_json(render_json(r))
     else:
         emit(render_text(r))
+
+
+def discover_configured(*, hostnqn, hostid, dhchap_secret, dhchap_ctrl_secret, fmt: Format,
+                        **options) -> int:
+    """Every discovery controller of discovery.conf, as nvme-cli's discover with no address.
+
+    The command line's host NQN, host ID and secret win over a line's.  One
+    controller failing does not stop the others; the status is the first
+    failure's.
+    """
+    from nvmecontrol.cli import discovery_conf
+    from nvmecontrol.cli.exitcodes import exit_code_for
+    from nvmecontrol.errors import NvmeControlError
+
+    entries, warnings = discovery_conf.load()
+    for w in warnings:
+        warn(w)
+    if not entries:
+        raise discovery_conf.missing_address("discover")
+    texts, logs, status = [], [], 0
+    for e in entries:
+        try:
+            r = run(e.address, hostnqn=e.hostnqn if hostnqn is None else hostnqn,
+                    hostid=e.hostid if hostid is None else hostid,
+                    dhchap_secret=e.dhchap_secret if dhchap_secret is None else dhchap_secret,
+                    dhchap_ctrl_secret=dhchap_ctrl_secret, **options)
+        except NvmeControlError as err:
+            warn(f"{e.address}: {err}")
+            status = status or exit_code_for(err)
+            continue
+        remember_nqns(e.address, r.log.entries)
+        for referral_error in r.errors or []:
+            warn(f"referral skipped: {referral_error}")
+        logs.append({"address": e.address, **render_json(r)})
+        texts.append(render_text(r))
+    if fmt is Format.json:
+        emit_json({"discovery_controllers": logs})
+    elif texts:
+        emit("\n".join(texts))
+    return status

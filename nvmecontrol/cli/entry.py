@@ -1,5 +1,9 @@
 """The console entry point (``nvmecontrol``, ``python -m nvmecontrol``).
 
+The commands repeated in loops (help, devlist) start without typer
+(``fastpath``); everything else loads the typer command tree, in which each
+subcommand's module is imported only when it runs.
+
 Loading the command line (typer, rich) takes a few tenths of a second; a
 Ctrl-C in that time would end in a traceback, before ``app.main`` and its
 one error handler exist.  Until then an interrupt ends the command quietly
@@ -9,8 +13,11 @@ with the usual status.
 from __future__ import annotations
 
 import os
-import signal
 import sys
+
+# The interpreter's own C module, loaded before any script: ``signal`` would
+# first build its enums, a millisecond in which Ctrl-C still ends in a traceback.
+import _signal
 
 EX_INTERRUPTED = 130  # as exitcodes.EX_INTERRUPTED, without importing the CLI first
 
@@ -24,9 +31,14 @@ def _interrupted_while_loading(_signum, _frame) -> None:
 
 
 def run() -> None:
-    signal.signal(signal.SIGINT, _interrupted_while_loading)
+    _signal.signal(_signal.SIGINT, _interrupted_while_loading)
+    from nvmecontrol.cli.fastpath import try_run
+
+    status = try_run(sys.argv[1:])
+    if status is not None:  # --help, --version, devlist: typer is not loaded
+        sys.exit(status)
     from nvmecontrol.cli.app import main
 
     # From here on Ctrl-C is a KeyboardInterrupt that main reports.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     sys.exit(main())

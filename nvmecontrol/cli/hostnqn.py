@@ -12,12 +12,6 @@ import typer
 
 from nvmecontrol.cli.options import HostId, HostNqn, OutputFormat
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
-from nvmecontrol.hostid import generate_hostnqn, resolve_host_identity, write_host_files
-from nvmecontrol.nqn import uuid_from_nqn
-
-NAME = "hostnqn"
-HELP = "Show the host NQN and host ID (and their sources), or generate a new host NQN."
-NO_ARGS_IS_HELP = False
 
 
 def command(
@@ -29,6 +23,9 @@ def command(
     hostid: HostId = None,
     fmt: OutputFormat = Format.text,
 ):
+    from nvmecontrol.hostid import generate_hostnqn, resolve_host_identity, write_host_files
+    from nvmecontrol.nqn import uuid_from_nqn
+
     if generate:
         nqn = generate_hostnqn()
         if write:
@@ -41,10 +38,12 @@ def command(
     ident = resolve_host_identity(hostnqn, hostid)
     for w in ident.warnings:
         warn(w)
+    if verbose and ident.mismatch and fmt is not Format.json:
+        warn(ident.mismatch)
     if fmt is Format.json:
         emit_json({"hostnqn": ident.hostnqn, "hostid": str(ident.hostid),
                    "hostnqn_source": ident.hostnqn_source, "hostid_source": ident.hostid_source,
-                   "warnings": list(ident.warnings)})
+                   "warnings": list(ident.warnings), "mismatch": ident.mismatch})
     elif verbose:
         emit(f"Host NQN: {ident.hostnqn} (from {ident.hostnqn_source})\n"
              f"Host ID:  {ident.hostid} (from {ident.hostid_source})")

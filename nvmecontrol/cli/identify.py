@@ -8,22 +8,19 @@ userspace association.  ``-x`` dumps hex (``-v`` the whole 4 KiB).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nvmecontrol.cli.device import ConnectOptions, open_controller
-from nvmecontrol.cli.options import DataDigest, HdrDigest, HostId, HostNqn, OutputFormat, TimeoutS
+from nvmecontrol.cli.numbers import NumberOption
+from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
+                                     HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_json
-from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
-                                             render_controller_text, render_namespace_text)
-from nvmecontrol.cli.render.logpage import hexdump
-from nvmecontrol.wire.identify import (CNS_CONTROLLER, CNS_NAMESPACE, decode_identify_controller,
-                                       decode_identify_namespace)
+from nvmecontrol.errors import NotFound, UsageError
 
-NAME = "identify"
-HELP = "Show Identify Controller or Namespace data of a device or a remote controller."
-NO_ARGS_IS_HELP = False
+if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
+    from nvmecontrol.cli.device import ConnectOptions
+
 
 # Without -v, hex dumps stop where the reserved/vendor areas begin, as
 # FreeBSD does: controller data before the vendor specific area (3072),
@@ -39,19 +36,27 @@ class IdentifyResult:
 
 
 def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions) -> IdentifyResult:
+    from nvmecontrol.cli.device import open_controller
+    from nvmecontrol.wire.identify import CNS_NAMESPACE, NSID_BROADCAST, decode_identify_namespace
+
     with open_controller(target, subnqn, opts) as ctrl:
         if nsid is None:
             nsid = ctrl.namespace_nsid or 0
         if nsid == 0:
             return IdentifyResult(ctrl.identify_controller(), 0)
-        return IdentifyResult(ctrl.identify(CNS_NAMESPACE, nsid), nsid)
+        raw = ctrl.identify(CNS_NAMESPACE, nsid)
+        # An inactive NSID gets a zero-filled structure (NVMe 2.0, Identify
+        # Namespace): NSZE 0 is a namespace that is not there.
+        if nsid != NSID_BROADCAST and decode_identify_namespace(raw).nsze == 0:
+            raise NotFound(f"{target}: no such namespace (NSID {nsid} is not active)")
+        return IdentifyResult(raw, nsid)
 
 
 def command(
     target: Annotated[str, typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")],
     subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
-    nsid: Annotated[Optional[int], typer.Option("-n", "--nsid", help="Namespace ID (0: the controller).", min=0,
-                                                max=0xFFFFFFFF)] = None,
+    nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=0, hi=0xFFFFFFFF,
+                                                help="Namespace ID (0: the controller).")] = None,
     hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -x: dump the whole structure.")] = False,
     hostnqn: HostNqn = None,
@@ -60,8 +65,19 @@ def command(
     data_digests: DataDigest = False,
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = 30.0,
+    dhchap_secret: DhchapSecret = None,
+    dhchap_ctrl_secret: DhchapCtrlSecret = None,
 ):
-    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout)
+    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
+                                                 render_controller_text, render_namespace_text)
+    from nvmecontrol.cli.render.logpage import hexdump
+    from nvmecontrol.wire.identify import decode_identify_controller, decode_identify_namespace
+
+    if hex_ and fmt is Format.json:
+        raise UsageError("-x cannot be combined with -o json")
+    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout,
+                          dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, nsid, opts)
     if hex_:
         limit = len(r.raw) if verbose else (NAMESPACE_DUMP_LEN if r.nsid else CONTROLLER_DUMP_LEN)

@@ -9,34 +9,29 @@ is readable here too (FreeBSD only shows it through ``discover``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from nvmecontrol.cli.device import ConnectOptions, open_controller
-from nvmecontrol.cli.options import DataDigest, HdrDigest, HostId, HostNqn, OutputFormat, TimeoutS
+from nvmecontrol.cli.exitcodes import EX_USAGE
+from nvmecontrol.cli.numbers import NumberOption, parse_number
+from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
+                                     HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_binary, emit_json
-from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
-from nvmecontrol.cli.render.logpage import (PAGE_PRINTERS, hexdump, logpage_size, logpage_to_json,
-                                            render_logpage_help, render_logpage_text)
-from nvmecontrol.errors import UsageError
-from nvmecontrol.wire.admin import GetLogPage
-from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
-                                        MAX_DISCOVERY_RECORDS, decode_discovery_entries,
-                                        decode_discovery_header)
-from nvmecontrol.wire.identify import NSID_BROADCAST, decode_identify_controller
-from nvmecontrol.wire.logpages import LogPage
+from nvmecontrol.errors import Unsupported, UsageError
 
-NAME = "logpage"
-HELP = "Print a log page of a device or a remote controller (-p page; -v help lists pages)."
-NO_ARGS_IS_HELP = False
+if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
+    from nvmecontrol.cli.device import ConnectOptions
+
 
 # Names accepted by -p besides numbers (also offered by the completions).
+# The values are wire.logpages.LogPage's (a test keeps them equal), as plain
+# numbers so that `logpage --help` does not load the wire layer.
 PAGE_NAMES = {
-    "error": LogPage.ERROR, "smart": LogPage.SMART, "health": LogPage.SMART,
-    "fw": LogPage.FW_SLOT, "firmware": LogPage.FW_SLOT, "changed-ns": LogPage.CHANGED_NS,
-    "effects": LogPage.CMD_EFFECTS, "ana": LogPage.ANA, "discovery": LogPage.DISCOVERY,
+    "error": 0x01, "smart": 0x02, "health": 0x02, "fw": 0x03, "firmware": 0x03,
+    "changed-ns": 0x04, "effects": 0x05, "ana": 0x0C, "discovery": 0x70,
 }
 
 
@@ -45,7 +40,7 @@ def parse_page(text: str) -> int:
     if name in PAGE_NAMES:
         return int(PAGE_NAMES[name])
     try:
-        page = int(name, 0)
+        page = parse_number(name)
     except ValueError:
         raise UsageError(f"invalid log page {text!r}: a number (2, 0x02) or one of "
                          f"{', '.join(sorted(PAGE_NAMES))}") from None
@@ -62,6 +57,11 @@ class LogPageResult:
 
 
 def _fetch_discovery(ctrl, lsp: int, rae: bool) -> bytes:
+    from nvmecontrol.wire.admin import GetLogPage
+    from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
+                                            MAX_DISCOVERY_RECORDS, decode_discovery_header)
+    from nvmecontrol.wire.logpages import LogPage
+
     head = ctrl.get_log_page(GetLogPage(lid=LogPage.DISCOVERY, length=DISCOVERY_HEADER_SIZE,
                                         nsid=0, lsp=lsp, rae=rae))
     numrec = min(decode_discovery_header(head).numrec, MAX_DISCOVERY_RECORDS)
@@ -74,12 +74,25 @@ def _fetch_discovery(ctrl, lsp: int, rae: bool) -> bytes:
 
 def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 0,
         rae: bool = False, nsid: int | None = None, opts: ConnectOptions) -> LogPageResult:
+    from nvmecontrol.cli.device import open_controller
+    from nvmecontrol.cli.render.logpage import logpage_size
+    from nvmecontrol.wire.admin import GetLogPage
+    from nvmecontrol.wire.identify import (LPA_SMART_PER_NS, NSID_BROADCAST,
+                                           decode_identify_controller)
+    from nvmecontrol.wire.logpages import LogPage
+
     with open_controller(target, subnqn, opts) as ctrl:
         cdata_raw = ctrl.identify_controller()
         if nsid is None:
             nsid = ctrl.namespace_nsid
-        if nsid not in (None, 0, NSID_BROADCAST) and page != LogPage.SMART:
-            raise UsageError(f"log page {page} valid only at controller level")
+        if nsid not in (None, 0, NSID_BROADCAST):
+            if page != LogPage.SMART:
+                raise UsageError(f"log page {page} valid only at controller level")
+            # FreeBSD checks LPA before asking: per-namespace SMART is optional.
+            if not decode_identify_controller(cdata_raw).lpa & LPA_SMART_PER_NS:
+                raise Unsupported("controller does not support per namespace smart/health "
+                                  "information (LPA bit 0); -n 0xffffffff asks for the "
+                                  "controller's")
         if page == LogPage.DISCOVERY:
             data = _fetch_discovery(ctrl, lsp, rae)
         else:
@@ -90,6 +103,9 @@ def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 
 
 
 def _discovery_parts(data: bytes):
+    from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
+                                            decode_discovery_entries, decode_discovery_header)
+
     head = decode_discovery_header(data)
     n = min(head.numrec, (len(data) - DISCOVERY_HEADER_SIZE) // DISCOVERY_ENTRY_SIZE)
     return head, decode_discovery_entries(data[DISCOVERY_HEADER_SIZE:], n)
@@ -102,22 +118,35 @@ def command(
     hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
     binary: Annotated[bool, typer.Option("-b", "--binary", help="Write the raw page to stdout.")] = False,
     vendor: Annotated[Optional[str], typer.Option("-v", "--vendor", help="Vendor pages; 'help' lists the known pages.")] = None,
-    lsp: Annotated[int, typer.Option("-f", "--lsp", help="Log Specific Parameter.", min=0, max=0x7F)] = 0,
-    lsi: Annotated[int, typer.Option("-i", "--lsi", help="Log Specific Identifier.", min=0, max=0xFFFF)] = 0,
+    lsp: Annotated[int, NumberOption("-f", "--lsp", lo=0, hi=0x7F, help="Log Specific Parameter.")] = 0,
+    lsi: Annotated[int, NumberOption("-i", "--lsi", lo=0, hi=0xFFFF, help="Log Specific Identifier.")] = 0,
     rae: Annotated[bool, typer.Option("-r", "--rae", help="Retain Asynchronous Event.")] = False,
-    nsid: Annotated[Optional[int], typer.Option("-n", "--nsid", help="Namespace ID (SMART per namespace).", min=0,
-                                                max=0xFFFFFFFF)] = None,
+    nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=0, hi=0xFFFFFFFF,
+                                                help="Namespace ID (SMART per namespace).")] = None,
     hostnqn: HostNqn = None,
     hostid: HostId = None,
     hdr_digests: HdrDigest = False,
     data_digests: DataDigest = False,
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = 30.0,
+    dhchap_secret: DhchapSecret = None,
+    dhchap_ctrl_secret: DhchapCtrlSecret = None,
 ):
+    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
+    from nvmecontrol.cli.render.logpage import (hexdump, logpage_to_json, render_logpage_help,
+                                                render_logpage_text)
+    from nvmecontrol.wire.identify import decode_identify_controller
+    from nvmecontrol.wire.logpages import LogPage
+
+    if fmt is Format.json and (hex_ or binary or vendor == "help"):
+        raise UsageError(f"{'-x' if hex_ else '-b' if binary else '-v help'} "
+                         "cannot be combined with -o json")
     if vendor is not None:
         if vendor == "help":
-            emit(render_logpage_help())
-            return
+            # FreeBSD: the list goes to stderr and the command ends as a usage.
+            sys.stderr.write(render_logpage_help())
+            return EX_USAGE
         raise UsageError(f"no vendor pages for {vendor!r} (only standard pages; see -v help)")
     if page is None:
         raise UsageError("missing log page: use -p page (-v help lists them)")
@@ -125,7 +154,8 @@ def command(
         raise UsageError("missing device or address")
     if hex_ and binary:
         raise UsageError("-x and -b are mutually exclusive")
-    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout)
+    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout,
+                          dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, parse_page(page), lsp=lsp, lsi=lsi, rae=rae, nsid=nsid, opts=opts)
     cdata = decode_identify_controller(r.cdata_raw)
     if binary:
@@ -144,5 +174,8 @@ def command(
         emit(render_logpage_text(r.page, r.data, cdata))
 
 
-# Known pages, for completions and `-v help`.
-KNOWN_PAGES = sorted(set(PAGE_PRINTERS) | {int(LogPage.DISCOVERY)})
+def known_pages() -> list[int]:
+    """The pages with a printer, and the discovery log (for completions and `-v help`)."""
+    from nvmecontrol.cli.render.logpage import PAGE_PRINTERS
+
+    return sorted(set(PAGE_PRINTERS) | {PAGE_NAMES["discovery"]})

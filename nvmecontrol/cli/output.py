@@ -14,6 +14,7 @@ import sys
 class Format(str, enum.Enum):
     text = "text"
     json = "json"
+    normal = "normal"  # nvme-cli's name for text: the same output
 
 
 def emit(text: str) -> None:

@@ -15,20 +15,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from nvmecontrol.backends import select
-from nvmecontrol.cli.connect_options import (CtrlLossTmo, FlowControl, KeepAliveTmo, NrIoQueues,
-                                             QueueSize, ReconnectDelay, Tuning)
+from nvmecontrol.cli.connect_options import (CtrlLossTmo, DisableSqflow, FlowControl,
+                                             KeepAliveTmo, NrIoQueues, QueueSize, ReconnectDelay,
+                                             Tuning, check_flow_control)
 from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, OutputFormat,
                                      TimeoutS, Transport, check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json
-from nvmecontrol.cli.render.devices import address_text
 from nvmecontrol.errors import NotFound, UsageError
-from nvmecontrol.hostid import resolve_host_identity
-from nvmecontrol.transport.address import parse_address
-
-NAME = "reconnect"
-HELP = "Reconnect a controller, with its saved parameters or to a new address."
-NO_ARGS_IS_HELP = False
 
 
 def command(
@@ -36,6 +29,7 @@ def command(
     address: Annotated[Optional[str], typer.Argument(metavar="[ADDRESS]",
                                                      help="New host:port (port required).")] = None,
     flow_control: FlowControl = False,
+    disable_sqflow: DisableSqflow = False,
     hdr_digests: HdrDigest = False,
     data_digests: DataDigest = False,
     nr_io_queues: NrIoQueues = 1,
@@ -49,7 +43,13 @@ def command(
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = 30.0,
 ):
+    from nvmecontrol.backends import select
+    from nvmecontrol.cli.render.devices import address_text
+    from nvmecontrol.hostid import resolve_host_identity
+    from nvmecontrol.transport.address import parse_address
+
     check_transport(transport)
+    check_flow_control(flow_control, disable_sqflow)
     backend = select.owner_of(device)
     params = None
     if address is not None:

@@ -455,3 +455,37 @@ def status_to_json(status: int, *, context: StatusContext = "fabrics") -> dict:
         "crd": st.crd,
         "name": status_name(st.sct, st.sc, context=context),
     }
+
+
+# --- Connect Invalid Parameters: which field -----------------------------------
+#
+# A Connect refused with Connect Invalid Parameters (SCT 1, SC 82h) carries in
+# DW0 the Invalid Parameter Offset (IPO, bits 15:0) and Invalid Attributes
+# (IATTR, bit 16 set: the offset is in the Connect data, clear: in the SQE)
+# (NVMe over Fabrics 1.1, 3.3.1, "Connect Response").  The offsets below are
+# where each field starts; targets point at the start (Linux nvmet uses
+# offsetof()), but any byte inside a field names it.
+
+# (first byte, last byte, mnemonic) in the 1024-byte Connect data (3.3.1.1).
+CONNECT_DATA_FIELDS = (
+    (0, 15, "HOSTID"),
+    (16, 17, "CNTLID"),
+    (256, 511, "SUBNQN"),
+    (512, 767, "HOSTNQN"),
+)
+# (first byte, last byte, mnemonic) in the 64-byte Connect SQE (3.3.1).
+CONNECT_SQE_FIELDS = (
+    (40, 41, "RECFMT"),  # CDW10 15:00
+    (42, 43, "QID"),  # CDW10 31:16
+    (44, 45, "SQSIZE"),  # CDW11 15:00
+    (46, 46, "CATTR"),  # CDW11 23:16
+    (48, 51, "KATO"),  # CDW12
+)
+
+
+def connect_invalid_field(ipo: int, in_data: bool) -> str | None:
+    """The mnemonic of the Connect field at byte ``ipo`` (None: no field there)."""
+    for first, last, name in CONNECT_DATA_FIELDS if in_data else CONNECT_SQE_FIELDS:
+        if first <= ipo <= last:
+            return name
+    return None

@@ -171,10 +171,10 @@ def test_identify_and_logpage_through_the_session(target, session_guard):
     assert rc == 0, err
     assert json.loads(out)["lid"] == 2
     # On a namespace, SMART is asked per namespace (NSID 1), which nvmfd does not
-    # offer (LPA bit 0 clear): the controller's status comes back through the session.
+    # offer (LPA bit 0 clear): refused before asking, as FreeBSD's LPA check does.
     rc, out, err = cli("logpage", "-p", "2", "nvmeu0ns1")
-    assert rc == X.EX_IOERR and out == ""
-    assert "Get Log Page 0x02 failed: Invalid Field in Command" in err
+    assert rc == X.EX_UNAVAILABLE and out == ""
+    assert "does not support per namespace smart/health information" in err
     rc, out, err = cli("logpage", "-p", "2", "-n", str(0xFFFFFFFF), "nvmeu0ns1")
     assert rc == 0, err
     rc, out, err = cli("logpage", "-p", "1", "nvmeu0")

@@ -26,3 +26,14 @@ def _require_tool(name: str, package: str) -> str:
 @pytest.fixture
 def require_tool():
     return _require_tool
+
+
+@pytest.fixture(autouse=True)
+def _no_nvme_cli_files(monkeypatch, tmp_path_factory):
+    """The host's /etc/nvme/discovery.conf and config.json stay out of the CLI tests
+    (a test that wants one points these at its own file)."""
+    from nvmecontrol.cli import discovery_conf, fabrics_config
+
+    missing = tmp_path_factory.getbasetemp() / "no-such-nvme-cli-file"
+    monkeypatch.setattr(discovery_conf, "DISCOVERY_CONF", missing)
+    monkeypatch.setattr(fabrics_config, "CONFIG_JSON", missing)

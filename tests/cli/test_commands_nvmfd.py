@@ -106,7 +106,9 @@ def test_refused_host(capsys, target):
 def test_unknown_subsystem(capsys, target):
     rc, out, err = cli(capsys, "identify", "-q", HOST, target, "nqn.2014-08.org.example:none")
     assert rc != 0 and out == ""
-    assert "invalid parameter at byte 256 of the Connect data" in err
+    # IPO 256 of the Connect data, said as the field it is (cli/refusal.py).
+    assert "SUBNQN: the controller does not offer subsystem NQN " \
+           "'nqn.2014-08.org.example:none'" in err
 
 
 def test_subprocess_entry_point(nvmfd_process):

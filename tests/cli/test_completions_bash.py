@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nvmecontrol.cli.logpage import KNOWN_PAGES, PAGE_NAMES
+from nvmecontrol.cli.logpage import PAGE_NAMES, known_pages
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -130,7 +130,7 @@ def test_output_format_after_equals(bash):
 
 
 def test_logpage_pages(bash):
-    expected = list(PAGE_NAMES) + [f"0x{int(p):02x}" for p in KNOWN_PAGES]
+    expected = list(PAGE_NAMES) + [f"0x{int(p):02x}" for p in known_pages()]
     screen = bash.complete("nvmecontrol logpage -p ", *expected)
     assert set(expected) <= words(screen)
 

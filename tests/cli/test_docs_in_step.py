@@ -22,7 +22,7 @@ import typer.main
 
 from nvmecontrol.cli import exitcodes
 from nvmecontrol.cli.app import app
-from nvmecontrol.cli.logpage import KNOWN_PAGES, PAGE_NAMES
+from nvmecontrol.cli.logpage import PAGE_NAMES, known_pages
 from nvmecontrol.target import main as nvmfd_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,7 +256,7 @@ def test_completion_offers_nothing_the_cli_lacks(command, shell, offered, requir
 def test_completion_knows_every_log_page(script):
     # test_completions_bash.py asks bash for real; this keeps the three scripts in step.
     text = (COMPLETIONS / script).read_text()
-    pages = list(PAGE_NAMES) + [f"0x{int(p):02x}" for p in KNOWN_PAGES]
+    pages = list(PAGE_NAMES) + [f"0x{int(p):02x}" for p in known_pages()]
     assert [p for p in pages if not re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", text)] == []
 
 

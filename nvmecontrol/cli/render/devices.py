@@ -9,8 +9,10 @@ exports are (NBD URI, /dev/nbdX) after the size.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from nvmecontrol.backends.model import ControllerInfo, NamespaceInfo
+if TYPE_CHECKING:  # annotations only: devlist loads the backends when it runs
+    from nvmecontrol.backends.model import ControllerInfo, NamespaceInfo
 
 _UNITS = "KMGTPE"
 
@@ -72,6 +74,8 @@ def devlist_rows(controllers: list[ControllerInfo], *, human: bool, now: float |
 
 
 DEVLIST_COLUMNS = ["Device", "Backend", "Model", "Subsystem NQN", "State", "Size", "Exported as"]
+# Copied into other commands: never cut; on a narrow terminal each on its own line.
+DEVLIST_LONG_COLUMNS = ("Subsystem NQN", "State", "Exported as")
 
 
 def devlist_json(controllers: list[ControllerInfo]) -> dict:
@@ -87,3 +91,61 @@ def connect_line(c: ControllerInfo, existing: bool) -> str:
     if c.backend == "nbd":
         return head + "\n" + "\n".join(f"  {ns.name}: {where(ns)}" for ns in c.namespaces)
     return head + " (" + ", ".join(ns.name for ns in c.namespaces) + ")"
+
+
+# --- devlist -v: the topology, as `nvme list-subsys` draws it ----------------------------
+#
+# Subsystem (per host NQN, as a host sees subsystems) -> controllers, which are
+# the paths to it -> namespaces.  A path shows the connect parameters it was
+# made with (what the backend keeps), not a second query of the controller.
+
+def _digests(p) -> str:
+    names = [n for n, on in (("header", p.hdgst), ("data", p.ddgst)) if on]
+    return "+".join(names) or "none"
+
+
+def path_details(c: ControllerInfo) -> str:
+    p = c.params
+    if p is None:
+        return c.backend
+    queues = f"{p.num_io_queues} I/O queue{'s' if p.num_io_queues != 1 else ''}"
+    size = f"{p.queue_size} entries" if p.queue_size else "CAP.MQES+1 entries"
+    return (f"{c.backend}, {queues} x {size}, digests {_digests(p)}, kato {p.kato_s} s, "
+            f"cntlid {c.cntlid:#x}")
+
+
+def subsystems(controllers: list[ControllerInfo]) -> list[tuple[str, str, list[ControllerInfo]]]:
+    """``(subnqn, hostnqn, controllers)`` in the order first seen."""
+    groups: dict[tuple[str, str], list[ControllerInfo]] = {}
+    for c in controllers:
+        groups.setdefault((c.subnqn, c.hostnqn), []).append(c)
+    return [(s, h, cs) for (s, h), cs in groups.items()]
+
+
+def render_topology_text(controllers: list[ControllerInfo], *, human: bool = False,
+                         now: float | None = None) -> str:
+    lines = []
+    for subnqn, hostnqn, paths in subsystems(controllers):
+        if lines:
+            lines.append("")
+        lines.append(f"NQN={subnqn}")
+        if hostnqn:
+            lines.append(f"    hostnqn={hostnqn}")
+        lines.append("\\")
+        for i, c in enumerate(paths):
+            last = i == len(paths) - 1
+            addr = f"traddr={c.traddr},trsvcid={c.trsvcid}" if c.traddr else ""
+            state = c.state if c.connected else state_text(c, now)
+            lines.append(" +- " + " ".join(x for x in (c.name, c.transport.lower(), addr, state,
+                                                       f"({path_details(c)})") if x))
+            bar = "   " if last else " | "
+            for ns in c.namespaces:
+                extra = where(ns)
+                lines.append(f"{bar}   +- {ns.name} {size_text(ns, human)}"
+                             + (f" {extra}" if extra else ""))
+    return "\n".join(lines) + "\n"
+
+
+def topology_json(controllers: list[ControllerInfo]) -> dict:
+    return {"subsystems": [{"subnqn": s, "hostnqn": h, "paths": [c.to_json() for c in cs]}
+                           for s, h, cs in subsystems(controllers)]}

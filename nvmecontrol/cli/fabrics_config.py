@@ -1,0 +1,190 @@
+"""nvme-cli's ``/etc/nvme/config.json``: hosts, their subsystems and the ports to reach them.
+
+The layout is libnvme's (nvme-cli 2.x ``--config``/``--dump-config``): a
+list of hosts (a ``{"hosts": [...]}`` object is read too)::
+
+    [{"hostnqn": "nqn...", "hostid": "uuid", "dhchap_key": "DHHC-1:...",
+      "subsystems": [{"nqn": "nqn...",
+                      "ports": [{"transport": "tcp", "traddr": "10.0.0.5",
+                                 "trsvcid": "4420", "nr_io_queues": 2,
+                                 "queue_size": 128, "keep_alive_tmo": 30,
+                                 "reconnect_delay": 10, "ctrl_loss_tmo": 600,
+                                 "hdr_digest": true, "data_digest": false,
+                                 "dhchap_key": "...", "dhchap_ctrl_key": "..."}]}]}]
+
+Keys nvmecontrol has no use for (host_iface, tos, tls, ...) are ignored.
+``connect`` takes a matching port's settings for the options not given on
+the command line (command line > config > defaults, as nvme-cli merges);
+``connect-all`` with no address connects every port; ``--dump-config``
+prints the connections made in this layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nvmecontrol.errors import UsageError
+
+CONFIG_JSON = Path("/etc/nvme/config.json")
+NO_CONFIG = "none"  # --config none: read no file, as nvme-cli's -J none
+
+# config.json port key -> the connect option (command parameter) it sets.
+PORT_OPTIONS = {
+    "nr_io_queues": "nr_io_queues", "queue_size": "queue_size",
+    "keep_alive_tmo": "keep_alive_tmo", "reconnect_delay": "reconnect_delay",
+    "ctrl_loss_tmo": "ctrl_loss_tmo", "hdr_digest": "hdr_digests",
+    "data_digest": "data_digests", "dhchap_key": "dhchap_secret",
+    "dhchap_ctrl_key": "dhchap_ctrl_secret",
+}
+_INT_OPTIONS = {"nr_io_queues", "queue_size", "keep_alive_tmo", "reconnect_delay",
+                "ctrl_loss_tmo"}
+_BOOL_OPTIONS = {"hdr_digest", "data_digest"}
+
+
+@dataclass(slots=True)
+class Port:
+    """One port of one subsystem of one host, with the options it sets."""
+
+    subnqn: str
+    traddr: str
+    trsvcid: str
+    hostnqn: str | None = None
+    hostid: str | None = None
+    options: dict = field(default_factory=dict)  # connect parameter name -> value
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.traddr}]" if ":" in self.traddr else self.traddr
+        return f"{host}:{self.trsvcid}"
+
+
+def config_path(option: str | None) -> Path | None:
+    """The file ``--config`` names (None: the default), or None for ``--config none``."""
+    if option == NO_CONFIG:
+        return None
+    return CONFIG_JSON if option is None else Path(option)
+
+
+def load(option: str | None) -> list[Port]:
+    """The ports of the file ``--config`` names; [] when the default file does not exist."""
+    path = config_path(option)
+    if path is None:
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if option is None:
+            return []
+        raise UsageError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    except ValueError as e:
+        raise UsageError(f"{path}: not JSON: {e}") from None
+    return parse(data, str(path))
+
+
+def parse(data, source: str) -> list[Port]:
+    hosts = data.get("hosts") if isinstance(data, dict) else data
+    if not isinstance(hosts, list):
+        raise UsageError(f"{source}: expected a list of hosts")
+    ports = []
+    for h, host in enumerate(hosts):
+        where = f"{source}: hosts[{h}]"
+        _expect(host, dict, where)
+        host_secret = host.get("dhchap_key")
+        for s, sub in enumerate(_expect(host.get("subsystems", []), list, f"{where}.subsystems")):
+            swhere = f"{where}.subsystems[{s}]"
+            _expect(sub, dict, swhere)
+            nqn = _expect(sub.get("nqn"), str, f"{swhere}.nqn")
+            for p, port in enumerate(_expect(sub.get("ports", []), list, f"{swhere}.ports")):
+                pwhere = f"{swhere}.ports[{p}]"
+                _expect(port, dict, pwhere)
+                transport = str(port.get("transport", "tcp")).lower()
+                if transport != "tcp":
+                    continue  # another fabric: not ours to connect, as connect-all skips it
+                options = {}
+                for key, name in PORT_OPTIONS.items():
+                    if key in port and port[key] is not None:
+                        options[name] = _option(port[key], key, f"{pwhere}.{key}")
+                if host_secret and "dhchap_secret" not in options:
+                    options["dhchap_secret"] = _expect(host_secret, str, f"{where}.dhchap_key")
+                ports.append(Port(nqn, _expect(port.get("traddr"), str, f"{pwhere}.traddr"),
+                                  str(port.get("trsvcid") or "4420"), host.get("hostnqn"),
+                                  host.get("hostid"), options))
+    return ports
+
+
+def _expect(value, kind, where: str):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise UsageError(f"{where}: expected {kind.__name__}, got {json.dumps(value)}")
+    return value
+
+
+def _option(value, key: str, where: str):
+    if key in _INT_OPTIONS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{where}: expected a number, got {json.dumps(value)}")
+        return value
+    if key in _BOOL_OPTIONS:
+        return _expect(value, bool, where)
+    return _expect(value, str, where)
+
+
+def find(ports: list[Port], subnqn: str, traddrs: set[str], trsvcid: str) -> Port | None:
+    """The port of ``subnqn`` at one of ``traddrs`` (name and numeric) and ``trsvcid``."""
+    for p in ports:
+        if p.subnqn == subnqn and p.trsvcid == str(trsvcid) and p.traddr in traddrs:
+            return p
+    return None
+
+
+def from_port(ctx, port: Port | None) -> dict:
+    """The port's settings for the options ``ctx`` left at their defaults."""
+    if port is None:
+        return {}
+    out = {}
+    for name, value in port.options.items():
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            out[name] = value
+    return out
+
+
+# The connect option (command parameter) -> the field of connect_options.Tuning.
+_TUNING_FIELDS = {
+    "nr_io_queues": "num_io_queues", "queue_size": "queue_size", "keep_alive_tmo": "kato_s",
+    "reconnect_delay": "reconnect_delay_s", "ctrl_loss_tmo": "ctrl_loss_tmo_s",
+    "hdr_digests": "hdgst", "data_digests": "ddgst", "dhchap_secret": "dhchap_secret",
+    "dhchap_ctrl_secret": "dhchap_ctrl_secret",
+}
+
+
+def tuning_for(ctx, port: Port | None, tuning):
+    """``tuning`` with the port's settings where the command line gave none."""
+    import dataclasses
+
+    given = from_port(ctx, port)
+    return dataclasses.replace(tuning, **{_TUNING_FIELDS[k]: v for k, v in given.items()})
+
+
+def dump(controllers) -> list[dict]:
+    """``ControllerInfo``s as config.json: hosts -> subsystems -> ports (secrets left out)."""
+    hosts: dict[tuple[str, str], dict[str, list]] = {}
+    for c in controllers:
+        p = c.params
+        hostid = p.hostid if p else ""
+        subsystems = hosts.setdefault((c.hostnqn or (p.hostnqn if p else ""), hostid), {})
+        port = {"transport": c.transport.lower(), "traddr": c.traddr, "trsvcid": c.trsvcid}
+        if p is not None:
+            port.update(nr_io_queues=p.num_io_queues, keep_alive_tmo=p.kato_s,
+                        reconnect_delay=p.reconnect_delay_s, ctrl_loss_tmo=p.ctrl_loss_tmo_s,
+                        hdr_digest=p.hdgst, data_digest=p.ddgst,
+                        disable_sqflow=not p.sq_flow_control)
+            if p.queue_size:
+                port["queue_size"] = p.queue_size
+        subsystems.setdefault(c.subnqn, []).append(port)
+    return [{"hostnqn": nqn, **({"hostid": hid} if hid else {}),
+             "subsystems": [{"nqn": s, "ports": ports} for s, ports in subs.items()]}
+            for (nqn, hid), subs in hosts.items()]

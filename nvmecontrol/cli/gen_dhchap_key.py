@@ -1,0 +1,58 @@
+"""``nvmecontrol gen-dhchap-key``: make a DH-HMAC-CHAP secret in the DHHC-1 form.
+
+Options as nvme-cli's ``gen-dhchap-key``: -s hex secret, -l key length,
+-m transform HMAC (0 none, 1 SHA-256, 2 SHA-384, 3 SHA-512), -n NQN.  With
+an HMAC the secret is stored transformed with the NQN (the host NQN by
+default), as nvme-cli 2.x does, so both tools print the same key for the
+same -s, -m and -n.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nvmecontrol.cli.numbers import NumberOption
+from nvmecontrol.cli.options import OutputFormat
+from nvmecontrol.cli.output import Format, emit, emit_json
+
+
+def command(
+    secret: Annotated[Optional[str], typer.Option(
+        "-s", "--secret", help="Secret in hexadecimal (default: random).")] = None,
+    # Numbers as strtoul(..., 0) reads them (cli/numbers.py); the bounds are only
+    # a sanity check, generate_secret says which lengths and HMACs exist.
+    key_length: Annotated[int, NumberOption(
+        "-l", "--key-length", lo=0, hi=0xFFFF, help="Key length in bytes: 32, 48 or 64 (default: the HMAC's "
+        "size, else 32).")] = 0,
+    nqn: Annotated[Optional[str], typer.Option(
+        "-n", "--nqn", help="NQN the HMAC transforms the key with (default: the host NQN).")] = None,
+    hmac: Annotated[int, NumberOption(
+        "-m", "--hmac", lo=0, hi=0xFF, help="Transform HMAC: 0 none, 1 SHA-256, 2 SHA-384, 3 SHA-512.")] = 0,
+    fmt: OutputFormat = Format.text,
+):
+    from nvmecontrol.errors import UsageError
+    from nvmecontrol.wire.dhchap_key import BadSecret, format_secret, generate_secret
+
+    raw = None
+    if secret is not None:
+        try:
+            raw = bytes.fromhex(secret)
+        except ValueError:
+            raise UsageError("--secret is not hexadecimal") from None
+    if nqn is not None:
+        from nvmecontrol.nqn import validate_nqn
+        validate_nqn(nqn, strict=False, what="NQN (-n)")
+    elif hmac:
+        from nvmecontrol.hostid import resolve_host_identity
+        nqn = resolve_host_identity(None, None).hostnqn
+    try:
+        key = generate_secret(key_len=key_length, transform=hmac, secret=raw, nqn=nqn)
+        text = format_secret(key)
+    except BadSecret as exc:
+        raise UsageError(str(exc)) from None
+    if fmt is Format.json:
+        emit_json({"key": text, "hmac": key.transform, "key_length": len(key.secret)})
+    else:
+        emit(text)

@@ -1,0 +1,48 @@
+"""What ``devlist`` does, without its option parsing (and without typer).
+
+Every controller of every backend, with its namespaces: FreeBSD's format
+when piped (``human`` for humanized sizes), a table on a terminal, JSON;
+with ``verbose`` the topology (subsystem -> paths -> namespaces) as
+``nvme list-subsys`` draws it.
+With nothing found it says so and exits EX_UNAVAILABLE, as FreeBSD does
+(JSON: an empty list, status 0).  Kept apart from ``devlist`` so that the
+start-up fast path (``fastpath``) can run it without loading typer.
+"""
+
+from __future__ import annotations
+
+from nvmecontrol.cli.exitcodes import EX_UNAVAILABLE
+from nvmecontrol.cli.output import Format, emit, emit_json
+
+
+def run() -> list:
+    """Every ControllerInfo of every backend present."""
+    from nvmecontrol.backends import select
+
+    out = []
+    for backend in select.present():
+        out += backend.list()
+    return out
+
+
+def show(human: bool, fmt: Format, verbose: bool = False) -> int:
+    from nvmecontrol.cli.render.devices import (DEVLIST_COLUMNS, DEVLIST_LONG_COLUMNS,
+                                                devlist_json, devlist_rows, render_devlist_text,
+                                                render_topology_text, topology_json)
+    from nvmecontrol.cli.table import is_terminal, print_table
+
+    controllers = run()
+    if fmt is Format.json:
+        emit_json((topology_json if verbose else devlist_json)(controllers))
+        return 0
+    if not controllers:
+        emit("No NVMe controllers found.")
+        return EX_UNAVAILABLE
+    if verbose:
+        emit(render_topology_text(controllers, human=human))
+    elif is_terminal():
+        print_table(DEVLIST_COLUMNS, devlist_rows(controllers, human=human),
+                    long=DEVLIST_LONG_COLUMNS)
+    else:
+        emit(render_devlist_text(controllers, human=human))
+    return 0

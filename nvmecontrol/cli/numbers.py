@@ -1,0 +1,49 @@
+"""Numbers on the command line as FreeBSD reads them: ``strtoul(text, NULL, 0)``.
+
+``0x`` or ``0X`` starts hexadecimal, a leading ``0`` octal, anything else
+decimal (``-n 0x1``, ``-n 0xffffffff``, ``-Q 0200``).  Unlike strtoul, a
+trailing letter, a sign or an empty string is an error, not a silent 0 or a
+wrap-around, and every value is checked against its option's range.
+"""
+
+from __future__ import annotations
+
+import typer
+
+_DIGITS = {8: set("01234567"), 10: set("0123456789"), 16: set("0123456789abcdefABCDEF")}
+
+
+def parse_number(text: str) -> int:
+    """The value of ``text`` read with base 0; ValueError when it is not a number."""
+    t = text.strip()
+    if t[:2].lower() == "0x":
+        digits, base = t[2:], 16
+    elif len(t) > 1 and t[0] == "0":
+        digits, base = t[1:], 8
+    else:
+        digits, base = t, 10
+    # int() would also take a sign, spaces and underscores: strtoul's digits only.
+    if not digits or not set(digits) <= _DIGITS[base]:
+        raise ValueError(f"{text!r} is not a number (decimal, 0x hexadecimal or 0 octal)")
+    return int(digits, base)
+
+
+def number_parser(lo: int, hi: int):
+    """A typer ``parser`` for an integer option in ``lo..hi`` (defaults pass through)."""
+    def parse(value):
+        if isinstance(value, int):  # the default, or a value typer parsed already
+            return value
+        try:
+            n = parse_number(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        if not lo <= n <= hi:
+            raise typer.BadParameter(f"{value} is not in the range {lo}..{hi}")
+        return n
+    return parse
+
+
+def NumberOption(*decls: str, lo: int, hi: int, **kw):
+    """``typer.Option`` for an integer in ``lo..hi`` read as strtoul(..., 0) does."""
+    kw.setdefault("metavar", "N")
+    return typer.Option(*decls, parser=number_parser(lo, hi), min=lo, max=hi, **kw)
