@@ -17,6 +17,7 @@ import errno
 import os
 import time
 
+from nvmecontrol.backends import presence
 from nvmecontrol.backends.base import AssociationBackend
 from nvmecontrol.backends.linux_admin import parse_device_name
 from nvmecontrol.backends.linux_fabrics import (AlreadyConnected, FabricsDevice, add_controller,
@@ -58,7 +59,7 @@ class LinuxKernelBackend(AssociationBackend):
 
     @classmethod
     def available(cls, root: str = "/") -> bool:
-        return os.path.exists(os.path.join(root, "dev/nvme-fabrics"))
+        return presence.linux_kernel(root)
 
     def owns(self, name: str) -> bool:
         return parse_device_name(name) is not None

@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from nvmecontrol.host.association import AssociationParams
-from nvmecontrol.wire.fabrics import CNTLID_DYNAMIC
+from typing import TYPE_CHECKING
+
+# wire.fabrics.CNTLID_DYNAMIC (FFFFh, the dynamic controller model), not
+# imported: listing devices reads this module and needs no wire code
+# (tests/backends/test_linux_backend.py checks the two agree).
+CNTLID_DYNAMIC = 0xFFFF
+
+if TYPE_CHECKING:  # imported when used: listing devices needs no host machinery
+    from nvmecontrol.host.association import AssociationParams
 
 # FreeBSD connect.c defaults (NVMF_KATO_DEFAULT, NVMF_DEFAULT_RECONNECT_DELAY,
 # NVMF_DEFAULT_CONTROLLER_LOSS); one I/O queue unless asked.
@@ -64,7 +71,9 @@ class ConnectParams:
         host = f"[{self.traddr}]" if ":" in self.traddr else self.traddr
         return f"{host}:{self.trsvcid}"
 
-    def association_params(self) -> AssociationParams:
+    def association_params(self) -> "AssociationParams":
+        from nvmecontrol.host.association import AssociationParams
+
         return AssociationParams(hdgst=self.hdgst, ddgst=self.ddgst, kato_s=self.kato_s,
                                  num_io_queues=self.num_io_queues,
                                  io_queue_size=self.queue_size,

@@ -8,6 +8,7 @@ disconnect, reconnect, identify and logpage need no option.
 
 from __future__ import annotations
 
+from nvmecontrol.backends import presence
 from nvmecontrol.backends.base import AssociationBackend
 from nvmecontrol.errors import NotFound, Unsupported, UsageError
 
@@ -56,13 +57,12 @@ def choose(name: str = "auto", **nbd_options) -> AssociationBackend:
 
 
 def present() -> list[AssociationBackend]:
-    """Every backend that may hold controllers on this system (for devlist)."""
-    out = []
-    for name in ("kernel", "freebsd", "nbd"):
-        cls = backend_class(name)
-        if name == "nbd" or cls.available():
-            out.append(cls())
-    return out
+    """Every backend that may hold controllers on this system (for devlist).
+
+    A backend absent here is not even imported (listing stays quick).
+    """
+    return [backend_class(name)() for name in ("kernel", "freebsd", "nbd")
+            if name == "nbd" or presence.BY_NAME[name]()]
 
 
 def owner_of(name: str) -> AssociationBackend:

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
-from nvmecontrol.backends.userspace.backend import SessionAdmin, parse_session_name
+from nvmecontrol.backends.userspace.backend import parse_session_name
+from nvmecontrol.backends.userspace.session_admin import SessionAdmin
 from nvmecontrol.cli.refusal import Asked, explained
 from nvmecontrol.errors import UsageError
 from nvmecontrol.host.association import Association, AssociationParams, connect_association

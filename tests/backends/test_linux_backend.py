@@ -532,3 +532,9 @@ def test_reconnect_to_a_new_address_keeps_the_dhchap_secret(backend, kernel, mon
     (line,) = kernel.written
     assert f"dhchap_secret={want}" in line.split(",")
     assert not any(o.startswith("dhchap_ctrl_secret=") for o in line.split(","))
+
+
+def test_the_models_cntlid_dynamic_is_the_wire_ones():
+    from nvmecontrol.backends import model
+    from nvmecontrol.wire import fabrics
+    assert model.CNTLID_DYNAMIC == fabrics.CNTLID_DYNAMIC

@@ -536,7 +536,7 @@ def test_disconnect_waits_for_a_session_still_starting(target, session_guard, mo
     """Between allocating nvmeuN and the session serving, its directory has no
     state and lists as dead; a disconnect-all then must wait for the connect,
     and end the session it made, not remove the directory under it."""
-    from nvmecontrol.backends.userspace import backend as B
+    from nvmecontrol.backends.userspace import daemon as B  # connect imports spawn from it
 
     real_spawn = B.spawn
     spawning, go = threading.Event(), threading.Event()

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from nvmecontrol.backends import presence
 from nvmecontrol.backends.base import AssociationBackend
 from nvmecontrol.backends.freebsd import ioctl as ioc
 from nvmecontrol.backends.freebsd.handoff import decode_reconnect_params, pack_handoff
@@ -43,7 +44,7 @@ from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_CONTROLLER, CNS
                                        decode_identify_controller, decode_identify_namespace)
 from nvmecontrol.wire.status import describe_status, status_is_error
 
-CONTROL_DEVICE = "/dev/nvmf"
+CONTROL_DEVICE = presence.FREEBSD_CONTROL_DEVICE
 DEV = "/dev"
 # devlist.c scans nvme0 through NVME_MAX_UNIT (256) inclusive.
 NVME_MAX_UNIT = 256
@@ -75,7 +76,7 @@ class FreeBsdBackend(AssociationBackend):
 
     @classmethod
     def available(cls) -> bool:
-        return sys.platform.startswith("freebsd") and os.path.exists(CONTROL_DEVICE)
+        return presence.freebsd_kernel()
 
     def owns(self, name: str) -> bool:
         return self.platform.startswith("freebsd") and _NAME_RE.match(name) is not None

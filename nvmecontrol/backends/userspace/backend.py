@@ -9,7 +9,6 @@ up by disconnect.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -17,19 +16,13 @@ import signal
 import time
 from pathlib import Path
 
+from nvmecontrol.backends import presence
 from nvmecontrol.backends.base import AssociationBackend
 from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.runtime import locked, runtime_dir
-from nvmecontrol.backends.userspace import attach as nbd_attach
-from nvmecontrol.backends.userspace.control import RECONNECT_TIMEOUT_S, SessionClient
-from nvmecontrol.backends.userspace.daemon import spawn
-from nvmecontrol.backends.userspace.session import NBD_PORT, SessionPaths
-from nvmecontrol.errors import CommandFailed, ConnectError, NotFound, PeerTimeout
+from nvmecontrol.backends.userspace.paths import NBD_PORT, SessionPaths
+from nvmecontrol.errors import ConnectError, NotFound, PeerTimeout
 from nvmecontrol.transport.address import parse_address
-from nvmecontrol.wire import admin
-from nvmecontrol.wire.capsule import encode_sqe
-from nvmecontrol.wire.identify import IDENTIFY_DATA_SIZE
-from nvmecontrol.wire.status import describe_status, status_is_error
 
 PREFIX = "nvmeu"
 _NAME_RE = re.compile(r"^(?:/dev/)?(nvmeu(\d+))(?:ns(\d+)|n(\d+))?$")
@@ -89,7 +82,7 @@ class UserspaceBackend(AssociationBackend):
 
     @classmethod
     def available(cls) -> bool:
-        return hasattr(os, "fork")
+        return presence.userspace()
 
     def owns(self, name: str) -> bool:
         return parse_session_name(name) is not None
@@ -158,6 +151,8 @@ class UserspaceBackend(AssociationBackend):
         with locked(name, environ=self.environ):
             try:
                 self.paths(name).check()
+                from nvmecontrol.backends.userspace.daemon import spawn  # (the data path)
+
                 ready = spawn(name, self.rundir, assoc, params, nbd_tcp=self.nbd_tcp,
                               attach=self.attach)
             except BaseException:
@@ -204,6 +199,10 @@ class UserspaceBackend(AssociationBackend):
         return names
 
     def _disconnect_one(self, info: ControllerInfo) -> None:
+        # Imported when used: listing sessions needs neither.
+        from nvmecontrol.backends.userspace import attach as nbd_attach
+        from nvmecontrol.backends.userspace.control import SessionClient
+
         paths = self.paths(info.name)
         if info.state != "dead" and process_alive(info.pid):
             try:
@@ -228,43 +227,11 @@ class UserspaceBackend(AssociationBackend):
         if info.state == "dead" or not process_alive(info.pid):
             raise NotFound(f"session {info.name} is not running (its process exited); "
                            "disconnect it and connect again")
+        from nvmecontrol.backends.userspace.control import RECONNECT_TIMEOUT_S, SessionClient
+
         with locked(info.name, environ=self.environ):
             with SessionClient(str(self.paths(info.name).control), info.name,
                                timeout=RECONNECT_TIMEOUT_S + 10) as c:
                 c.request("reconnect", params=params.to_json() if params else None,
                           timeout=RECONNECT_TIMEOUT_S)
         return self.get(info.name)
-
-
-class SessionAdmin:
-    """Admin commands through a session's control socket (identify, logpage)."""
-
-    def __init__(self, name: str, *, environ=None):
-        backend = UserspaceBackend(environ=environ)
-        parsed = parse_session_name(name)
-        if parsed is None:
-            raise NotFound(f"{name} is not a session name")
-        info = backend.get(name)
-        if not process_alive(info.pid):
-            raise NotFound(f"session {info.name} is not running (its process exited)")
-        self.name = info.name
-        self.nsid = parsed[1]
-        self.client = SessionClient(str(backend.paths(info.name).control), info.name)
-        self.cdata_raw = None
-
-    def _execute(self, sqe, what: str, read_len: int) -> bytes:
-        reply = self.client.request("admin", sqe=encode_sqe(sqe).hex(), read_len=read_len)
-        if status_is_error(reply["status"]):
-            raise CommandFailed(f"{what} failed: {describe_status(reply['status'])}",
-                                reply["status"])
-        return base64.b64decode(reply["data"])
-
-    def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
-        return self._execute(admin.build_identify(cns, nsid, cntid), f"Identify CNS {cns:#04x}",
-                             IDENTIFY_DATA_SIZE)
-
-    def get_log_page(self, g: admin.GetLogPage) -> bytes:
-        return self._execute(admin.build_get_log_page(g), f"Get Log Page {g.lid:#04x}", g.length)
-
-    def close(self) -> None:
-        self.client.close()

@@ -20,15 +20,15 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 from nvmecontrol.backends.model import REDACTED, ConnectParams, ControllerInfo, NamespaceInfo
-from nvmecontrol.backends.runtime import ENV_RUNTIME_DIR
 from nvmecontrol.backends.userspace.bridge import QueueWorker
 from nvmecontrol.backends.userspace.nbd_server import NbdListener
+from nvmecontrol.backends.userspace.paths import (NBD_PORT, SessionPaths, export_name, nbd_uri,
+                                                  write_atomically)
 from nvmecontrol.backends.userspace.request import Namespace
 from nvmecontrol.backends.userspace.router import Router
-from nvmecontrol.errors import ConnectionLost, DeviceError, NvmeControlError, PeerTimeout
+from nvmecontrol.errors import ConnectionLost, NvmeControlError, PeerTimeout
 from nvmecontrol.host.association import Association, connect_association
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.nbd import protocol as N
@@ -52,10 +52,6 @@ NBD_MAX_PAYLOAD = 32 << 20
 ONCS_DSM, ONCS_WRITE_ZEROES = 1 << 2, 1 << 3
 # How long an orderly disconnect waits for requests in flight.
 DRAIN_TIMEOUT_S = 10.0
-# The IANA port of NBD, for --nbd-listen without one.
-NBD_PORT = 10809
-# sun_path holds 108 bytes including the terminating NUL (unix(7)).
-MAX_SOCKET_PATH = 107
 
 LIVE, CONNECTING, DELETING, DEAD = "live", "connecting", "deleting", "dead"
 # The session's states and the only changes between them (docs/backends.md):
@@ -72,14 +68,6 @@ TRANSITIONS = {
 }
 
 
-def export_name(nsid: int) -> str:
-    return f"ns{nsid}"
-
-
-def nbd_uri(socket_path: str, nsid: int) -> str:
-    return f"nbd+unix:///{export_name(nsid)}?socket={socket_path}"
-
-
 def _requested_params(forced: list) -> ConnectParams | None:
     """The newest parameters among pending reconnect requests, if any gave some."""
     return next((p for p, _result, _done in reversed(forced) if p is not None), None)
@@ -89,54 +77,6 @@ def _answer(forced: list, ok: bool, error: str) -> None:
     for _params, result, done in forced:
         result.update({"ok": ok, "error": error})
         done.set()
-
-
-class SessionPaths:
-    """Where one session keeps its files inside the runtime directory."""
-
-    def __init__(self, rundir: Path, name: str):
-        self.dir = rundir / name
-        self.state = self.dir / "session.json"
-        self.namespaces = self.dir / "namespaces"  # one NSID per line, for completions
-        self.control = self.dir / "control.sock"
-        self.nbd = self.dir / "nbd.sock"
-        self.log = rundir / "log" / f"{name}.log"
-
-    def check(self) -> None:
-        """Refuse, before anything starts, a runtime directory too deep for the sockets
-        (bind() would only say "AF_UNIX path too long", from inside the session)."""
-        for sock in (self.nbd, self.control):
-            if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
-                raise DeviceError(f"socket path {sock} is longer than AF_UNIX allows "
-                                  f"({MAX_SOCKET_PATH} bytes): use a shorter runtime directory "
-                                  f"({ENV_RUNTIME_DIR})")
-
-    def remove(self) -> None:
-        """Remove the session's directory and everything in it (not its log).
-
-        Every entry, not just the files a session makes: a process killed in
-        write_atomically leaves ``session.json.tmp`` behind, and a directory
-        that cannot be removed would show as a dead session forever.
-        """
-        try:
-            entries = list(self.dir.iterdir())
-        except OSError:
-            return
-        for f in entries:
-            try:
-                f.unlink()
-            except OSError:
-                pass
-        try:
-            self.dir.rmdir()
-        except OSError:
-            pass
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class Session:
