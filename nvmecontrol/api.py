@@ -416,17 +416,22 @@ class _IoQueue:
     def _drain(self) -> None:
         """Queue what the queue has room for (caller holds the lock)."""
         qp, backlog = self.qp, self.backlog
-        while backlog and qp.room():
+        while backlog:
+            room = qp.room()
+            if not room:
+                return
             cmd = backlog[0]
             if cmd.into is not None:
                 # A buffer to receive into: the general path takes it.
                 qp.queue_command(cmd.opc, _PSDT_SGL, cmd.nsid, 0, 0, 0, cmd.c10, cmd.c11,
                                  cmd.c12, 0, 0, 0, cmd.data, cmd.into, 0, cmd)
                 backlog.popleft()
-            else:
-                batch = list(backlog)
-                for _ in range(qp.queue_records(batch)):
-                    backlog.popleft()
+                continue
+            # The records up to the next read (which needs the general path).
+            batch = list(itertools.takewhile(lambda c: c.into is None,
+                                             itertools.islice(backlog, room)))
+            for _ in range(qp.queue_records(batch)):
+                backlog.popleft()
 
     def _send(self, out: list) -> None:
         try:
@@ -441,11 +446,17 @@ class _IoQueue:
             self.fail(e)
 
     def _on_batch(self) -> bool:
+        failed = None
         with self.lock:
             if self.failed is not None:
                 return False
-            events = self.qp.receive()
-            if self.backlog:
+            try:
+                events = self.qp.receive()
+            except NvmeControlError as e:
+                # Commands completed before the bad PDU are no longer
+                # outstanding: finish them here, or nobody would.
+                failed, events = e, getattr(e, "events", [])
+            if self.backlog and failed is None:
                 self._drain()
             out = self.qp.take_outgoing()
         for ev in events:
@@ -455,6 +466,8 @@ class _IoQueue:
                     cmd.error = CommandError(cmd.what, ev.cqe)
                 cmd.finished = True
         self._wake_waiters()
+        if failed is not None:
+            raise failed  # the receive loop fails every command still outstanding
         if out:
             self._defer(out)
         return True

@@ -135,3 +135,65 @@ def test_a_dropped_connection_fails_the_commands_in_flight(nvmfd_server):
 def _all(futures):
     for f in futures:
         f.result(timeout=30)
+
+
+def test_a_read_queued_behind_writes_keeps_its_buffer(nvmfd_server):
+    """More commands than the queue holds, a read after the writes: the read
+    goes out with its data buffer when its turn comes (review finding)."""
+    with api.connect(f"127.0.0.1:{nvmfd_server.port}", nvmfd_server.subnqn, queue_size=8,
+                     **WHO) as c:
+        ns = c.namespace(1)
+        writes = [ns.submit_write(i, bytes([i]) * 512) for i in range(40)]
+        into = bytearray(512)
+        read = ns.submit_read(39, 1, into)
+        _all(writes)
+        assert read.result(timeout=30) is into and bytes(into) == bytes([39]) * 512
+
+
+def test_commands_completed_before_a_protocol_error_are_finished():
+    """A batch whose second PDU is bad: the command the first one completed
+    is finished, not left waiting for ever (review finding)."""
+    import struct
+    import threading as T
+
+    from nvmecontrol.api import IoRequest, _IoQueue
+    from nvmecontrol.errors import PeerProtocolError
+    from nvmecontrol.wire.qpair import HostQueuePair
+
+    qp = HostQueuePair(queue_size=8, buffer_size=4096)
+    qp.start()
+    qp.take_outgoing()
+    qp.decoder.feed(struct.pack("<BBBBI", 1, 0, 128, 0, 128) + struct.pack("<HBBI", 0, 0, 0, 0x20000)
+                    + bytes(112))
+    qp.receive()
+    qp.sq_flow_control = False
+
+    class Driver:
+        def __init__(self):
+            self.qp, self.lock, self.stop = qp, T.Lock(), T.Event()
+
+        def set_timeout(self, t):
+            pass
+
+        def serve(self, on_batch):
+            self.stop.wait(5)
+
+        def send(self, out):
+            pass
+
+        def abort(self):
+            self.stop.set()
+
+    d = Driver()
+    q = _IoQueue(d, 0)
+    cmd = q.submit(IoRequest(0x00, 1, 0, 0, 0, None, None, None, "Flush"))
+    (cid,) = [c for c in range(7) if qp._pending[c] is not None]
+
+    def resp(c):
+        return struct.pack("<BBBBI", 5, 0, 24, 0, 24) + struct.pack("<IIHHHH", 0, 0, 0, 0, c, 0)
+
+    qp.decoder.feed(resp(cid) + resp(6 if cid != 6 else 5))  # the second CID was never sent
+    with pytest.raises(PeerProtocolError):
+        q._on_batch()
+    assert cmd.done() and cmd.result(timeout=1) is None
+    d.abort()

@@ -241,12 +241,12 @@ class TcpQueuePair:
 
     def _from_peer(self, e: PeerProtocolError) -> PeerProtocolError:
         """``e`` with the peer named in its message (once), and a hint when
-        the very first PDU was not NVMe/TCP at all."""
+        the very first PDU's type was not NVMe/TCP's at all."""
         peer = self.peer_text
         text = str(e)
         if peer not in text:
             text = f"{text} from {peer}"
-            if self.qp.established is None:
+            if self.qp.established is None and e.fei == P.FEI_TYPE:
                 other = "controller" if self.qp.role == P.ROLE_HOST else "host"
                 text += f": not an NVMe/TCP {other}?"
             e.args = (text,)

@@ -421,7 +421,8 @@ class HostAuth:
             self._controller_refused(msg)
             return
         if msg.t_id != self.t_id:
-            self._refuse(FailureReason.INCORRECT_PAYLOAD, AuthProtocolError,
+            # As the Linux host: a message of another transaction is the wrong message.
+            self._refuse(FailureReason.INCORRECT_MESSAGE, AuthProtocolError,
                          f"controller answered transaction {msg.t_id}, expected {self.t_id}")
             return
         if self._state == _HostState.CHALLENGE:
@@ -483,10 +484,14 @@ class HostAuth:
         self._state = _HostState.REPLY
 
     def _on_success1(self, s1: Success1) -> None:
+        hl = C.hash_len(self.hash_id)
         if not self.bidirectional:
+            if s1.hl != hl:  # the Linux host checks HL either way
+                self._refuse(FailureReason.INCORRECT_PAYLOAD, AuthProtocolError,
+                             f"Success1 HL {s1.hl}, the negotiated hash needs {hl}")
+                return
             self._state = _HostState.DONE
             return
-        hl = C.hash_len(self.hash_id)
         if s1.rval is None or s1.hl != hl:
             self._refuse(FailureReason.FAILED, ControllerAuthFailed,
                          "controller did not answer the host's challenge (no response in "
@@ -517,8 +522,10 @@ class HostAuth:
     def _controller_refused(self, f: Failure) -> None:
         reason = f.reason
         if reason == FailureReason.FAILED:
-            cls, why = HostKeyRejected, ("the controller rejected the host's response "
-                                         "(wrong or unknown --dhchap-secret)")
+            cls, why = HostKeyRejected, (
+                "the controller rejected the host's response (wrong or unknown "
+                "--dhchap-secret" + (", or it holds no controller key for "
+                                     "--dhchap-ctrl-secret)" if self.bidirectional else ")"))
         elif reason in (FailureReason.HASH_UNUSABLE, FailureReason.DHGROUP_UNUSABLE,
                         FailureReason.PROTOCOL_NOT_USABLE, FailureReason.CONCAT_MISMATCH):
             cls, why = AuthUnsupported, "the controller cannot use what the host offered"

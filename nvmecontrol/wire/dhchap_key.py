@@ -14,6 +14,7 @@ import binascii
 import secrets as _random
 import zlib
 
+from nvmecontrol.errors import UsageError
 from nvmecontrol.wire.auth_crypto import HASH_LEN, DhchapKey, HashId, hmac_digest
 
 PREFIX = "DHHC-1:"
@@ -21,8 +22,9 @@ KEY_LENGTHS = (32, 48, 64)
 _CRC_LEN = 4
 
 
-class BadSecret(ValueError):
-    """A DHHC-1 string that is malformed or fails its CRC."""
+class BadSecret(UsageError, ValueError):
+    """A DHHC-1 string that is malformed or fails its CRC (a usage error wherever
+    it surfaces: a reconnect request carrying one must not end a session)."""
 
 
 def key_crc(key: bytes) -> int:

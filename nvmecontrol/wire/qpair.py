@@ -330,9 +330,13 @@ class HostQueuePair(_Base):
                                    write_data, read_into, read_len, tag)
 
     def room(self) -> int:
-        """How many commands can be queued now (free CIDs, and SQ slots under flow control)."""
+        """How many commands can be queued now (free CIDs, and SQ slots under flow control).
+
+        0 once the connection is closed (the receiver may find that at any
+        moment): callers keep the commands for whoever hands them back.
+        """
         if self.established is None or self.closed:
-            raise LocalProtocolError("queue pair is not connected")
+            return 0
         room = len(self._free_cids)
         if self.sq_flow_control:
             room = min(room, (self.sqhd - self.sqtail - 1) % self.queue_size)
@@ -345,6 +349,8 @@ class HostQueuePair(_Base):
         What ``submit`` and ``submit_io`` come down to: the whole CapsuleCmd
         (CH and SQE with our CID and SGL) is packed with one struct.
         """
+        if self.established is None or self.closed:
+            raise LocalProtocolError("queue pair is not connected")
         if not self.room():
             raise LocalProtocolError("submission queue is full")
         # The CID is taken only once the capsule is built: a field that does

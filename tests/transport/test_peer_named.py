@@ -57,3 +57,14 @@ def test_a_bad_pdu_after_icresp_names_the_peer_only():
                                        queue_size=32)
         tq.poll()
     assert str(info.value) == f"invalid PDU header: unknown PDU type 0x53 from 127.0.0.1:{port}"
+
+
+def test_a_bad_field_in_a_real_icresp_gets_no_hint():
+    """PFV 1 in an ICResp is an NVMe/TCP controller speaking another version."""
+    import struct
+    icresp = struct.pack("<BBBBI", 1, 0, 128, 0, 128) + struct.pack("<HBBI", 1, 0, 0, 0x20000)
+    port = serve_once(lambda c: c.sendall(icresp + bytes(112)))
+    with pytest.raises(PeerProtocolError) as info:
+        TcpQueuePair.connect_host([(socket.AF_INET, ("127.0.0.1", port))], timeout=5,
+                                  queue_size=32)
+    assert str(info.value) == f"unsupported PDU format version 1 from 127.0.0.1:{port}"

@@ -73,3 +73,13 @@ def test_generate_defaults_and_limits():
         generate_secret(key_len=40)
     with pytest.raises(BadSecret, match="HMAC 4"):
         generate_secret(transform=4)
+
+
+def test_a_bad_secret_is_a_usage_error_wherever_it_surfaces():
+    from nvmecontrol.backends.model import ConnectParams
+    from nvmecontrol.errors import UsageError
+
+    p = ConnectParams("127.0.0.1", "4420", "nqn.s", "nqn.h",
+                      "00000000-0000-0000-0000-000000000000", dhchap_secret="DHHC-1:00:bad:")
+    with pytest.raises(UsageError):
+        p.association_params()

@@ -23,6 +23,7 @@ parked until a new association exists and then submits it again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections import deque
@@ -114,8 +115,9 @@ class QueueWorker:
 
     def _drain_locked(self) -> None:
         qp, backlog = self.qp, self.backlog
-        if backlog and not qp.closed:
-            for _ in range(qp.queue_records(list(backlog))):
+        if backlog:
+            # No more than there is room for: a deep backlog is not copied per batch.
+            for _ in range(qp.queue_records(list(itertools.islice(backlog, qp.room())))):
                 backlog.popleft()
 
     # -- the controller's side --

@@ -151,12 +151,16 @@ class NbdConnection:
         if leftover:
             decoder.feed(leftover)
         recv_into = self.sock.recv_into
-        size = ns.size
-        unaligned = ns.lba_size - 1  # LBA sizes are powers of two
+        unaligned = ns.lba_size - 1  # LBA sizes are powers of two (fixed: see ns.retired)
         max_read = self.export.max_block
         read_only = ns.read_only
         arrival = _arrival.__next__
         while True:
+            if ns.retired:
+                log.info("NBD client %d: namespace %d is gone or reformatted: disconnecting",
+                         self.index, ns.nsid)
+                return
+            size = ns.size  # a resize applies from the next batch
             parts = []
             count = 0
             for flags, kind, cookie, offset, length, data in decoder.decode():

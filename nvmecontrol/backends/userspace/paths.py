@@ -6,7 +6,9 @@ completion) reads them without importing the data path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from nvmecontrol.backends.runtime import ENV_RUNTIME_DIR
@@ -50,7 +52,7 @@ class SessionPaths:
         """Remove the session's directory and everything in it (not its log).
 
         Every entry, not just the files a session makes: a process killed in
-        write_atomically leaves ``session.json.tmp`` behind, and a directory
+        write_atomically leaves its temporary file behind, and a directory
         that cannot be removed would show as a dead session forever.
         """
         try:
@@ -69,6 +71,15 @@ class SessionPaths:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Replace ``path`` with ``text`` in one step; several threads may write it at once
+    (each through a temporary file of its own)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

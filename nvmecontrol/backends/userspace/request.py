@@ -93,7 +93,7 @@ class Namespace:
     """What the bridge needs to map byte ranges of one namespace to LBAs."""
 
     __slots__ = ("nsid", "lba_size", "size", "max_cmd_bytes", "can_write_zeroes", "can_trim",
-                 "read_only", "rw_step", "max_rw_bytes")
+                 "read_only", "rw_step", "max_rw_bytes", "retired")
 
     def __init__(self, nsid: int, lba_size: int, size: int, *, max_cmd_bytes: int,
                  can_write_zeroes: bool, can_trim: bool, read_only: bool = False):
@@ -103,6 +103,8 @@ class Namespace:
         # Blocks and bytes one Read/Write carries at most.
         self.rw_step = max(1, min(max_cmd_bytes // lba_size, _MAX_RW_BLOCKS))
         self.max_rw_bytes = self.rw_step * lba_size
+        # Removed or reformatted at the controller: its NBD clients are let go.
+        self.retired = False
 
 
 # Write Zeroes and DSM ranges carry block counts; these bound one command.

@@ -107,6 +107,7 @@ class Session:
         # Wakes the keep-alive thread: to end, or to time a new association.
         self._keep_alive_wake = threading.Event()
         self._events_wake = threading.Event()  # the same for the events thread
+        self._namespaces_lock = threading.Lock()  # one reader of the namespaces at a time
         self._force: list = []  # pending reconnect requests: (params or None, result dict, Event)
         self.namespaces: dict[int, Namespace] = {}
         self.attached: dict[int, str] = {}  # nsid -> /dev/nbdX
@@ -131,7 +132,19 @@ class Session:
         threading.Thread(target=self._events_loop, daemon=True, name="async-events").start()
         self.write_state()
 
-    def _read_namespaces(self, assoc: Association) -> None:
+    def _read_namespaces(self, assoc: Association, *, if_current: bool = False) -> None:
+        """Read the active namespaces of ``assoc`` and make them the exports.
+
+        One reader at a time (the events thread and a reconnect may both ask);
+        with ``if_current``, nothing happens unless ``assoc`` is still the
+        session's association (an event of a replaced one is stale).
+        """
+        with self._namespaces_lock:
+            if if_current and assoc is not self.assoc:
+                return
+            self._read_namespaces_locked(assoc)
+
+    def _read_namespaces_locked(self, assoc: Association) -> None:
         cdata = assoc.cdata
         mdts = (1 << cdata.mdts) * 4096 if cdata.mdts else MAX_COMMAND_BYTES
         max_cmd = min(MAX_COMMAND_BYTES, mdts)
@@ -150,17 +163,24 @@ class Session:
             if old is None:
                 log.info("namespace %d: exported as %s", nsid, export_name(nsid))
                 current[nsid] = ns
-                continue
-            # The same object: the NBD connections that use it see the change.
-            if (old.lba_size, old.size) != (ns.lba_size, ns.size):
-                log.warning("namespace %d changed from %d x %d to %d x %d bytes", nsid,
-                            old.size // old.lba_size, old.lba_size, ns.size // ns.lba_size,
-                            ns.lba_size)
-                old.size, old.lba_size = ns.size, ns.lba_size
-            current[nsid] = old
+            elif old.lba_size != ns.lba_size:
+                # Another LBA format: every offset its clients computed is
+                # wrong now.  They are disconnected; new ones get the new one.
+                log.warning("namespace %d was formatted from %d- to %d-byte blocks: its NBD "
+                            "clients are disconnected", nsid, old.lba_size, ns.lba_size)
+                old.retired = True
+                current[nsid] = ns
+            else:
+                # The same object: the NBD connections that use it see a resize.
+                if old.size != ns.size:
+                    log.warning("namespace %d changed from %d to %d blocks", nsid,
+                                old.size // old.lba_size, ns.size // ns.lba_size)
+                    old.size = ns.size
+                current[nsid] = old
         for nsid in sorted(set(self.namespaces) - set(found)):
             log.warning("namespace %d is no longer active on the controller: export %s removed "
-                        "(its clients' requests fail)", nsid, export_name(nsid))
+                        "and its NBD clients disconnected", nsid, export_name(nsid))
+            self.namespaces[nsid].retired = True
         # Replaced whole: devlist, new NBD clients and completions read it
         # from other threads.
         self.namespaces = current
@@ -349,8 +369,13 @@ class Session:
                     if self.stop_requested or assoc is not self.assoc:
                         continue
                     cqe = assoc.admin.take(cid)
-                if cqe is not None:
-                    cid = self._on_event(assoc, cqe)
+                if cqe is None:
+                    continue
+                cid = None  # until the next request is out
+                event, raw, cid = self._next_event(assoc, cqe)
+                if event is not None:
+                    # After the next request went out: a failure here loses no event.
+                    self._on_event(assoc, event, raw)
             except (ConnectionLost, PeerTimeout) as e:
                 cid = None
                 self._admin_lost(assoc, f"Asynchronous Event: {e}")
@@ -359,6 +384,9 @@ class Session:
                 # from this association, the rest of the session is unaffected.
                 log.warning("asynchronous events not available: %s", e)
                 cid = None
+            except OSError as e:
+                # The state files (a full disk, say): the events go on.
+                log.warning("asynchronous event: %s", e.strerror or e)
 
     def _arm_events(self, assoc: Association) -> int | None:
         """Enable Namespace Attribute Notices and submit the first request (its CID)."""
@@ -371,29 +399,34 @@ class Session:
                                 "Set Features (Asynchronous Event Configuration)")
             return assoc.admin.submit(build_async_event_request())
 
-    def _on_event(self, assoc: Association, cqe) -> int | None:
-        """Act on one completed request; returns the CID of the next one (None: stop)."""
+    def _next_event(self, assoc: Association, cqe) -> tuple:
+        """A completed request: (the event or None, its log page, the next request's CID).
+
+        Reading the event's log page (RAE clear) lets the controller send the
+        next one of its kind; then the next request goes out.  A request that
+        ended in error is not renewed.
+        """
         if cqe.status:
             log.info("Asynchronous Event Request ended: %s", describe_status(cqe.status))
-            return None
+            return None, b"", None
         ev = parse_aer(cqe.dw0)
+        raw = b""
         with self.admin_lock:
             if ev.lid:
-                # Reading the event's log page (RAE clear) re-enables it.
-                size = LOG_PAGE_SIZES.get(ev.lid, 4096)
-                raw = assoc.get_log_page(GetLogPage(ev.lid, size))
-            cid = assoc.admin.submit(build_async_event_request())
+                raw = assoc.get_log_page(GetLogPage(ev.lid, LOG_PAGE_SIZES.get(ev.lid, 4096)))
+            return ev, raw, assoc.admin.submit(build_async_event_request())
+
+    def _on_event(self, assoc: Association, ev, raw: bytes) -> None:
         if ev.type == AER_TYPE_NOTICE and ev.info == AER_NOTICE_NS_ATTR_CHANGED:
             changed = decode_changed_ns_list(raw) if ev.lid == LogPage.CHANGED_NS else None
             log.info("namespace attributes changed (%s): reading the namespaces again",
                      "more than 1024" if changed is None or changed.overflow
                      else ", ".join(map(str, changed.nsids)) or "none listed")
-            self._read_namespaces(assoc)
+            self._read_namespaces(assoc, if_current=True)
             self.write_state()
         else:
             log.info("asynchronous event type %d info %d log page %#04x: nothing to do",
                      ev.type, ev.info, ev.lid)
-        return cid
 
     def admin_command(self, sqe: bytearray, read_len: int, write_data: bytes | None):
         """Run one admin command for the control socket (identify, logpage)."""
