@@ -29,8 +29,12 @@ def completion_list(name: str = "nvmeu0") -> list[int]:
     return [int(line) for line in UserspaceBackend().paths(name).namespaces.read_text().split()]
 
 
-def test_a_namespace_added_at_the_target_is_exported_and_one_removed_goes(target, tmp_path):
-    connect(target)
+@pytest.mark.parametrize("kato", ["120", "1"], ids=["quiet", "keep-alive-busy"])
+def test_a_namespace_added_at_the_target_is_exported_and_one_removed_goes(target, tmp_path,
+                                                                          kato):
+    """With -k 1 a Keep Alive every half second shares the admin queue with the
+    outstanding event request: its wait may take the event's completion first."""
+    connect(target, "-k", kato)
     assert nsids() == [1]
     extra = backing_file(tmp_path / "ns2.img", 2 * MiB)
     with target.control() as ctl:

@@ -170,3 +170,32 @@ def test_handoff_state_round_trips_an_idle_queue_pair():
 def test_an_unconnected_queue_pair_cannot_be_handed_over():
     with pytest.raises(LocalProtocolError):
         HostQueuePair(queue_size=8).handoff_state()
+
+
+def test_records_with_digests_and_in_capsule_data_reach_the_controller_intact():
+    """queue_records' framed branch (header digest, data digest, in-capsule data)."""
+    from nvmecontrol.wire import pdu as P
+    from nvmecontrol.wire.qpair import Command, ControllerQueuePair
+
+    h = HostQueuePair(queue_size=8, hdgst=True, ddgst=True, buffer_size=4096)
+    c = ControllerQueuePair()
+    h.start()
+    c.decoder.feed(P.join(h.take_outgoing()))
+    c.receive()
+    h.decoder.feed(P.join(c.take_outgoing()))
+    h.receive()
+    h.sq_flow_control = False
+
+    class Rec:
+        def __init__(self, opc, data, read_len):
+            self.opc, self.nsid, self.c10, self.c11, self.c12 = opc, 1, 5, 0, 0
+            self.data, self.read_len = data, read_len
+
+    payload = bytes(range(256)) * 2
+    assert h.queue_records([Rec(0x01, payload, 0), Rec(0x02, None, 512)]) == 2
+    c.decoder.feed(P.join(h.take_outgoing()))
+    cmds = c.receive()
+    assert [type(x) for x in cmds] == [Command, Command]
+    assert bytes(cmds[0].data) == payload and not cmds[0].digest_error
+    assert cmds[1].data is None
+    assert [decode_sqe(x.sqe).opc for x in cmds] == [0x01, 0x02]
