@@ -58,6 +58,8 @@ NVMF_TESTS = {
 # reads and writes of 128 KiB, 32 in flight each.
 RSS_LOAD = Job("rss_load", "randrw", "128k", 32, numjobs=4)
 RSS_IDLE_ASSOCIATIONS = 16
+# TCP connections that never send an ICReq, held against the same nvmfd.
+RSS_IDLE_TCP = 1000
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,10 @@ MEASURES = [
             f"nvmfd RSS with {RSS_IDLE_ASSOCIATIONS} idle associations (1 I/O queue each)",
             "per-association memory of the target (16 MiB namespace, untouched)",
             "rss:nvmfd_idle", metric="mib", op="<=", target=96, unit="MiB"),
+    Measure("nvmfd_rss_idle_tcp_mib",
+            f"nvmfd RSS with {RSS_IDLE_TCP} idle TCP connections (no ICReq) on top",
+            "connections that never speak must cost a descriptor, not a thread and buffers",
+            "rss:nvmfd_idle_tcp", metric="mib", op="<=", target=256, unit="MiB"),
     # Continuity with the former bench_target.py (report only).
     Measure("nvmfd_flush_qd1", "nvmfd Flush QD1 / bare loop (24-byte responses)",
             "command round trip with no data", "nvmfd:flush_qd1", "loop:flush_qd1", "ops"),

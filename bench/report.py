@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.measures import BS_SWEEP, MEASURES, PLOT_SIDES, QD_SWEEP
+from bench.startup import MEASURES as STARTUP_MEASURES
 
 
 def write_json(data: dict, path: Path) -> None:
@@ -28,7 +29,7 @@ def _abs(side: dict | None, metric: str) -> str:
 def table(data: dict) -> str:
     """Every measure: median, min-max, target, met, and the absolute medians."""
     rows = [("measure", "median", "min-max", "target", "met", "numerator", "denominator")]
-    for m in MEASURES:
+    for m in MEASURES + STARTUP_MEASURES:
         r = data["measures"].get(m.key)
         if r is None:
             continue

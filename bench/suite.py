@@ -10,13 +10,16 @@ round; then the two RSS measures (once).
 
 from __future__ import annotations
 
+import os
+import resource
+import socket
 import statistics
 import sys
 import time
 
-from bench import fio, refloop
-from bench.measures import (FIO_JOBS, MEASURES, NVMF_TESTS, RSS_IDLE_ASSOCIATIONS, RSS_LOAD,
-                            round_groups)
+from bench import fio, refloop, startup
+from bench.measures import (FIO_JOBS, MEASURES, NVMF_TESTS, RSS_IDLE_ASSOCIATIONS,
+                            RSS_IDLE_TCP, RSS_LOAD, round_groups)
 from bench.servers import Servers, rss_mib
 
 SUBNQN = "nqn.2014-08.org.example:bench"
@@ -95,30 +98,51 @@ class Suite:
         return {"value": peak, "samples": len(samples), "vmhwm_mib": hwm, "after_mib": after,
                 "load": f"fio {' '.join(RSS_LOAD.args())} for {seconds:g} s"}
 
-    def _nvmfd_idle_rss(self, servers: Servers) -> dict:
+    def _nvmfd_idle_rss(self, servers: Servers) -> tuple[dict, dict]:
+        """RSS with RSS_IDLE_ASSOCIATIONS idle associations, then with RSS_IDLE_TCP
+        idle TCP connections more."""
         from bench.nvmfd_client import NvmfdClient
 
         proc, port = servers.nvmfd("nvmfd-idle", SUBNQN, IDLE_NS_SIZE)
         before = rss_mib(proc.pid)
-        clients = []
+        clients, socks = [], []
         try:
             for _ in range(RSS_IDLE_ASSOCIATIONS):
                 clients.append(NvmfdClient(port, SUBNQN))
             time.sleep(0.5)
             value = rss_mib(proc.pid)
+            fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            want = RSS_IDLE_TCP + 256
+            if soft < want and (hard == resource.RLIM_INFINITY or hard >= want):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            for _ in range(RSS_IDLE_TCP):
+                socks.append(socket.create_connection(("127.0.0.1", port)))
+            deadline = time.monotonic() + 5
+            while len(os.listdir(f"/proc/{proc.pid}/fd")) < fds + RSS_IDLE_TCP \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            held = len(os.listdir(f"/proc/{proc.pid}/fd")) - fds
+            tcp_value = rss_mib(proc.pid)
         finally:
+            for s in socks:
+                s.close()
             for c in clients:
                 try:
                     c.close()
                 except Exception:
                     pass
-        return {"value": value, "before_mib": before, "associations": RSS_IDLE_ASSOCIATIONS,
-                "namespace": f"mem:{IDLE_NS_SIZE}"}
+        return ({"value": value, "before_mib": before, "associations": RSS_IDLE_ASSOCIATIONS,
+                 "namespace": f"mem:{IDLE_NS_SIZE}"},
+                {"value": tcp_value, "before_mib": value, "connections": RSS_IDLE_TCP,
+                 "held": held})
 
     # -- the whole run --
     def run(self) -> dict:
         from bench.nvmfd_client import NvmfdClient
 
+        log("bench: command start-up")  # first, before the servers load the machine
+        self.extra.update(startup.measure(self.rounds, 2 if self.quick else 5))
         servers = Servers()
         self.client = None
         t0 = time.monotonic()
@@ -139,7 +163,8 @@ class Suite:
             self._rounds()
             log("bench: RSS measures")
             self.extra["rss:session"] = self._session_rss(servers)
-            self.extra["rss:nvmfd_idle"] = self._nvmfd_idle_rss(servers)
+            self.extra["rss:nvmfd_idle"], self.extra["rss:nvmfd_idle_tcp"] = \
+                self._nvmfd_idle_rss(servers)
         finally:
             try:
                 if self.client is not None:
@@ -152,7 +177,7 @@ class Suite:
 
     def results(self) -> dict:
         measures = {}
-        for m in MEASURES:
+        for m in MEASURES + startup.MEASURES:
             if m.den is None:
                 x = self.extra[m.num]
                 values = [x["value"]]

@@ -6,7 +6,8 @@ the format ``nvmetcli saveconfig`` writes for the Linux kernel target
 (``/etc/nvmet/config.json``), so a configuration written for nvmet can be
 served unchanged:
 
-    {"hosts": [{"nqn": ...}],
+    {"hosts": [{"nqn": ..., "dhchap_key": "DHHC-1:..", "dhchap_ctrl_key": "DHHC-1:..",
+                "dhchap_hash": "hmac(sha256)", "dhchap_dhgroup": "ffdhe2048"}],
      "ports": [{"portid": 1, "addr": {"trtype": "tcp", "adrfam": "ipv4",
                 "traddr": "0.0.0.0", "trsvcid": "4420", "treq": "not specified"},
                 "param": {...}, "subsystems": [nqn, ...], "ana_groups": [...],
@@ -24,8 +25,13 @@ either way on load; :func:`dump_nvmetcli` writes nvmetcli's types.
 Kernel defaults are kept where they matter: a subsystem without
 ``allow_any_host`` admits only its ``allowed_hosts``; a namespace without
 ``enable`` is disabled.  What nvmfd cannot honour is refused, not silently
-weakened: a host with a DH-HMAC-CHAP key (we have no in-band
-authentication) or a port with a transport other than TCP.
+weakened: a port with a transport other than TCP.
+
+A host entry may carry DH-HMAC-CHAP settings under the names of the kernel's
+configfs host attributes (``dhchap_key``, ``dhchap_ctrl_key``,
+``dhchap_hash``, ``dhchap_dhgroup``), flat or in a ``"dhchap"`` group
+without the prefix as nvmetcli groups attributes; such a host must
+authenticate every queue (NVMe Base 2.1, 8.3.4).
 
 Device paths may also be ``mem:SIZE`` (or FreeBSD's ``ramdisk:SIZE``) for a
 RAM namespace, an nvmfd extension.
@@ -41,6 +47,8 @@ from typing import Any
 
 from nvmecontrol.errors import UsageError
 from nvmecontrol.nqn import DISCOVERY_NQN, nqn_problem
+from nvmecontrol.wire.auth_crypto import DHGROUP_NAMES, HASH_NAMES, DhchapKey, DhGroup, HashId
+from nvmecontrol.wire.dhchap_key import BadSecret, parse_secret
 
 # Namespace IDs a subsystem may use: 1..MAX_NSID.  The kernel target's
 # default (NVMET_MAX_NAMESPACES) and what one Identify Active Namespace list
@@ -138,10 +146,43 @@ class PortConfig:
 
 
 @dataclass(slots=True)
+class HostAuthConfig:
+    """A host's DH-HMAC-CHAP settings, the keys in DHHC-1 text as configfs takes them."""
+
+    dhchap_key: str
+    dhchap_ctrl_key: str | None = None
+    dhchap_hash: str = HASH_NAMES[HashId.SHA256]  # nvmet's default
+    dhchap_dhgroup: str = DHGROUP_NAMES[DhGroup.NULL]
+
+    @property
+    def host_key(self) -> DhchapKey:
+        return parse_secret(self.dhchap_key)
+
+    @property
+    def ctrl_key(self) -> DhchapKey | None:
+        return parse_secret(self.dhchap_ctrl_key) if self.dhchap_ctrl_key else None
+
+    @property
+    def hash_id(self) -> int:
+        return _BY_NAME_HASH[self.dhchap_hash]
+
+    @property
+    def dhgroup(self) -> int:
+        return _BY_NAME_GROUP[self.dhchap_dhgroup]
+
+
+_BY_NAME_HASH = {name: h for h, name in HASH_NAMES.items()}
+_BY_NAME_GROUP = {name: g for g, name in DHGROUP_NAMES.items()}
+_DHCHAP_ATTRS = ("key", "ctrl_key", "hash", "dhgroup")
+
+
+@dataclass(slots=True)
 class TargetConfig:
     hosts: list[str] = field(default_factory=list)
     ports: list[PortConfig] = field(default_factory=list)
     subsystems: list[SubsystemConfig] = field(default_factory=list)
+    # Hosts that must authenticate, by NQN.
+    host_auth: dict[str, HostAuthConfig] = field(default_factory=dict)
 
     def subsystem(self, nqn: str) -> SubsystemConfig | None:
         for s in self.subsystems:
@@ -345,6 +386,49 @@ def _load_port(p: dict, index: int, subsystems: set[str]) -> PortConfig:
     return cfg
 
 
+def _load_host_auth(h: dict, where: str) -> HostAuthConfig | None:
+    """The DH-HMAC-CHAP settings of a host entry, checked now rather than at Connect."""
+    group = _obj(h.get("dhchap", {}), f"{where} dhchap")
+    values = {}
+    for attr in _DHCHAP_ATTRS:
+        value = h.get(f"dhchap_{attr}", group.get(attr))
+        if value not in (None, ""):
+            values[attr] = str(value)
+    if not values:
+        return None
+    if "key" not in values:
+        raise UsageError(f"{where}: DH-HMAC-CHAP settings without dhchap_key")
+    for attr in ("key", "ctrl_key"):
+        if attr in values:
+            try:
+                parse_secret(values[attr])
+            except BadSecret as e:
+                raise UsageError(f"{where}: dhchap_{attr}: {e}") from None
+    auth = HostAuthConfig(values["key"], values.get("ctrl_key"))
+    if "hash" in values:
+        if values["hash"] not in _BY_NAME_HASH:
+            raise UsageError(f"{where}: dhchap_hash {values['hash']!r} is not one of "
+                             f"{', '.join(_BY_NAME_HASH)}")
+        auth.dhchap_hash = values["hash"]
+    if "dhgroup" in values:
+        if values["dhgroup"] not in _BY_NAME_GROUP:
+            raise UsageError(f"{where}: dhchap_dhgroup {values['dhgroup']!r} is not one of "
+                             f"{', '.join(_BY_NAME_GROUP)}")
+        auth.dhchap_dhgroup = values["dhgroup"]
+    return auth
+
+
+def _dump_host(cfg: "TargetConfig", nqn: str) -> dict:
+    entry = {"nqn": nqn}
+    auth = cfg.host_auth.get(nqn)
+    if auth is not None:
+        entry.update(dhchap_key=auth.dhchap_key, dhchap_hash=auth.dhchap_hash,
+                     dhchap_dhgroup=auth.dhchap_dhgroup)
+        if auth.dhchap_ctrl_key:
+            entry["dhchap_ctrl_key"] = auth.dhchap_ctrl_key
+    return entry
+
+
 def load_nvmetcli(data: dict) -> TargetConfig:
     """A :class:`TargetConfig` from nvmetcli's saved-config structure."""
     data = _obj(data, "configuration")
@@ -355,9 +439,9 @@ def load_nvmetcli(data: dict) -> TargetConfig:
             raise UsageError(f"host {i}: 'nqn' is missing")
         nqn = str(h["nqn"])
         check_hostnqn(nqn, f"host {i}")
-        if any(h.get(k) for k in ("dhchap_key", "dhchap_ctrl_key")):
-            raise UsageError(f'host "{nqn}" has a DH-HMAC-CHAP key; nvmfd does not implement '
-                             "in-band authentication and will not serve it unauthenticated")
+        auth = _load_host_auth(h, f'host "{nqn}"')
+        if auth is not None:
+            cfg.host_auth[nqn] = auth
         cfg.hosts.append(nqn)
     known = set(cfg.hosts)
     for i, s in enumerate(_list(data.get("subsystems"), "subsystems")):
@@ -435,4 +519,5 @@ def dump_nvmetcli(cfg: TargetConfig) -> dict:
             } for r in p.referrals],
             "subsystems": list(p.subsystems),
         })
-    return {"hosts": [{"nqn": h} for h in cfg.hosts], "ports": ports, "subsystems": subsystems}
+    return {"hosts": [_dump_host(cfg, h) for h in cfg.hosts], "ports": ports,
+            "subsystems": subsystems}

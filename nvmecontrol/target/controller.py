@@ -24,11 +24,19 @@ what hosts are tested against:
   queue of the association restarts the KATO timer, a Keep Alive command
   included.  The server's housekeeping thread ends an association whose
   timer ran out: all its queues are closed.
+* DH-HMAC-CHAP (``auth.py``): a host whose configuration holds a key gets
+  AUTHREQ.ATR in each Connect response and must authenticate every queue
+  before using it (Authentication Required otherwise, Fabrics commands
+  excepted on the admin queue).
 * Asynchronous events: up to AERL+1 requests are held; a namespace added
   or removed completes one with Notice / Namespace Attribute Changed (log
   04h), a discovery log change one with Notice / Discovery Log Page Change
   (log 70h).  Each kind is then masked until its log page is read without
   RAE, as the spec and nvmet do.
+* Reservations (``reservations.py``): ONCS bit 5 and RESCAP advertised; each
+  controller keeps its host's reservation notifications for log page 80h
+  (one entry per read, I/O Command Specific AEN "Reservation Log Page
+  Available"), filtered by feature 82h; feature 83h says no persistence.
 """
 
 from __future__ import annotations
@@ -43,12 +51,15 @@ from nvmecontrol import __version__
 from nvmecontrol.errors import NvmeControlError
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.target import constants as K
+from nvmecontrol.target.auth import AUTH_REQUIRED, AuthCommandError, IoAuthGate, QueueAuth
 from nvmecontrol.target.config import MAX_NSID
 from nvmecontrol.target.discovery import build_discovery_log
+from nvmecontrol.target.reservations import ReservationLog
 from nvmecontrol.wire import admin as A
 from nvmecontrol.wire import fabrics as F
 from nvmecontrol.wire import identify as I
 from nvmecontrol.wire import logpages as L
+from nvmecontrol.wire import reservations as RW
 from nvmecontrol.wire.capsule import (SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK, SQE,
                                       decode_sqe)
 from nvmecontrol.wire.nvm import NvmOpc
@@ -76,9 +87,16 @@ _CONNECT_DATA = struct.Struct("<16sH238x256s256s")
 # Event kinds (masks) and the AER DW0 for each.
 EVENT_NS = "ns"
 EVENT_DISC = "disc"
+EVENT_RESV = "resv"
 _AEN_NS_DW0 = A.aer_dw0(A.AsyncEvent(A.AER_TYPE_NOTICE, A.AER_NOTICE_NS_ATTR_CHANGED,
                                      L.LogPage.CHANGED_NS))
 AER_NOTICE_DISC_CHANGED = 0xF0
+# Asynchronous event type I/O Command Specific Status, information Reservation Log
+# Page Available (NVMe Base 2.0, Asynchronous Event Request).
+AER_TYPE_IO_CMD_SPECIFIC = 0x6
+AER_INFO_RESV_LOG_AVAILABLE = 0x00
+_AEN_RESV_DW0 = A.aer_dw0(A.AsyncEvent(AER_TYPE_IO_CMD_SPECIFIC, AER_INFO_RESV_LOG_AVAILABLE,
+                                       RW.LOG_RESERVATION_NOTIFICATION))
 _AEN_DISC_DW0 = A.aer_dw0(A.AsyncEvent(A.AER_TYPE_NOTICE, AER_NOTICE_DISC_CHANGED,
                                        L.LogPage.DISCOVERY))
 # OAES / Async Event Configuration bits.
@@ -92,6 +110,9 @@ CMIC = I.CMIC_MULTI_PORT | I.CMIC_MULTI_CTRL | I.CMIC_ANA
 CTRATT = I.CTRATT_HOSTID_128 | I.CTRATT_TBKAS
 ONCS_DSM = 1 << 2
 ONCS_WRITE_ZEROES = 1 << 3
+ONCS_RESERVATIONS = RW.ONCS_RESERVATIONS
+# Every reservation type, IEKEY as since NVMe 1.3; no persistence (PTPL 0).
+RESCAP = RW.RESCAP_ALL_TYPES | RW.RESCAP_IEKEY_1_3
 VWC_PRESENT_FLUSH_ALL = 0x07  # present, Flush with NSID FFFFFFFFh supported
 SGLS = 0x1 | I.SGLS_TRANSPORT  # SGLs without alignment, offset in data block
 FRMW = 0x03  # slot 1 read-only, one slot
@@ -177,6 +198,12 @@ class Controller:
         self.created = time.time()
         self.lock = threading.Lock()
         self.opcodes = _DISC_ADMIN if self.discovery else _IO_ADMIN
+        # DH-HMAC-CHAP: the host's settings when it must authenticate, and the
+        # admin queue's transaction state.
+        self.auth_cfg = None
+        self.admin_auth = None
+        # Reservation notifications for this controller (log page 80h, feature 82h).
+        self.resv_log = ReservationLog()
 
     # -- bookkeeping --
     @property
@@ -206,8 +233,10 @@ class Controller:
             check_flags(sqe)
             opc = sqe.opc
             if opc == F.OPC_FABRICS:
-                self._fabrics(conn, sqe)
+                self._fabrics(conn, sqe, ev.data)
                 return
+            if self.admin_auth is not None and not self.admin_auth.authenticated:
+                raise Fail(AUTH_REQUIRED, "the admin queue is not authenticated yet")
             if not self.ready:
                 raise Fail(K.CMD_SEQ_ERROR, "controller not enabled (CC.EN=1, CSTS.RDY=1 first)")
             # self.opcodes is what this controller kind accepts; _ADMIN_HANDLERS
@@ -240,10 +269,18 @@ class Controller:
     def _admin_abort(self, conn, sqe: SQE) -> None:
         conn.respond(sqe.cid, 0, 1)  # DW0 bit 0: command not aborted
 
-    # -- Fabrics commands after Connect: Property Get/Set --
-    def _fabrics(self, conn, sqe: SQE) -> None:
+    # -- Fabrics commands after Connect: Property Get/Set, Authentication --
+    def _fabrics(self, conn, sqe: SQE, data=None) -> None:
         fctype = F.fctype_of(sqe)
-        if fctype == F.FCType.PROPERTY_GET:
+        if fctype in (F.FCType.AUTH_SEND, F.FCType.AUTH_RECEIVE):
+            if self.admin_auth is None:
+                raise Fail(K.INVALID_OPCODE, "authentication is not configured for host "
+                           f'"{self.hostnqn}"', PEL_NSID)
+            try:
+                self.admin_auth.command(conn, sqe, data)
+            except AuthCommandError as e:
+                raise Fail(e.status, e.why, e.pel) from None
+        elif fctype == F.FCType.PROPERTY_GET:
             value = self._property_get(sqe)
             conn.respond(sqe.cid, 0, value & 0xFFFFFFFF, value >> 32)
         elif fctype == F.FCType.PROPERTY_SET:
@@ -396,7 +433,8 @@ class Controller:
             cntrltype=I.CNTRLTYPE_IO, acl=K.ACL, aerl=K.AERL, frmw=FRMW, lpa=LPA_IO,
             elpe=K.ELPE, kas=K.KAS, anatt=K.ANATT, anacap=ANACAP, anagrpmax=K.ANAGRPMAX,
             nanagrpid=K.ANAGRPMAX, sqes=0x66, cqes=0x44, maxcmd=K.MQES + 1, nn=MAX_NSID,
-            oncs=ONCS_DSM | ONCS_WRITE_ZEROES, vwc=VWC_PRESENT_FLUSH_ALL, sgls=SGLS,
+            oncs=ONCS_DSM | ONCS_WRITE_ZEROES | ONCS_RESERVATIONS, vwc=VWC_PRESENT_FLUSH_ALL,
+            sgls=SGLS,
             mnan=MAX_NSID, subnqn=sub.nqn, ioccsz=K.IOCCSZ, iorcsz=K.IORCSZ, icdoff=0, fcatt=0,
             msdbd=1, ofcs=0)
         return I.encode_identify_controller(c)
@@ -431,6 +469,13 @@ class Controller:
                 self.masked.discard(EVENT_NS)
             elif g.lid == L.LogPage.DISCOVERY:
                 self.masked.discard(EVENT_DISC)
+        if g.lid == RW.LOG_RESERVATION_NOTIFICATION:
+            # Each read takes the entry it returned (Reservation Notification log page).
+            waiting = self.resv_log.consume()
+            if not g.rae:
+                self.masked.discard(EVENT_RESV)
+                if waiting:  # we run under the admin lock: queue, the batch sends it
+                    self._queue_event(EVENT_RESV)
 
     def _log_error(self, g) -> bytes:
         with self.lock:
@@ -469,6 +514,9 @@ class Controller:
         # pieces), so the page is as long as its largest possible form.
         return page.ljust(L.ana_log_size(K.ANAGRPMAX, MAX_NSID), b"\0")
 
+    def _log_reservation(self, g) -> bytes:
+        return self.resv_log.peek()
+
     def _log_discovery(self, g) -> bytes:
         server = self.server
         with server.lock:
@@ -505,6 +553,18 @@ class Controller:
         if fid == A.Feature.VOLATILE_WRITE_CACHE:
             self.wce = bool(v & 1)
             return 0
+        if fid == RW.FEATURE_RESV_NOTIFICATION_MASK:
+            if v & ~RW.MASK_ALL:
+                raise Fail(K.INVALID_FIELD, f"reservation notification mask {v:#x}", PEL_CDW11)
+            self.resv_log.set_mask(None if sqe.nsid == I.NSID_BROADCAST
+                                   else self._reservation_nsid(sqe), v & RW.MASK_ALL)
+            return 0
+        if fid == RW.FEATURE_RESV_PERSISTENCE:
+            self._reservation_nsid(sqe)
+            if v & RW.PTPL:
+                raise Fail(K.INVALID_FIELD, "reservations do not persist through power loss",
+                           PEL_CDW11)
+            return 0
         raise Fail(K.INVALID_FIELD, f"feature {fid:#04x} not supported", PEL_CDW10)
 
     def _get_features(self, conn, sqe: SQE) -> None:
@@ -524,6 +584,17 @@ class Controller:
             check_data_in(sqe, 16)
             conn.send_read(sqe.cid, bytes(self.hostid))
             return
+        if fid in (RW.FEATURE_RESV_NOTIFICATION_MASK, RW.FEATURE_RESV_PERSISTENCE) \
+                and not self.discovery:
+            nsid = self._reservation_nsid(sqe)
+            if sel == 3:  # namespace specific; only the mask is changeable
+                changeable_bit = 0x4 if fid == RW.FEATURE_RESV_NOTIFICATION_MASK else 0
+                conn.respond(sqe.cid, 0, 0x2 | changeable_bit)
+            elif fid == RW.FEATURE_RESV_PERSISTENCE or sel == 1:
+                conn.respond(sqe.cid, 0, 0)
+            else:
+                conn.respond(sqe.cid, 0, self.resv_log.mask(nsid))
+            return
         if fid not in changeable:
             raise Fail(K.INVALID_FIELD, f"feature {fid:#04x} not supported", PEL_CDW10)
         if sel == 3:  # supported capabilities: changeable, not saveable, not per namespace
@@ -542,11 +613,25 @@ class Controller:
             value = 1 if default else int(self.wce)
         conn.respond(sqe.cid, 0, value)
 
+    def _reservation_nsid(self, sqe: SQE) -> int:
+        """The active namespace a reservation feature names (they are per namespace)."""
+        if sqe.nsid not in self.sub.namespaces:
+            raise Fail(K.INVALID_NS, f"no active namespace {sqe.nsid:#x}", PEL_NSID)
+        return sqe.nsid
+
     # -- asynchronous events --
     def _deliver_events(self) -> None:
         """Complete held AERs with queued events (caller holds the admin lock)."""
         while self.aers and self.events:
             self.admin.respond(self.aers.pop(0), 0, self.events.pop(0))
+
+    def _queue_event(self, kind: str) -> None:
+        """Queue an event and mask its kind (caller holds the admin lock)."""
+        if kind in self.masked:
+            return
+        self.masked.add(kind)
+        self.events.append(_AEN_DW0[kind])
+        self._deliver_events()
 
     def post_event(self, kind: str) -> None:
         """Raise an asynchronous event from another thread (ns change, discovery change)."""
@@ -554,17 +639,21 @@ class Controller:
             return
         if kind == EVENT_DISC and not self.aec & AEC_DISC_CHANGE:
             return
+        # Reservation notices have no AEC bit: the mask feature filters them.
         conn = self.admin
         with conn.lock:
             if conn.closing or kind in self.masked:
                 return
-            self.masked.add(kind)
-            self.events.append(_AEN_NS_DW0 if kind == EVENT_NS else _AEN_DISC_DW0)
-            self._deliver_events()
+            self._queue_event(kind)
             try:
                 conn.flush()
             except (OSError, NvmeControlError):  # the driver's ConnectionLost/PeerTimeout
                 conn.abort()
+
+    def reservation_notice(self, nsid: int, kind: int) -> None:
+        """A reservation notification for this controller's host (any thread)."""
+        if self.resv_log.add(nsid, kind):
+            self.post_event(EVENT_RESV)
 
     def namespace_changed(self, nsid: int) -> None:
         with self.lock:
@@ -579,6 +668,8 @@ class Controller:
         """End the association (keep-alive expiry, administrative request)."""
         self.admin.abort()
 
+
+_AEN_DW0 = {EVENT_NS: _AEN_NS_DW0, EVENT_DISC: _AEN_DISC_DW0, EVENT_RESV: _AEN_RESV_DW0}
 
 # Admin opcode -> handler(controller, connection, sqe).
 _ADMIN_HANDLERS = {
@@ -604,7 +695,8 @@ def _data_units(nbytes: int) -> int:
 def identify_namespace(ns) -> bytes:
     return I.encode_identify_namespace(I.IdentifyNamespace(
         nsze=ns.nblocks, ncap=ns.nblocks, nuse=ns.nblocks, nlbaf=0, flbas=0,
-        dlfeat=0x09, nmic=1, anagrpid=ns.anagrpid, nsattr=1 if ns.read_only else 0,
+        rescap=RESCAP, dlfeat=0x09, nmic=1, anagrpid=ns.anagrpid,
+        nsattr=1 if ns.read_only else 0,
         nvmcap=ns.size_bytes, nguid=ns.nguid, eui64=ns.eui64,
         lbaf=[I.LbaFormat(0, ns.shift, 0)]))
 
@@ -612,7 +704,7 @@ def identify_namespace(ns) -> bytes:
 def identify_independent_namespace(ns) -> bytes:
     """CNS 08h (NVMe 2.0, figure 319): NSFEAT, NMIC, RESCAP, FPI, ANAGRPID, NSATTR, ..., NSTAT."""
     buf = bytearray(I.IDENTIFY_DATA_SIZE)
-    struct.pack_into("<BBBBIB", buf, 0, 0, 1, 0, 0, ns.anagrpid, 1 if ns.read_only else 0)
+    struct.pack_into("<BBBBIB", buf, 0, 0, 1, RESCAP, 0, ns.anagrpid, 1 if ns.read_only else 0)
     buf[14] = 1  # NSTAT: namespace ready
     return bytes(buf)
 
@@ -625,6 +717,8 @@ def _effects_log() -> bytes:
     iocs[NvmOpc.READ] = iocs[NvmOpc.FLUSH] = L.CE_CSUPP
     iocs[NvmOpc.WRITE] = iocs[NvmOpc.WRITE_ZEROES] = L.CE_CSUPP | L.CE_LBCC
     iocs[NvmOpc.DATASET_MANAGEMENT] = L.CE_CSUPP | L.CE_LBCC
+    for opc in RW.ResvOpc:
+        iocs[opc] = L.CE_CSUPP
     return L.encode_cmd_effects_log(L.CommandEffectsLog(tuple(acs), tuple(iocs)))
 
 
@@ -637,6 +731,7 @@ _LOG_PAGES = {
     L.LogPage.CHANGED_NS: Controller._log_changed_ns,
     L.LogPage.CMD_EFFECTS: Controller._log_effects,
     L.LogPage.ANA: Controller._log_ana,
+    RW.LOG_RESERVATION_NOTIFICATION: Controller._log_reservation,
     L.LogPage.DISCOVERY: Controller._log_discovery,
 }
 _LOG_PAGES_DISC = {
@@ -740,8 +835,15 @@ def _connect_admin(server, conn, sqe, c, sub, hostid, cntlid, hostnqn) -> None:
     if ctrl is None:
         raise Fail(K.CONNECT_CTRL_BUSY, "no free controller ID")
     _apply_queue_params(conn, c)
+    authreq = 0
+    auth_cfg = server.config.host_auth.get(hostnqn) if sub is not None else None
+    if auth_cfg is not None:
+        ctrl.auth_cfg = auth_cfg
+        ctrl.admin_auth = QueueAuth(auth_cfg, qid=0, hostnqn=hostnqn, subnqn=sub.nqn,
+                                    clock=server.clock, assoc_id=ctrl.id)
+        authreq = F.AUTHREQ_ATR
     conn.connected(ctrl, 0, ctrl.admin_command)
-    conn.respond(sqe.cid, 0, F.connect_success_dw0(ctrl.cntlid))
+    conn.respond(sqe.cid, 0, F.connect_success_dw0(ctrl.cntlid, authreq))
     server.log_association(ctrl, conn)
 
 
@@ -768,7 +870,17 @@ def _connect_io(server, conn, sqe, c, sub, cntlid, hostnqn, subnqn) -> None:
         ctrl.max_queues = max(ctrl.max_queues, ctrl.queue_count())
     _apply_queue_params(conn, c)
     io = IoQueue(conn, ctrl, c.qid)
-    conn.io = io
-    conn.connected(ctrl, c.qid, io.command)
-    conn.respond(sqe.cid, 0, F.connect_success_dw0(ctrl.cntlid))
+    if ctrl.auth_cfg is None:
+        conn.io = io
+        conn.connected(ctrl, c.qid, io.command)
+        conn.respond(sqe.cid, 0, F.connect_success_dw0(ctrl.cntlid))
+    else:
+        def authenticated():
+            # From the next batch on, the queue's commands take the I/O hot path.
+            conn.io = io
+            conn.on_command = io.command
+        auth = QueueAuth(ctrl.auth_cfg, qid=c.qid, hostnqn=hostnqn, subnqn=subnqn,
+                         clock=server.clock, assoc_id=ctrl.id)
+        conn.connected(ctrl, c.qid, IoAuthGate(conn, auth, authenticated).command)
+        conn.respond(sqe.cid, 0, F.connect_success_dw0(ctrl.cntlid, F.AUTHREQ_ATR))
     log.debug("association %d: I/O queue %d connected from %s", ctrl.id, c.qid, conn.peer)

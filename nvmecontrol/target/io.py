@@ -1,11 +1,12 @@
 """I/O queues: the NVM command set commands (NVM Command Set 1.0, 3).
 
 Read, Write, Flush, Write Zeroes and Dataset Management on the namespaces
-of the controller's subsystem.  This is the hot path: the SQE is unpacked
-with one precompiled struct (no SQE record per command), read data goes
-into the connection's read arena and leaves as a memoryview in the
-batch's ``sendmsg``, in-capsule write data and H2CData are written to the
-backing store straight from the receive buffer.
+of the controller's subsystem.  This is the hot path: ``IoQueue.batch``
+takes a whole receive, the SQE is unpacked with one precompiled struct (no
+record per command), reads and in-capsule writes that pass every check are
+answered inline with their PDUs packed into the connection's send arena
+(one buffer per batch for ``sendmsg``), in-capsule write data and H2CData
+are written to the backing store straight from the receive buffer.
 
 Checks, in the Linux target's order: controller ready (Command Sequence
 Error), data digest (Transient Transport Error, retryable), namespace
@@ -17,6 +18,12 @@ A write completes after ``pwrite`` returned for its whole range (plus
 ``fdatasync`` for FUA or with the volatile write cache disabled); an
 H2CData PDU whose data digest failed is not written and the command
 completes with Transient Transport Error once all its data arrived.
+
+Reservations (``reservations.py``): the four reservation commands go to the
+namespace's shared state; on a namespace with a reservation every command
+takes the checked path, where reads and writes the reservation forbids to
+this host complete with Reservation Conflict.  A Flush of all namespaces
+(NSID FFFFFFFFh) is not checked: it changes no data.
 """
 
 from __future__ import annotations
@@ -24,8 +31,12 @@ from __future__ import annotations
 import struct
 
 from nvmecontrol.target import constants as K
+from nvmecontrol.target import reservations as _resv
+from nvmecontrol.wire import pdu as P
+from nvmecontrol.wire.crc import crc32c as _crc32c
 from nvmecontrol.wire.capsule import SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK
 from nvmecontrol.wire.nvm import DSM_DEALLOCATE, FUA, WZ_DEAC, NvmOpc
+from nvmecontrol.wire.qpair import Command, WriteData
 
 # opc, flags, cid, nsid, (cdw2, cdw3, mptr), sgl addr, sgl length, (rsvd), sgl type,
 # cdw10, cdw11, cdw12, (cdw13-15)
@@ -42,8 +53,27 @@ _MAX_TRANSFER = K.MAX_TRANSFER
 _unpack_sqe = _IO_SQE.unpack
 _NSID_ALL = 0xFFFFFFFF
 _FABRICS = 0x7F
+_RESV_OPCODES = _resv.RESERVATION_OPCODES
 _SGL_ICD = SGL_DATA_BLOCK_OFFSET
 _SGL_TRANSPORT = SGL_TRANSPORT_DATA_BLOCK
+
+_tnew = tuple.__new__
+_pack_c2h = P.C2H_DATA_HEADER.pack_into
+_pack_resp = P.CAPSULE_RESP_PDU.pack_into
+_C2H, _RESP = P.RAW_C2H, P.RAW_RESP
+_DATA_HLEN, _RESP_HLEN = P.DATA_HLEN, P.RESP_HLEN
+_C2H_LAST, _C2H_SUCCESS = P.F_LAST_PDU, P.F_LAST_PDU | P.F_SUCCESS
+_F_HDGST, _F_DDGST, _DIGEST = P.F_HDGST, P.F_DDGST, P.DIGEST_SIZE
+_pack_u32 = struct.Struct("<I").pack_into  # a digest, little-endian
+# A copy whose destination lies a few bytes past its source modulo 4 KiB
+# runs at a sixth of its speed on x86 (4K aliasing: measured 1.7 against
+# 0.27 us for 4 KiB here).  Read data land right after their 24-byte
+# header, so a read into an empty arena would hit it every time: when the
+# destination is less than this past the source modulo 4 KiB, the fast path
+# leaves a gap (and starts a new region of the arena).
+_ALIAS_GAP = 64
+# SQE flags byte: FUSE (bits 1:0) and PSDT (bits 7:6) must say "not fused, SGL".
+_FLAGS_MASK, _FLAGS_SGL = 0xC3, 0x40
 
 # Parameter error locations (SQE byte offsets).
 PEL_FLAGS, PEL_NSID, PEL_SGL, PEL_SLBA, PEL_NLB = 1, 4, 24, 40, 48
@@ -76,6 +106,157 @@ class IoQueue:
         # [bytes read, bytes written, read commands, write commands]
         self.stats = self.sub.new_stats()
 
+    def batch(self, events: list) -> None:
+        """Handle one receive's events (``ControllerQueuePair.receive_raw``).
+
+        The fast path: a Read or an in-capsule Write that passes every check
+        of :meth:`command` is done here inline, its C2HData (SUCCESS, or
+        LAST_PDU and a CapsuleResp under SQ flow control) or CapsuleResp,
+        digests included, packed into the connection's arena behind the
+        previous one, so the whole batch leaves as one buffer.  Anything
+        else (another opcode, a check that fails, padding to add) goes
+        through :meth:`command`, which does the checks in their order and
+        answers the failure; the arena region filled so far is queued first.
+        """
+        conn = self.conn
+        qp = self.qp
+        if not self.ctrl.ready or qp.pda_tx:
+            for t in events:
+                self._event(t)
+            return
+        nss = self.sub.namespaces
+        arena = conn.arena
+        view = conn.arena_view
+        room = K.READ_ARENA_BYTES
+        used = start = conn.arena_used
+        flow = qp.sq_flow_control
+        # Digests (NVMe/TCP 3.6.1.2): after the header, HLEN + 4 = PDO; after the data.
+        hd = _DIGEST if qp.hdgst else 0
+        dd = _DIGEST if qp.ddgst else 0
+        c2h_flags = (_C2H_LAST if flow else _C2H_SUCCESS) | (_F_HDGST if hd else 0) \
+            | (_F_DDGST if dd else 0)
+        c2h_pdo = _DATA_HLEN + hd
+        resp_flags = _F_HDGST if hd else 0
+        resp_len = _RESP_HLEN + hd
+        # With SQ flow control every response reports the SQHD of this
+        # batch (receive advanced it); without, SQHD is 0xFFFF (reserved).
+        sqhd = qp.sqhd if flow else 0xFFFF
+        qid = self.qid
+        wce = self.ctrl.wce
+        # NSIDs with a reservation: their commands take the checked path.
+        held = self.sub.reservations.held
+        reads = read_bytes = writes = write_bytes = 0
+        for t in events:
+            if type(t) is tuple and not t[3]:  # a command whose data digest (if any) passed
+                sqe = t[1]
+                opc = sqe[0]
+                if opc == _READ and t[2] is None:
+                    _o, flags, cid, nsid, _sa, slen, stype, c10, c11, c12 = _unpack_sqe(sqe)
+                    ns = nss.get(nsid)
+                    if ns is not None and flags & _FLAGS_MASK == _FLAGS_SGL \
+                            and stype == _SGL_TRANSPORT and nsid not in held:
+                        slba = c10 | c11 << 32
+                        nlb = (c12 & 0xFFFF) + 1
+                        shift = ns.shift
+                        n = nlb << shift
+                        if slba + nlb <= ns.nblocks and n == slen and n <= _MAX_TRANSFER:
+                            if used + n + c2h_pdo + dd + resp_len + _ALIAS_GAP > room:
+                                if used > start:
+                                    qp.outgoing.append(view[start:used])
+                                conn.flush()
+                                used = start = 0
+                            a = used + c2h_pdo
+                            off = slba << shift
+                            if (a - off) & 4095 < _ALIAS_GAP:
+                                # Skip ahead (a new region): see _ALIAS_GAP.
+                                if used > start:
+                                    qp.outgoing.append(view[start:used])
+                                used = start = used + _ALIAS_GAP
+                                a = used + c2h_pdo
+                            ram = ns.backend.ram
+                            ok = True
+                            if ram is not None:
+                                view[a:a + n] = ram[off:off + n]
+                            else:
+                                try:
+                                    ns.backend.read_into(view[a:a + n], off)
+                                except OSError:
+                                    ok = False  # command() reads again and answers the error
+                            if ok:
+                                _pack_c2h(arena, used, _C2H, c2h_flags, _DATA_HLEN, c2h_pdo,
+                                          c2h_pdo + n + dd, cid, 0, 0, n)
+                                if hd:
+                                    _pack_u32(arena, used + _DATA_HLEN,
+                                              _crc32c(view[used:used + _DATA_HLEN]))
+                                used = a + n
+                                if dd:
+                                    _pack_u32(arena, used, _crc32c(view[a:used]))
+                                    used += dd
+                                if flow:
+                                    _pack_resp(arena, used, _RESP, resp_flags, _RESP_HLEN, 0,
+                                               resp_len, 0, 0, sqhd, qid, cid, 0)
+                                    if hd:
+                                        _pack_u32(arena, used + _RESP_HLEN,
+                                                  _crc32c(view[used:used + _RESP_HLEN]))
+                                    used += resp_len
+                                reads += 1
+                                read_bytes += n
+                                continue
+                elif opc == _WRITE and t[2] is not None:
+                    _o, flags, cid, nsid, saddr, slen, stype, c10, c11, c12 = _unpack_sqe(sqe)
+                    ns = nss.get(nsid)
+                    data = t[2]
+                    if ns is not None and flags & _FLAGS_MASK == _FLAGS_SGL \
+                            and stype == _SGL_ICD and not saddr and not ns.read_only \
+                            and wce and not c12 & FUA and nsid not in held:
+                        slba = c10 | c11 << 32
+                        nlb = (c12 & 0xFFFF) + 1
+                        n = nlb << ns.shift
+                        if slba + nlb <= ns.nblocks and n == slen == len(data) \
+                                and n <= _MAX_TRANSFER:
+                            ok = True
+                            try:
+                                ns.backend.write(data, slba << ns.shift)
+                            except OSError:
+                                ok = False  # command() writes again and answers the error
+                            if ok:
+                                if used + resp_len > room:
+                                    if used > start:
+                                        qp.outgoing.append(view[start:used])
+                                    conn.flush()
+                                    used = start = 0
+                                _pack_resp(arena, used, _RESP, resp_flags, _RESP_HLEN, 0,
+                                           resp_len, 0, 0, sqhd, qid, cid, 0)
+                                if hd:
+                                    _pack_u32(arena, used + _RESP_HLEN,
+                                              _crc32c(view[used:used + _RESP_HLEN]))
+                                used += resp_len
+                                writes += 1
+                                write_bytes += n
+                                continue
+            # The general path: queue what the arena holds so far first.
+            if used > start:
+                qp.outgoing.append(view[start:used])
+            conn.arena_used = used
+            self._event(t)
+            used = start = conn.arena_used
+        if used > start:
+            qp.outgoing.append(view[start:used])
+        conn.arena_used = used
+        if reads or writes:
+            stats = self.stats
+            stats[0] += read_bytes
+            stats[1] += write_bytes
+            stats[2] += reads
+            stats[3] += writes
+
+    def _event(self, t) -> None:
+        if type(t) is tuple:
+            sqe = t[1]
+            self.command(_tnew(Command, (sqe[2] | sqe[3] << 8, sqe, t[2], t[3])))
+        elif type(t) is WriteData:  # H2CData of a transfer we asked for
+            self.conn.write_data(t)
+
     def command(self, ev) -> None:
         # ev is a qpair.Command: (cid, sqe, data, digest_error).
         opc, flags, cid, nsid, saddr, slen, stype, c10, c11, c12 = _unpack_sqe(ev[1])
@@ -92,6 +273,16 @@ class IoQueue:
                 if opc == _FABRICS:  # byte 4 is FCTYPE, not an NSID
                     raise _Fail(K.INVALID_OPCODE, "Fabrics command on an I/O queue", 0)
                 raise _Fail(K.INVALID_NS, f"no active namespace {nsid:#x}", PEL_NSID)
+            if ns is not None:
+                resv = self.sub.reservations
+                if opc in _RESV_OPCODES:
+                    _resv.io_command(conn, self.ctrl, resv.state(ns), cid, opc, saddr, slen,
+                                     stype, c10, c11, ev[2])
+                    return
+                if nsid in resv.held:
+                    status = resv.state(ns).check_io(self.ctrl.hostid, opc)
+                    if status:
+                        raise _Fail(status, f"reservation conflict on namespace {nsid}", 0)
             if opc == _READ:
                 slba = c10 | c11 << 32
                 # = _checked_nlb, inlined on the hottest path

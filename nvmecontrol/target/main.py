@@ -40,6 +40,7 @@ from nvmecontrol.target.config import (BLOCK_SIZES, DEFAULT_BLOCK_SIZE, Namespac
                                        PortConfig, SubsystemConfig, TargetConfig, check_hostnqn,
                                        check_subnqn, load_nvmetcli_file, mem_size)
 from nvmecontrol.target.control import ControlClient, default_socket_path
+from nvmecontrol.target.lobby import raise_fd_limit
 from nvmecontrol.target.server import Server
 from nvmecontrol.transport.address import IO_PORT
 
@@ -262,6 +263,9 @@ def run_daemon(argv: list[str]) -> int:
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     _setup_logging(args)
+    # Every connection holds a descriptor, idle ones included (the lobby keeps
+    # a reserve for real hosts): use all the descriptors we are allowed.
+    raise_fd_limit()
     if args.hdr_digests or args.data_digests:
         allow_h, allow_d = args.hdr_digests, args.data_digests
     else:

@@ -85,6 +85,9 @@ class Backend(abc.ABC):
     size: int
     kind: str
     writable: bool = True
+    # The store's bytes when they are in our memory (RAM namespaces): the
+    # I/O fast path copies reads straight from it instead of calling read_into.
+    ram: memoryview | None = None
 
     @abc.abstractmethod
     def read_into(self, view: memoryview, offset: int) -> None:
@@ -121,7 +124,7 @@ class MemBackend(Backend):
     def __init__(self, size: int):
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
-        self._view = memoryview(self._map)
+        self._view = self.ram = memoryview(self._map)
 
     def read_into(self, view, offset):
         view[:] = self._view[offset:offset + len(view)]

@@ -1,10 +1,11 @@
 """The nvmfd server: listeners, the association registry, keep-alive, control.
 
 One listening socket per port (each serves the discovery controller and
-every I/O subsystem linked to it, as the Linux target does), one thread per
-accepted connection (``connection.py``), one housekeeping thread that ends
-associations whose keep-alive timer ran out, and the control socket
-(``control.py``).
+every I/O subsystem linked to it, as the Linux target does), one accept
+thread holding every connection until its ICReq arrived (``lobby.py``),
+then one thread per connection (``connection.py``), one housekeeping
+thread that ends associations whose keep-alive timer ran out, and the
+control socket (``control.py``).
 
 ``lock`` guards the registry (controllers, connections, subsystem
 namespaces, GENCTR).  It is never held while sending on a connection:
@@ -31,15 +32,16 @@ from nvmecontrol.target.connection import Connection
 from nvmecontrol.target.control import ControlServer
 from nvmecontrol.target.controller import EVENT_DISC, Controller
 from nvmecontrol.target.discovery import is_wildcard
+from nvmecontrol.target.lobby import Lobby
 from nvmecontrol.target.subsystem import Subsystem
 from nvmecontrol.transport.address import format_address
 
 log = logging.getLogger("nvmfd")
 
-LISTEN_BACKLOG = 128
-# Accept loops wake this often to notice a stop even where shutdown() on a
-# listening socket does not interrupt accept().
-ACCEPT_POLL_S = 1.0
+# Connections the kernel completes before we accept them: generous, so a
+# burst of connects (or a flood of idle ones, which the lobby sheds oldest
+# first) does not make real hosts' SYNs wait for a retransmission.
+LISTEN_BACKLOG = 1024
 
 
 class Port:
@@ -90,6 +92,7 @@ class Server:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.lobby: Lobby | None = None
         self.control: ControlServer | None = None
         self.running = False
 
@@ -120,8 +123,8 @@ class Server:
         self.running = True
         if self.control is not None:
             self.control.serve()
-        for port in self.ports:
-            self._spawn(self._accept_loop, f"nvmfd-accept{port.portid}", port)
+        self.lobby = Lobby(self, self.ports)
+        self.lobby.start()
         self._spawn(self._housekeeping, "nvmfd-keepalive")
 
     def _spawn(self, fn, name: str, *args) -> None:
@@ -148,7 +151,6 @@ class Server:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(sockaddr)
                 sock.listen(LISTEN_BACKLOG)
-                sock.settimeout(ACCEPT_POLL_S)
             except OSError as e:
                 sock.close()
                 raise OSError(e.errno, f"cannot listen on {port.address}: "
@@ -166,6 +168,8 @@ class Server:
             return
         self._stop.set()
         self._wake.set()
+        if self.lobby is not None:
+            self.lobby.stop()
         for port in self.ports:
             if port.sock is not None:
                 try:
@@ -197,56 +201,75 @@ class Server:
         return self._stop.wait(timeout)
 
     # -- accepting --
-    def _accept_loop(self, port: Port) -> None:
-        lsock = port.sock
-        while not self._stop.is_set():
+    def connection_count(self) -> int:
+        """Connections served (each holds a descriptor and a thread)."""
+        return len(self.connections)
+
+    def admit(self, sock: socket.socket, port: Port, first: bytes, deadline: float) -> bool:
+        """Serve a connection whose first PDU (``first``) arrived; False when refused.
+
+        Called by the lobby; ``deadline`` (monotonic) is when its handshake
+        must be over, counted from accept.
+        """
+        with self.lock:
+            if len(self.connections) >= K.MAX_CONNECTIONS or self._stop.is_set():
+                sock.close()
+                return False
             try:
-                sock, _addr = lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError as e:
-                if self._stop.is_set():
-                    return
-                log.warning("port %d: accept failed: %s", port.portid, e.strerror or e)
-                time.sleep(0.1)  # EMFILE and the like: do not spin
-                continue
-            sock.settimeout(None)
-            with self.lock:
-                if len(self.connections) >= K.MAX_CONNECTIONS:
-                    log.warning("port %d: %d connections already; refusing one more",
-                                port.portid, K.MAX_CONNECTIONS)
-                    sock.close()
-                    continue
-                conn = Connection(self, sock, port, self._next_conn)
-                self._next_conn += 1
-                self.connections.add(conn)
+                conn = Connection(self, sock, port, self._next_conn, first=first,
+                                  deadline=deadline)
+            except OSError as e:  # no memory for its buffers
+                log.warning("port %d: cannot serve a connection: %s", port.portid,
+                            e.strerror or e)
+                sock.close()
+                return False
+            self._next_conn += 1
+            self.connections.add(conn)
+        try:
             conn.start()
+        except RuntimeError as e:  # no thread left
+            log.warning("port %d: cannot serve a connection: %s", port.portid, e)
+            with self.lock:
+                self.connections.discard(conn)
+            conn.driver.close()
+            conn.release()
+            return False
+        return True
 
     # -- keep-alive --
     def _housekeeping(self) -> None:
         clock = self.clock
         while not self._stop.is_set():
-            now = clock()
-            next_check = now + 1.0
-            expired = []
-            with self.lock:
-                for ctrl in self.controllers.values():
-                    if ctrl.dead:
-                        continue
-                    if ctrl.kato.expired(now):
-                        ctrl.dead = True
-                        expired.append(ctrl)
-                        continue
-                    deadline = ctrl.kato.next_deadline()
-                    if deadline is not None:
-                        next_check = min(next_check, deadline)
-            for ctrl in expired:
-                log.warning("association %d (host %s, %s): keep-alive timeout (KATO %d ms) "
-                            "expired; closing its queues", ctrl.id, ctrl.hostnqn, ctrl.subnqn,
-                            ctrl.effective_kato_ms)
-                ctrl.abort()
+            next_check = self._reap(clock())
             self._wake.wait(max(0.005, next_check - clock()))
             self._wake.clear()
+
+    def _reap(self, now: float) -> float:
+        """End the associations whose keep-alive timer ran out; returns when to look again.
+
+        A function of its own so that no controller stays referenced from the
+        sleeping thread's locals (that would keep an ended association, its
+        admin connection and buffers alive until the next association).
+        """
+        next_check = now + 1.0
+        expired = []
+        with self.lock:
+            for ctrl in self.controllers.values():
+                if ctrl.dead:
+                    continue
+                if ctrl.kato.expired(now):
+                    ctrl.dead = True
+                    expired.append(ctrl)
+                    continue
+                deadline = ctrl.kato.next_deadline()
+                if deadline is not None:
+                    next_check = min(next_check, deadline)
+        for ctrl in expired:
+            log.warning("association %d (host %s, %s): keep-alive timeout (KATO %d ms) "
+                        "expired; closing its queues", ctrl.id, ctrl.hostnqn, ctrl.subnqn,
+                        ctrl.effective_kato_ms)
+            ctrl.abort()
+        return next_check
 
     def check_keep_alive(self) -> None:
         """Look at every Keep Alive Timer now (after the clock moved)."""

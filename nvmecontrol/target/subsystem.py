@@ -23,6 +23,7 @@ from nvmecontrol.target.config import (MAX_NSID, NVME_VERSIONS, NamespaceConfig,
                                        SubsystemConfig)
 from nvmecontrol.target.constants import MAX_IO_QUEUES
 from nvmecontrol.target.namespace import Namespace, open_namespace
+from nvmecontrol.target.reservations import SubsystemReservations
 from nvmecontrol.errors import NotFound, UsageError
 
 DEFAULT_MODEL = "nvmfd"
@@ -51,6 +52,8 @@ class Subsystem:
         self.retired = [0, 0, 0, 0]
         self.live_stats: dict[int, list[int]] = {}  # id(list) -> list
         self.lock = threading.Lock()
+        # Reservations per namespace, shared by all controllers (NVMe Base 2.0, 8.19).
+        self.reservations = SubsystemReservations(lambda: list(self.controllers.values()))
 
     # -- access --
     def host_allowed(self, hostnqn: str) -> bool:
@@ -96,6 +99,7 @@ class Subsystem:
         del new[nsid]
         self.namespaces = new
         self.cfg.namespaces = [n for n in self.cfg.namespaces if n.nsid != nsid]
+        self.reservations.forget(nsid)
         ns.backend.close()
         return ns
 

@@ -615,6 +615,10 @@ class PduDecoder(ReceiveBuffer):
 CAPSULE_CMD = struct.Struct("<BBBBIBBHIIIQQI3xB6I")
 # CH + CQE (the status field carries the phase bit in bit 0).
 _RESP_PDU = struct.Struct("<BBBBIIIHHHH")
+# The controller's data path packs these two straight into its send arena
+# (``pack_into``): type, flags, HLEN, PDO, PLEN, then the PDU's own fields.
+C2H_DATA_HEADER = _DATA_HDR
+CAPSULE_RESP_PDU = _RESP_PDU
 
 
 def cmd_framing(dlen: int, hdgst: bool, ddgst: bool, pda: int) -> tuple:

@@ -596,6 +596,18 @@ class ControllerQueuePair(_Base):
         self.commands_received = 0
 
     def receive(self) -> list:
+        """Every event of the PDUs received so far (Command, WriteData, Established)."""
+        return [_tnew(Command, (t[1][2] | t[1][3] << 8, t[1], t[2], t[3])) if type(t) is tuple
+                else t for t in self.receive_raw()]
+
+    def receive_raw(self) -> list:
+        """As :meth:`receive`, with each command left as the decoder's raw tuple.
+
+        A command is ``(RAW_CMD, sqe, data, digest_error)`` (a plain tuple:
+        the data path unpacks the SQE itself, so a Command record per command
+        would only be built to be taken apart); every other event is the same
+        record :meth:`receive` returns.  Every check is the same.
+        """
         events = []
         append = events.append
         max_icd = self.max_icd
@@ -613,8 +625,7 @@ class ControllerQueuePair(_Base):
                                 f"{len(data)} bytes of in-capsule data exceed {max_icd}",
                                 P.FES.DATA_LIMIT_EXCEEDED, 4)
                         commands += 1
-                        sqe = t[1]
-                        append(_tnew(Command, (sqe[2] | sqe[3] << 8, sqe, data, t[3])))
+                        append(t)
                     elif k == _H2C:
                         append(self._on_h2c(t[1], t[2], t[3], t[4], t[5], t[6]))
                     elif k == P.PduType.ICReq:

@@ -117,7 +117,8 @@ def test_round_trip(disk):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda c: c["hosts"][0].update(dhchap_key="DHHC-1:00:abc:"), "authentication"),
+    (lambda c: c["hosts"][0].update(dhchap_key="DHHC-1:00:abc:"), "dhchap_key"),
+    (lambda c: c["hosts"][0].update(dhchap_ctrl_key="DHHC-1:00:abc:"), "without dhchap_key"),
     (lambda c: c["ports"][0]["addr"].update(trtype="rdma"), "not supported"),
     (lambda c: c["ports"][0].update(subsystems=["nqn.2014-08.org.example:missing"]),
      "not defined"),

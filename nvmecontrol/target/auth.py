@@ -1,0 +1,168 @@
+"""DH-HMAC-CHAP on nvmfd's queues: Authentication Send/Receive and the gate before them.
+
+NVMe Base 2.1, 8.3.4 and 6.3/6.4.  A host whose configuration entry holds a
+``dhchap_key`` gets AUTHREQ.ATR in every Connect response and must run one
+transaction per queue (``wire/auth.ControllerAuth``) before the queue
+serves anything else.  As on Linux's nvmet: Fabrics commands (Property
+Get/Set, the authentication commands) pass on an unauthenticated admin
+queue, every other command fails with Authentication Required (SCT 1h,
+SC 91h, DNR); a failed transaction leaves the queue unauthenticated (the
+host ends the association, or the keep-alive timer does).
+
+The commands' fields are checked as nvmet checks them: SECP E9h, SPSP0 and
+SPSP1 01h, a non-zero length no larger than ``MAX_AUTH_TRANSFER`` that the
+SGL describes exactly (Invalid Field with the byte offset, DNR).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nvmecontrol.target import constants as K
+from nvmecontrol.target.config import HostAuthConfig
+from nvmecontrol.wire import auth as A
+from nvmecontrol.wire import fabrics as F
+from nvmecontrol.wire.capsule import SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK, decode_sqe
+from nvmecontrol.wire.status import SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED, make_status
+
+log = logging.getLogger("nvmfd")
+
+AUTH_REQUIRED = make_status(SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED, dnr=True)
+_PEL_SGL = 24
+# Authentication Send data arrive in the capsule or by R2T, collected into a
+# buffer: bounded by the largest message (a Reply with SHA-512 and
+# ffdhe8192 is 1168 bytes) and by what a connection collects at all.
+MAX_SEND_LEN = min(A.MAX_AUTH_TRANSFER, K.MAX_COLLECTED_DATA)
+
+
+class AuthCommandError(Exception):
+    """An Authentication Send/Receive refused with ``status`` (``pel``: the SQE byte)."""
+
+    def __init__(self, status: int, why: str, pel: int = K.PEL_NONE):
+        super().__init__(why)
+        self.status = status
+        self.why = why
+        self.pel = pel
+
+
+class QueueAuth:
+    """The DH-HMAC-CHAP state of one queue of an association that must authenticate."""
+
+    def __init__(self, cfg: HostAuthConfig, *, qid: int, hostnqn: str, subnqn: str, clock,
+                 assoc_id: int = 0):
+        self.machine = A.ControllerAuth(qid=qid, hostnqn=hostnqn, subnqn=subnqn,
+                                        host_key=cfg.host_key, ctrl_key=cfg.ctrl_key,
+                                        hash_id=cfg.hash_id, dhgroup=cfg.dhgroup)
+        self.clock = clock
+        self.qid = qid
+        self.assoc_id = assoc_id
+        self._reported = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self.machine.authenticated
+
+    def command(self, conn, sqe, data, on_done=None) -> None:
+        """Run an Authentication Send/Receive; ``data``: the in-capsule bytes, if any.
+
+        ``on_done()`` runs once the queue is authenticated.  Raises
+        ``AuthCommandError`` for a malformed command.
+        """
+        fctype = F.fctype_of(sqe)
+        cmd = F.parse_auth_command(sqe)
+        if cmd.secp != A.SECP_DHCHAP:
+            raise AuthCommandError(K.INVALID_FIELD, f"SECP {cmd.secp:#04x} (DH-HMAC-CHAP is E9h)",
+                                   F.AUTH_SECP_OFFSET)
+        if cmd.spsp0 != A.SPSP0_DHCHAP:
+            raise AuthCommandError(K.INVALID_FIELD, f"SPSP0 {cmd.spsp0:#04x}", F.AUTH_SPSP0_OFFSET)
+        if cmd.spsp1 != A.SPSP1_DHCHAP:
+            raise AuthCommandError(K.INVALID_FIELD, f"SPSP1 {cmd.spsp1:#04x}", F.AUTH_SPSP1_OFFSET)
+        limit = MAX_SEND_LEN if fctype == F.FCType.AUTH_SEND else A.MAX_AUTH_TRANSFER
+        if not 0 < cmd.length <= limit:
+            raise AuthCommandError(K.INVALID_FIELD, f"transfer length {cmd.length} not in "
+                                   f"1..{limit}", F.AUTH_LENGTH_OFFSET)
+        if sqe.sgl.length != cmd.length:
+            raise AuthCommandError(K.SGL_DATA_LENGTH_INVALID, f"SGL length {sqe.sgl.length}, "
+                                   f"the command transfers {cmd.length}", _PEL_SGL)
+        self.machine.on_timer(self.clock())
+        if fctype == F.FCType.AUTH_SEND:
+            self._send(conn, sqe, data, cmd.length, on_done)
+        else:
+            self._receive(conn, sqe, cmd.length, on_done)
+
+    def _send(self, conn, sqe, data, length: int, on_done) -> None:
+        t = sqe.sgl.type
+        if t == SGL_DATA_BLOCK_OFFSET:
+            if data is None or sqe.sgl.addr != 0 or len(data) != length:
+                raise AuthCommandError(K.SGL_OFFSET_INVALID,
+                                       "Authentication Send data not where its SGL says", _PEL_SGL)
+            self._sent(conn, sqe.cid, bytes(data), on_done)
+        elif t == SGL_TRANSPORT_DATA_BLOCK:
+            def got(cid, collected, bad):
+                if bad:
+                    conn.fail(cid, K.TRANSIENT_TRANSPORT, "data digest error in Authentication "
+                              "Send data", opc=sqe.opc)
+                else:
+                    self._sent(conn, cid, bytes(collected), on_done)
+            conn.collect(sqe.cid, length, got)
+        else:
+            raise AuthCommandError(K.SGL_TYPE_INVALID, f"SGL descriptor type {t:#04x}", _PEL_SGL)
+
+    def _sent(self, conn, cid: int, data: bytes, on_done) -> None:
+        self.machine.on_send(data, self.clock())
+        conn.respond(cid)
+        self._after(on_done)
+
+    def _receive(self, conn, sqe, al: int, on_done) -> None:
+        if sqe.sgl.type != SGL_TRANSPORT_DATA_BLOCK:
+            raise AuthCommandError(K.INVALID_FIELD, "Authentication Receive needs a transport "
+                                   "SGL", _PEL_SGL)
+        msg = self.machine.on_receive(al, self.clock())
+        if len(msg) > al:
+            raise AuthCommandError(K.INVALID_FIELD, f"AL {al} is shorter than the "
+                                   f"{len(msg)}-byte message", F.AUTH_LENGTH_OFFSET)
+        conn.send_read(sqe.cid, msg.ljust(al, b"\0"))
+        self._after(on_done)
+
+    def _after(self, on_done) -> None:
+        m = self.machine
+        if m.authenticated:
+            log.debug("association %d queue %d: host authenticated (%s, %s)", self.assoc_id,
+                      self.qid, A.C.HASH_NAMES.get(m.hash_id, m.hash_id),
+                      A.C.DHGROUP_NAMES.get(m.dhgroup, m.dhgroup))
+            if on_done is not None:
+                on_done()
+        elif m.failed and not self._reported:
+            self._reported = True
+            log.warning("association %d queue %d: DH-HMAC-CHAP failed: %s (%s)", self.assoc_id,
+                        self.qid, m.detail, A.reason_text(m.reason))
+
+
+class IoAuthGate:
+    """An I/O queue's command handler until its authentication succeeds.
+
+    Authentication Send/Receive go to the queue's ``QueueAuth``, everything
+    else fails with Authentication Required; on success the queue gets its
+    real handler (the I/O hot path never sees this gate).
+    """
+
+    def __init__(self, conn, auth: QueueAuth, on_authenticated):
+        self.conn = conn
+        self.auth = auth
+        self.on_authenticated = on_authenticated
+
+    def command(self, ev) -> None:
+        conn = self.conn
+        sqe = decode_sqe(ev.sqe)
+        try:
+            if ev.digest_error:
+                raise AuthCommandError(K.TRANSIENT_TRANSPORT, "data digest error in the command "
+                                       "capsule")
+            if sqe.opc == F.OPC_FABRICS and F.fctype_of(sqe) in (F.FCType.AUTH_SEND,
+                                                                 F.FCType.AUTH_RECEIVE):
+                self.auth.command(conn, sqe, ev.data, self.on_authenticated)
+            else:
+                raise AuthCommandError(AUTH_REQUIRED, f"queue {self.auth.qid} is not "
+                                       "authenticated yet")
+        except AuthCommandError as e:
+            conn.fail(sqe.cid, e.status, e.why, opc=sqe.opc, nsid=sqe.nsid, pel=e.pel)
