@@ -39,8 +39,12 @@ CtrlLossTmo = Annotated[int, NumberOption("-l", "--ctrl-loss-tmo", lo=0, hi=2**3
 ReconnectDelay = Annotated[int, NumberOption("-r", "--reconnect-delay", lo=0, hi=2**31 - 1,
                                              metavar="SECONDS",
                                              help="Seconds between reconnect attempts (0: no automatic attempts, only nvmecontrol reconnect).")]
-QueueSize = Annotated[int, NumberOption("-Q", "--queue-size", lo=0, hi=65536, metavar="ENTRIES",
-                                        help="I/O queue entries (0: the controller's maximum).")]
+# A queue holds at least 2 entries (one command); 0 asks for the largest the
+# controller allows (CAP.MQES + 1, at most 128).
+QueueSize = Annotated[int, NumberOption("-Q", "--queue-size", lo=2, hi=65536, also=(0,),
+                                        metavar="ENTRIES",
+                                        help="I/O queue entries, 2..65536 (0: the controller's "
+                                             "maximum, at most 128).")]
 Backend = Annotated[str, typer.Option("--backend", metavar="auto|kernel|nbd|freebsd",
                                       help="Where the association goes (auto: the kernel when it "
                                            "can, else a userspace NBD session).")]

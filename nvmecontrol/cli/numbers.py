@@ -28,8 +28,9 @@ def parse_number(text: str) -> int:
     return int(digits, base)
 
 
-def number_parser(lo: int, hi: int):
-    """A typer ``parser`` for an integer option in ``lo..hi`` (defaults pass through)."""
+def number_parser(lo: int, hi: int, *, also: tuple = ()):
+    """A typer ``parser`` for an integer option in ``lo..hi``, or one of ``also``
+    (defaults pass through)."""
     def parse(value):
         if isinstance(value, int):  # the default, or a value typer parsed already
             return value
@@ -37,13 +38,16 @@ def number_parser(lo: int, hi: int):
             n = parse_number(value)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
-        if not lo <= n <= hi:
-            raise typer.BadParameter(f"{value} is not in the range {lo}..{hi}")
+        if not (lo <= n <= hi or n in also):
+            extra = "".join(f"{a} or " for a in also)
+            raise typer.BadParameter(f"{value} is not {extra}in the range {lo}..{hi}")
         return n
     return parse
 
 
-def NumberOption(*decls: str, lo: int, hi: int, **kw):
-    """``typer.Option`` for an integer in ``lo..hi`` read as strtoul(..., 0) does."""
+def NumberOption(*decls: str, lo: int, hi: int, also: tuple = (), **kw):
+    """``typer.Option`` for an integer in ``lo..hi`` (or one of ``also``) read as
+    strtoul(..., 0) does."""
     kw.setdefault("metavar", "N")
-    return typer.Option(*decls, parser=number_parser(lo, hi), min=lo, max=hi, **kw)
+    low = min((lo, *also))
+    return typer.Option(*decls, parser=number_parser(lo, hi, also=also), min=low, max=hi, **kw)

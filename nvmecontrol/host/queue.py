@@ -8,6 +8,7 @@ other commands (an Asynchronous Event Request, say) are kept until asked for.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from nvmecontrol.errors import CommandFailed, PeerTimeout
@@ -42,6 +43,9 @@ class HostQueue:
         # not stretch a discover to many times the timeout.
         self.deadline = deadline
         self._done: dict[int, CQE] = {}
+        # For callers on several threads: one command at a time on this queue.
+        # HostQueue does not take it itself (one-shot users have one thread).
+        self.lock = threading.Lock()
 
     @property
     def qp(self):

@@ -523,6 +523,13 @@ class HostQueuePair(_Base):
                         status = raw >> 1
                         if p[4] and not status:
                             status = STATUS_TRANSIENT_TRANSPORT
+                        if not status and p[2] != p[1]:
+                            # Success without all the read data: the caller
+                            # would hand out a buffer the controller never filled.
+                            raise PeerProtocolError(
+                                f"response to command {cid:#x} reports success after "
+                                f"{p[2]} of its {p[1]} bytes of data",
+                                P.FES.PDU_SEQUENCE_ERROR, 0)
                         if self.sq_flow_control:
                             self.sqhd = sqhd
                         pending[cid] = None

@@ -19,35 +19,42 @@ CONTROLLER_LOST = "lost"
 class KeepAliveTimer:
     """The host's side: when to send Keep Alive, and when the controller counts as lost.
 
-    Keep Alive goes out every KATO/2 (as the Linux host does without
-    traffic-based keep-alive), so one lost or late command still leaves the
-    controller's KATO unexpired.  A Keep Alive unanswered for KATO means the
-    controller has ended the association by its own rule (or is frozen):
-    waiting for the general command timeout would only delay the reconnect.
+    Keep Alive goes out KATO/2 after the last answer (as the Linux host does
+    without traffic-based keep-alive), so one lost or late command still
+    leaves the controller's KATO unexpired.  Nothing answered for KATO since
+    the last answer means the controller has ended the association by its
+    own rule (or is frozen): it is lost then, within KATO of going silent
+    (the Linux host gives its Keep Alive a whole KATO more: 1.5 KATO).  A
+    Keep Alive always has at least ``min_answer_s`` to be answered.
     """
 
-    def __init__(self, kato_s: float, now: float, *, min_interval_s: float = 1.0):
+    def __init__(self, kato_s: float, now: float, *, min_interval_s: float = 1.0,
+                 min_answer_s: float = 1.0):
         if kato_s <= 0:
             raise ValueError("keep-alive needs a KATO above 0")
         self.kato_s = kato_s
         # Below one second the traffic would be all keep-alives; KATO is at
         # least one second on the wire anyway (milliseconds, rounded up).
         self.interval_s = max(min_interval_s, kato_s / 2)
+        self.min_answer_s = min_answer_s
+        self.answered_at = now  # the association's start counts as an answer
         self.next_send = now + self.interval_s
         self.sent_at: float | None = None  # a Keep Alive is outstanding since
 
     def next_deadline(self) -> float:
         if self.sent_at is not None:
-            return self.sent_at + self.kato_s
+            return self.answer_deadline()
         return self.next_send
 
     def answer_deadline(self) -> float | None:
         """By when the outstanding Keep Alive must be answered (None: none outstanding)."""
-        return None if self.sent_at is None else self.sent_at + self.kato_s
+        if self.sent_at is None:
+            return None
+        return max(self.answered_at + self.kato_s, self.sent_at + self.min_answer_s)
 
     def on_timer(self, now: float) -> str | None:
         if self.sent_at is not None:
-            return CONTROLLER_LOST if now >= self.sent_at + self.kato_s else None
+            return CONTROLLER_LOST if now >= self.answer_deadline() else None
         return SEND_KEEP_ALIVE if now >= self.next_send else None
 
     def on_sent(self, now: float) -> None:
@@ -55,6 +62,7 @@ class KeepAliveTimer:
 
     def on_answered(self, now: float) -> None:
         self.sent_at = None
+        self.answered_at = now
         self.next_send = now + self.interval_s
 
 

@@ -65,8 +65,11 @@ def host_seeds(hdgst, ddgst) -> list[bytes]:
     """What a controller sends a host after the IC exchange (CIDs 0-2 outstanding)."""
     kw = dict(hdgst=hdgst, ddgst=ddgst)
     seeds = [
-        j(P.encode_capsule_resp(cqe_bytes(0), hdgst=hdgst)),
+        j(P.encode_capsule_resp(cqe_bytes(2), hdgst=hdgst)),
         j(P.encode_capsule_resp(cqe_bytes(2, status=0x4002, sqhd=3), hdgst=hdgst)),
+        # A read's data, then its response (a response alone would leave it unfilled).
+        j(P.encode_c2h_data(P.C2HData(0, 0, bytes(range(64)), True, False), **kw))
+        + j(P.encode_capsule_resp(cqe_bytes(0), hdgst=hdgst)),
         j(P.encode_c2h_data(P.C2HData(0, 0, bytes(range(64)), True, False), **kw)),
         j(P.encode_c2h_data(P.C2HData(0, 0, bytes(range(64)), True, True), **kw)),
         j(P.encode_c2h_data(P.C2HData(0, 0, b"a" * 32, False), **kw))

@@ -61,8 +61,8 @@ def test_raw_sqe_gets_cid_and_transport_sgl_and_tag_comes_back():
     sqe = decode_sqe(sent[8:72])
     assert sqe.cid == cid
     assert (sqe.sgl.length, sqe.sgl.type) == (4096, 0x5A)
-    events = feed(h, resp(cid))
-    assert events == [Completion(cid, events[0].cqe, tag)]
+    events = feed(h, c2h(cid, 0, b"d" * 4096, LAST) + resp(cid))
+    assert events[-1] == Completion(cid, events[-1].cqe, tag)
 
 
 def test_read_data_arrive_as_views_then_the_completion_with_the_tag():
@@ -96,6 +96,22 @@ def test_a_read_answered_with_data_then_a_response_completes_without_data():
     assert events[1].data is None and events[1].tag == "req"
 
 
+def test_a_successful_response_to_a_read_that_got_no_data_is_a_protocol_error():
+    """A buffer the controller never filled must not be handed out as data."""
+    from nvmecontrol.errors import PeerProtocolError
+
+    h = host()
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 1), read_len=512, tag="req")
+    h.take_outgoing()
+    with pytest.raises(PeerProtocolError, match="success after 0 of its 512 bytes"):
+        feed(h, resp(cid))
+    # An error status without data is fine: nothing is handed out.
+    cid = h.submit(encode_io(NvmOpc.READ, 1, 0, 1), read_len=512, tag="req2")
+    h.take_outgoing()
+    (ev,) = feed(h, resp(cid, status=0x80))
+    assert ev.cqe.status == 0x80
+
+
 def test_read_data_that_failed_their_digest_are_not_handed_on():
     h = HostQueuePair(queue_size=8, ddgst=True, buffer_size=4096)
     h.start()
@@ -126,7 +142,7 @@ def test_records_are_queued_until_the_queue_is_full_and_are_their_tags():
     sqes = [decode_sqe(sent[i * 72 + 8:i * 72 + 72]) for i in range(3)]
     assert [(q.opc, q.nsid, q.cdw10, q.cdw12, q.sgl.length) for q in sqes] == \
         [(0x02, 3, 0, 7, 4096), (0x02, 3, 8, 7, 4096), (0x02, 3, 16, 7, 4096)]
-    (ev,) = feed(h, resp(sqes[1].cid))
+    _data, ev = feed(h, c2h(sqes[1].cid, 0, b"d" * 4096, LAST) + resp(sqes[1].cid))
     assert ev.tag is recs[1]
     assert h.queue_records(recs, 3) == 4  # one CID free again: the fourth goes
 

@@ -18,14 +18,24 @@ def test_keep_alive_goes_out_every_half_kato():
     assert t.answer_deadline() is None
 
 
-def test_unanswered_keep_alive_loses_the_controller_after_kato():
+def test_a_controller_silent_for_kato_since_its_last_answer_is_lost():
     t = KeepAliveTimer(4, now=0.0)
     assert t.on_timer(2.0) == SEND_KEEP_ALIVE
     t.on_sent(2.0)
-    # While one is outstanding no second is sent, and the deadline is its answer's.
-    assert t.next_deadline() == 6.0 and t.answer_deadline() == 6.0
-    assert t.on_timer(5.99) is None
-    assert t.on_timer(6.0) == CONTROLLER_LOST
+    # While one is outstanding no second is sent; the deadline is KATO after
+    # the last answer (the start here), not KATO after sending: 1.5 KATO.
+    assert t.next_deadline() == 4.0 and t.answer_deadline() == 4.0
+    assert t.on_timer(3.99) is None
+    assert t.on_timer(4.0) == CONTROLLER_LOST
+
+
+def test_a_late_keep_alive_still_gets_its_minimum_answer_time():
+    t = KeepAliveTimer(1, now=0.0)  # sent at 1 s (the minimum interval) = KATO
+    assert t.on_timer(1.0) == SEND_KEEP_ALIVE
+    t.on_sent(1.0)
+    assert t.answer_deadline() == 2.0  # KATO + 1 s at most
+    t.on_answered(1.5)
+    assert t.next_deadline() == 2.5
 
 
 def test_short_kato_is_not_a_keep_alive_storm():

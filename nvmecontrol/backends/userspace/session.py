@@ -93,7 +93,6 @@ class Session:
         self.nbd_tcp = nbd_tcp
         self.lock = threading.Lock()  # state, workers, parked
         self.state_changed = threading.Condition(self.lock)  # notified on every change
-        self.admin_lock = threading.Lock()  # one admin command at a time
         self.state = LIVE
         self.workers: list[QueueWorker] = []
         # The data path's hot path: NBD connections submit through it with no
@@ -148,7 +147,7 @@ class Session:
         cdata = assoc.cdata
         mdts = (1 << cdata.mdts) * 4096 if cdata.mdts else MAX_COMMAND_BYTES
         max_cmd = min(MAX_COMMAND_BYTES, mdts)
-        with self.admin_lock:
+        with assoc.admin.lock:
             nsids = decode_active_nsid_list(assoc.identify(CNS_ACTIVE_NSID_LIST, 0))
             found = {}
             for nsid in nsids:
@@ -324,7 +323,7 @@ class Session:
                 continue
             timer.on_sent(clock())
             try:
-                with self.admin_lock:
+                with assoc.admin.lock:
                     assoc.keep_alive(timeout=max(0.001, timer.answer_deadline() - clock()))
                 timer.on_answered(clock())
             except PeerTimeout:
@@ -365,7 +364,7 @@ class Session:
                     cid = self._arm_events(assoc)
                     continue
                 assoc.admin.driver.wait_readable(1.0)
-                with self.admin_lock:
+                with assoc.admin.lock:
                     if self.stop_requested or assoc is not self.assoc:
                         continue
                     cqe = assoc.admin.take(cid)
@@ -394,7 +393,7 @@ class Session:
             log.info("the controller sends no Namespace Attribute Notices: namespaces are "
                      "read again only on reconnect")
             return None
-        with self.admin_lock:
+        with assoc.admin.lock:
             assoc.admin.execute(build_set_features(Feature.ASYNC_EVENT_CONFIG, AEC_NS_ATTR),
                                 "Set Features (Asynchronous Event Configuration)")
             return assoc.admin.submit(build_async_event_request())
@@ -411,7 +410,7 @@ class Session:
             return None, b"", None
         ev = parse_aer(cqe.dw0)
         raw = b""
-        with self.admin_lock:
+        with assoc.admin.lock:
             if ev.lid:
                 raw = assoc.get_log_page(GetLogPage(ev.lid, LOG_PAGE_SIZES.get(ev.lid, 4096)))
             return ev, raw, assoc.admin.submit(build_async_event_request())
@@ -434,7 +433,7 @@ class Session:
             if self.state != LIVE:
                 raise ConnectionLost(f"{self.name} is not connected ({self.state})")
             assoc = self.assoc
-        with self.admin_lock:
+        with assoc.admin.lock:
             try:
                 return assoc.admin.execute(sqe, "admin command", read_len=read_len,
                                            write_data=write_data, check=False)
@@ -624,7 +623,7 @@ class Session:
                 time.sleep(0.01)
             for w in self.workers:
                 w.close()
-            with self.admin_lock:
+            with self.assoc.admin.lock:
                 self.assoc.shutdown()
 
     # -- state for devlist --
