@@ -58,8 +58,7 @@ MAX_NSID = 1024
 # nvmet's default cntlid_max is 0xFFEF.
 CNTLID_MIN_DEFAULT = 1
 CNTLID_MAX_DEFAULT = 0xFFEF
-BLOCK_SIZES = (512, 4096)
-DEFAULT_BLOCK_SIZE = 512
+from nvmecontrol.target.defaults import BLOCK_SIZES, DEFAULT_BLOCK_SIZE  # noqa: E402
 # A mem: namespace is RAM of this process: refuse absurd sizes early.
 MAX_MEM_SIZE = 1 << 40
 NVME_VERSIONS = {"1.3": (1, 3, 0), "1.4": (1, 4, 0), "2.0": (2, 0, 0)}

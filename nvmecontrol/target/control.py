@@ -24,26 +24,15 @@ Errors: {"ok": false, "error": "message", "kind": "usage" | "notfound" | "intern
 from __future__ import annotations
 
 import logging
-import os
 
 from nvmecontrol.errors import UsageError
 from nvmecontrol.target import constants as K
+from nvmecontrol.target.defaults import default_socket_path  # noqa: F401 (its users import it here)
 from nvmecontrol.transport.jsonlines import JsonLineClient, JsonLineServer
 
 log = logging.getLogger("nvmfd")
 
 CONTROL_TIMEOUT_S = 30.0
-
-
-def default_socket_path() -> str:
-    """``/run/nvmfd/nvmfd.sock`` for root, else ``$XDG_RUNTIME_DIR/nvmfd.sock`` or /tmp."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return "/run/nvmfd/nvmfd.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return os.path.join(runtime, "nvmfd.sock")
-    uid = os.geteuid() if hasattr(os, "geteuid") else 0
-    return f"/tmp/nvmfd-{uid}.sock"
 
 
 # --- server side --------------------------------------------------------------

@@ -36,13 +36,11 @@ import threading
 
 from nvmecontrol.errors import ConnectError, NotFound, NvmeControlError, UsageError
 from nvmecontrol.nqn import nqn_from_uuid
-from nvmecontrol.target.config import (BLOCK_SIZES, DEFAULT_BLOCK_SIZE, NamespaceConfig,
-                                       PortConfig, SubsystemConfig, TargetConfig, check_hostnqn,
-                                       check_subnqn, load_nvmetcli_file, mem_size)
-from nvmecontrol.target.control import ControlClient, default_socket_path
-from nvmecontrol.target.lobby import raise_fd_limit
-from nvmecontrol.target.server import Server
+from nvmecontrol.target.defaults import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, default_socket_path
 from nvmecontrol.transport.address import IO_PORT
+
+# The server stack (configuration, DH-HMAC-CHAP, the target) is imported when
+# a daemon starts or a subcommand runs: --help and usage errors stay quick.
 
 EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 0, 64, 66, 69, 70, 71
 SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove")
@@ -155,7 +153,11 @@ def _default_subnqn() -> str:
     return nqn_from_uuid(resolve_host_identity().hostid)
 
 
-def build_config(args) -> TargetConfig:
+def build_config(args) -> "TargetConfig":
+    from nvmecontrol.target.config import (NamespaceConfig, PortConfig, SubsystemConfig,
+                                           TargetConfig, check_hostnqn, check_subnqn,
+                                           load_nvmetcli_file, mem_size)
+
     if args.config:
         if args.devices or args.address or args.port is not None or args.subnqn is not None \
                 or args.allow_host:
@@ -263,6 +265,9 @@ def run_daemon(argv: list[str]) -> int:
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     _setup_logging(args)
+    from nvmecontrol.target.lobby import raise_fd_limit
+    from nvmecontrol.target.server import Server
+
     # Every connection holds a descriptor, idle ones included (the lobby keeps
     # a reserve for real hosts): use all the descriptors we are allowed.
     raise_fd_limit()
@@ -321,6 +326,9 @@ def render_list(assocs: list[dict]) -> str:
 
 
 def run_subcommand(cmd: str, argv: list[str]) -> int:
+    from nvmecontrol.target.config import mem_size
+    from nvmecontrol.target.control import ControlClient
+
     args = build_parser(cmd).parse_args(argv)
     with ControlClient(args.socket) as client:
         if cmd == "list":
