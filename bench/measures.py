@@ -137,6 +137,16 @@ MEASURES = [
     Measure("nvmfd_1m_read_qd4", "nvmfd 1 MiB read QD4 / bare loop",
             "large C2HData transfers, pipelined", "nvmfd:1m_read_qd4", "loop:1m_read_qd4",
             "ops"),
+    # The public API (nvmecontrol.api, bench/api_client.py): report only.
+    Measure("api_4k_read_qd32", "API submit_read QD32 / bare loop, 4 KiB",
+            "what a program gets from nvmecontrol.api, against no NVMe logic at all",
+            "api:4k_read_qd32", "loop:4k_read_qd32", "ops"),
+    Measure("api_4k_read_qd32_vs_client", "API submit_read QD32 / host library records, 4 KiB",
+            "the API's convenience (futures, receiver thread) against the bare host library",
+            "api:4k_read_qd32", "nvmfd:4k_read_qd32", "ops"),
+    Measure("api_4k_read_qd1", "API read QD1 / bare loop, 4 KiB",
+            "one command's round trip through the API", "api:4k_read_qd1", "loop:4k_read_qd1",
+            "ops"),
 ]
 
 BY_KEY = {m.key: m for m in MEASURES}

@@ -58,6 +58,8 @@ class Suite:
         nbytes, qd, resp = NVMF_TESTS[job]
         if side == "nvmfd":
             ops = self.client.run(nbytes, qd, self.nvmfd_seconds)
+        elif side == "api":
+            ops = self.api_client.run(nbytes, qd, self.nvmfd_seconds)
         elif side == "loop":
             ops = refloop.rr_run(self.ref_port, resp, qd, self.nvmfd_seconds)
         else:
@@ -139,12 +141,13 @@ class Suite:
 
     # -- the whole run --
     def run(self) -> dict:
+        from bench.api_client import ApiClient
         from bench.nvmfd_client import NvmfdClient
 
         log("bench: command start-up")  # first, before the servers load the machine
         self.extra.update(startup.measure(self.rounds, 2 if self.quick else 5))
         servers = Servers()
-        self.client = None
+        self.client = self.api_client = None
         t0 = time.monotonic()
         try:
             log(f"bench: starting nvmfd (mem {_mib(self.size)}), nbdkit, reference loop, "
@@ -159,6 +162,7 @@ class Suite:
             fio.fill(self.uris["bridge"], self.size)
             fio.fill(nbdkit_uri, self.size)
             self.client = NvmfdClient(port, SUBNQN)
+            self.api_client = ApiClient(port, SUBNQN)
             log(f"bench: ready after {time.monotonic() - t0:.1f} s; {self.rounds} round(s)")
             self._rounds()
             log("bench: RSS measures")
@@ -167,10 +171,11 @@ class Suite:
                 self._nvmfd_idle_rss(servers)
         finally:
             try:
-                if self.client is not None:
-                    self.client.close()
+                for c in (self.api_client, self.client):
+                    if c is not None:
+                        c.close()
             except Exception as e:  # the servers go anyway
-                log(f"bench: closing the nvmfd client: {e}")
+                log(f"bench: closing the nvmfd clients: {e}")
             finally:
                 servers.close()
         return self.results()

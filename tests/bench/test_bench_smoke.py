@@ -34,6 +34,13 @@ KEYS = {
     "bridge_4k_randread_qd32_2q": None,
     "session_rss_mib": 64,
     "nvmfd_rss_16_idle_mib": 96,
+    "nvmfd_rss_idle_tcp_mib": 256,
+    "api_4k_read_qd32": None,
+    "api_4k_read_qd32_vs_client": None,
+    "api_4k_read_qd1": None,
+    "startup_help": 4.0,
+    "startup_devlist": 4.0,
+    "startup_nvmfd_help": 4.0,
 }
 PACKAGES = {"fio": "fio", "nbdkit": "nbdkit"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
