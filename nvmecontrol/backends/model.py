@@ -106,6 +106,7 @@ class NamespaceInfo:
     lba_size: int = 512
     path: str | None = None  # /dev/nvme0n1, /dev/nbd0
     uri: str | None = None  # nbd+unix:///ns1?socket=...
+    tcp_uris: list[str] = field(default_factory=list)  # nbd://host:port/ns1 (--nbd-listen)
 
     def to_json(self) -> dict:
         return asdict(self)

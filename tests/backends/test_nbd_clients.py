@@ -81,8 +81,12 @@ def test_nbd_listen_on_tcp(target, tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    connect(target, "--nbd-listen", f"127.0.0.1:{port}")
-    assert run("nbdinfo", "--size", f"nbd://127.0.0.1:{port}/ns1").strip() == str(SIZE)
+    ctrl = connect(target, "--nbd-listen", f"127.0.0.1:{port}")
+    # connect and devlist show the TCP URI (it was never shown: issue 15 item 5).
+    tcp_uri = f"nbd://127.0.0.1:{port}/ns1"
+    assert ctrl["namespaces"][0]["tcp_uris"] == [tcp_uri]
+    assert tcp_uri in cli_ok("devlist")
+    assert run("nbdinfo", "--size", tcp_uri).strip() == str(SIZE)
     # Written over the unix socket, read over TCP.
     c = NbdClient(nbd_socket())
     try:

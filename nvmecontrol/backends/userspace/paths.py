@@ -28,6 +28,13 @@ def nbd_uri(socket_path: str, nsid: int) -> str:
     return f"nbd+unix:///{export_name(nsid)}?socket={socket_path}"
 
 
+def nbd_tcp_uri(host: str, port: int, nsid: int) -> str:
+    """The URI of an export on a --nbd-listen TCP listener (a wildcard host is
+    shown as it was bound: clients put a reachable address there)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"nbd://{shown}:{port}/{export_name(nsid)}"
+
+
 class SessionPaths:
     """Where one session keeps its files inside the runtime directory."""
 

@@ -24,8 +24,8 @@ from dataclasses import replace
 from nvmecontrol.backends.model import REDACTED, ConnectParams, ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.userspace.bridge import QueueWorker
 from nvmecontrol.backends.userspace.nbd_server import NbdListener
-from nvmecontrol.backends.userspace.paths import (NBD_PORT, SessionPaths, export_name, nbd_uri,
-                                                  write_atomically)
+from nvmecontrol.backends.userspace.paths import (NBD_PORT, SessionPaths, export_name,
+                                                  nbd_tcp_uri, nbd_uri, write_atomically)
 from nvmecontrol.backends.userspace.request import Namespace
 from nvmecontrol.backends.userspace.router import Router
 from nvmecontrol.errors import ConnectionLost, NvmeControlError, PeerTimeout
@@ -631,10 +631,12 @@ class Session:
         with self.lock:
             state, lost_at, assoc = self.state, self.lost_at, self.assoc
         namespaces = []
+        tcp = [lst.address[:2] for lst in self.listeners[1:]]
         for nsid, ns in sorted(self.namespaces.items()):
             namespaces.append(NamespaceInfo(f"{self.name}ns{nsid}", nsid, ns.size, ns.lba_size,
                                             path=self.attached.get(nsid),
-                                            uri=nbd_uri(str(self.paths.nbd), nsid)))
+                                            uri=nbd_uri(str(self.paths.nbd), nsid),
+                                            tcp_uris=[nbd_tcp_uri(h, p, nsid) for h, p in tcp]))
         cdata = assoc.cdata
         return ControllerInfo(
             name=self.name, backend="nbd", model=cdata.mn if cdata else "",

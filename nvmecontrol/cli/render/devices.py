@@ -51,7 +51,7 @@ def state_text(c: ControllerInfo, now: float | None = None) -> str:
 
 
 def where(ns: NamespaceInfo) -> str:
-    return " ".join(x for x in (ns.path, ns.uri) if x)
+    return " ".join(x for x in (ns.path, ns.uri, *ns.tcp_uris) if x)
 
 
 def render_devlist_text(controllers: list[ControllerInfo], *, human: bool = False,
