@@ -11,17 +11,12 @@ from nvmecontrol.cli import exitcodes as X
 from nvmecontrol.cli.app import main
 from nvmecontrol.target.config import (NamespaceConfig, PortConfig, ReferralConfig,
                                        SubsystemConfig, TargetConfig)
+from .clikit import cli
 
 HOST = "nqn.2014-08.org.nvmexpress:uuid:3f0a9b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 OTHER = "nqn.2014-08.org.nvmexpress:uuid:0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 OPEN = "nqn.2014-08.org.example:open"
 LOCKED = "nqn.2014-08.org.example:locked"
-
-
-def cli(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ import pytest
 
 from nvmecontrol.cli import backend_choice
 from nvmecontrol.cli import exitcodes as X
-from nvmecontrol.cli.app import main
 from nvmecontrol.cli.refusal import Asked, explain
 from nvmecontrol.errors import CommandFailed
-from nvmecontrol.target.config import NamespaceConfig, PortConfig, SubsystemConfig, TargetConfig
 from nvmecontrol.wire.fabrics import connect_invalid_dw0
 from nvmecontrol.wire.status import connect_invalid_field, make_status
 
 from ..backends.sessionkit import session_guard  # noqa: F401  (autouse: no session left)
+from .clikit import cli, one_namespace_target
 
 A = uuid.UUID("3f0a9b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b")
 B = uuid.UUID("0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9")
@@ -30,19 +29,9 @@ SUBNQN = "nqn.2014-08.org.example:messages"
 MISMATCH = "does not match the UUID"
 
 
-def cli(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 @pytest.fixture
 def target(nvmfd_factory):
-    cfg = TargetConfig(subsystems=[SubsystemConfig(nqn=SUBNQN, allow_any_host=True,
-                                                   namespaces=[NamespaceConfig(1, "mem:4M")])],
-                       ports=[PortConfig(1, "127.0.0.1", "0", subsystems=[SUBNQN])])
-    srv = nvmfd_factory(config=cfg)
-    return f"127.0.0.1:{srv.port}"
+    return one_namespace_target(nvmfd_factory, SUBNQN)
 
 
 @pytest.fixture

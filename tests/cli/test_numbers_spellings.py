@@ -11,13 +11,13 @@ import socket
 import pytest
 
 from nvmecontrol.cli import exitcodes as X
-from nvmecontrol.cli.app import main
 from nvmecontrol.cli.logpage import PAGE_NAMES, parse_page
 from nvmecontrol.cli.numbers import parse_number
 from nvmecontrol.target.config import NamespaceConfig, PortConfig, SubsystemConfig, TargetConfig
 from nvmecontrol.wire.logpages import LogPage
 
 from ..backends.sessionkit import session_guard  # noqa: F401  (autouse: no session left)
+from .clikit import cli, one_namespace_target
 
 HOST = "nqn.2014-08.org.nvmexpress:uuid:3f0a9b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 OTHER = "nqn.2014-08.org.nvmexpress:uuid:0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
@@ -25,18 +25,9 @@ SUBNQN = "nqn.2014-08.org.example:numbers"
 NQN = "nqn.2014-08.org.example:x"
 
 
-def cli(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 @pytest.fixture
 def target(nvmfd_factory):
-    cfg = TargetConfig(subsystems=[SubsystemConfig(nqn=SUBNQN, allow_any_host=True,
-                                                   namespaces=[NamespaceConfig(1, "mem:4M")])],
-                       ports=[PortConfig(1, "127.0.0.1", "0", subsystems=[SUBNQN])])
-    return f"127.0.0.1:{nvmfd_factory(config=cfg).port}"
+    return one_namespace_target(nvmfd_factory, SUBNQN)
 
 
 @pytest.fixture

@@ -13,21 +13,15 @@ import pytest
 
 from nvmecontrol.cli import discovery_conf, fabrics_config
 from nvmecontrol.cli import exitcodes as X
-from nvmecontrol.cli.app import main
 from nvmecontrol.errors import UsageError
 from nvmecontrol.target.config import NamespaceConfig, PortConfig, SubsystemConfig, TargetConfig
 
 from ..backends.sessionkit import session_guard  # noqa: F401  (autouse: no session left)
+from .clikit import cli
 
 HOST = "nqn.2014-08.org.nvmexpress:uuid:3f0a9b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 HOSTID = "3f0a9b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 SUBNQN = "nqn.2014-08.org.example:files"
-
-
-def cli(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture
