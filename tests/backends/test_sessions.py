@@ -83,7 +83,7 @@ def test_connect_json_fields(target, session_guard):
     assert pid_running(c["pid"])
     ns1, ns2 = c["namespaces"]
     assert ns1 == {"name": "nvmeu0ns1", "nsid": 1, "size_bytes": 16 * MiB, "lba_size": 512,
-                   "path": None, "uri": uri("nvmeu0", 1)}
+                   "path": None, "uri": uri("nvmeu0", 1), "tcp_uris": []}  # no --nbd-listen
     assert (ns2["name"], ns2["nsid"], ns2["size_bytes"], ns2["lba_size"]) == \
         ("nvmeu0ns2", 2, 4 * MiB, 4096)
     p = c["params"]
