@@ -281,9 +281,7 @@ class HostQueuePair(_Base):
         return self.queue_size - 1 - len(self._free_cids)
 
     def can_submit(self) -> bool:
-        if not self._free_cids:
-            return False
-        return not self.sq_flow_control or (self.sqtail + 1) % self.queue_size != self.sqhd
+        return self.room() > 0
 
     def submit(self, sqe: SQE | bytearray, *, write_data=None, read_into=None, read_len: int = 0,
                tag=None) -> int:
