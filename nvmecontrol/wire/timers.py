@@ -66,6 +66,45 @@ class KeepAliveTimer:
         self.next_send = now + self.interval_s
 
 
+class OverdueCommands:
+    """The host's other KATO rule: any command unanswered for KATO means the controller is lost.
+
+    The data path stamps nothing per command (that would cost on every
+    I/O): the owner shows this watch the tags of every outstanding command
+    every ``interval_s``, and a tag seen outstanding at every look for KATO
+    is overdue.  A command is therefore noticed between KATO and KATO plus
+    one interval after it was sent.  Tags are held (not their ``id``), so
+    a finished command's tag cannot be mistaken for a new one's.
+    """
+
+    def __init__(self, kato_s: float, now: float, *, interval_s: float | None = None):
+        if kato_s <= 0:
+            raise ValueError("the command watch needs a KATO above 0")
+        self.kato_s = kato_s
+        self.interval_s = interval_s if interval_s is not None else min(1.0, kato_s / 4)
+        self.next_check = now + self.interval_s
+        self._first_seen: dict[int, tuple] = {}  # id(tag) -> (tag, first seen outstanding)
+
+    def next_deadline(self) -> float:
+        return self.next_check
+
+    def check(self, now: float, outstanding) -> int:
+        """Look at the commands ``outstanding`` now; how many are overdue."""
+        seen = self._first_seen
+        current = {}
+        overdue = 0
+        for tag in outstanding:
+            key = id(tag)
+            first = seen.get(key)
+            since = first[1] if first is not None and first[0] is tag else now
+            current[key] = (tag, since)
+            if now - since >= self.kato_s:
+                overdue += 1
+        self._first_seen = current
+        self.next_check = now + self.interval_s
+        return overdue
+
+
 class KatoWatch:
     """The controller's side: the association ends when the host is silent for KATO.
 

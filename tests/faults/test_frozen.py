@@ -24,6 +24,7 @@ from ..backends.sessionkit import (MiB, backing_file, cli_ok, connect, io_associ
 from ..target.helpers import connect as host_connect
 from .conftest import figures
 from .kit import VerifiedWriter
+from .proxy import H2C, Fault
 
 assert session_guard  # autouse, imported for this module
 
@@ -81,6 +82,41 @@ def test_frozen_controller_reconnected_when_it_thaws(nvmfd_factory, proxy_factor
 def test_frozen_controller_lost_within_kato(nvmfd_factory, proxy_factory, tmp_path):
     lost_after = freeze_during_writes(nvmfd_factory, proxy_factory, tmp_path)["lost_after"]
     assert lost_after <= KATO_S + 1 + NOISE_S
+
+
+def test_an_unanswered_io_command_is_a_loss_within_kato(nvmfd_factory, proxy_factory, tmp_path):
+    """One write never reaches the controller (the proxy drops its capsule)
+    while Keep Alive is answered as usual: the session must still declare the
+    controller lost within KATO plus its one-second look, reconnect, and
+    complete that write on the new association."""
+    disk = backing_file(tmp_path / "ns1.img", SIZE)
+    target = start_target(nvmfd_factory, [disk])
+    proxy = proxy_factory(target.port)
+    connect(target, "-k", str(KATO_S), "-r", "1", "-l", "120",
+            address=f"127.0.0.1:{proxy.port}")
+    writer = VerifiedWriter(nbd_socket(), BLOCKS, seed=1511)
+    writer.start()
+    wait_for(lambda: writer.requests >= 100, "writes to flow")
+    drop = proxy.add(Fault("drop", direction=H2C, pdu="CapsuleCmd", queue="io", limit=1))
+    wait_for(lambda: drop.fired, "the proxy to drop a command")
+    dropped_at = time.monotonic()
+    wait_for(lambda: "connection lost" in session_log(), "the session to declare the loss",
+             timeout=40)
+    lost_after = time.monotonic() - dropped_at
+    wait_for(lambda: session().state == "live", "the session to reconnect", timeout=40)
+    wait_for(lambda: writer.requests >= 300, "writes to flow again")
+    writer.finish()
+    log = session_log()
+    assert "I/O command not answered within KATO" in log, log[-2000:]
+    assert "Keep Alive not answered" not in log
+    assert writer.errors == {}
+    assert writer.mismatches(read_all(nbd_socket(), SIZE)) == []
+    assert writer.mismatches(disk.read_bytes()) == []
+    cli_ok("disconnect", "nvmeu0")
+    figures("3c one I/O command unanswered", kato_s=KATO_S, lost_after_s=f"{lost_after:.2f}",
+            writes_acked=writer.requests, mismatches=0)
+    # Noticed between KATO and KATO + one look (1 s) after it was sent.
+    assert KATO_S - NOISE_S <= lost_after <= KATO_S + 1 + NOISE_S
 
 
 def test_nvmfd_drops_a_silent_host_after_kato(nvmfd_server):

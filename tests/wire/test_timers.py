@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nvmecontrol.wire.timers import CONTROLLER_LOST, SEND_KEEP_ALIVE, KatoWatch, KeepAliveTimer
+from nvmecontrol.wire.timers import (CONTROLLER_LOST, SEND_KEEP_ALIVE, KatoWatch, KeepAliveTimer,
+                                     OverdueCommands)
 
 
 def test_keep_alive_goes_out_every_half_kato():
@@ -62,3 +63,41 @@ def test_controller_watch_with_kato_zero_never_expires():
     w = KatoWatch(0, now=0.0)
     assert w.next_deadline() is None
     assert not w.expired(1e9)
+
+
+class Tag:
+    """Stands for a command's tag (the session's request part)."""
+
+
+def test_a_command_outstanding_at_every_look_for_kato_is_overdue():
+    w = OverdueCommands(4, now=0.0)
+    assert w.interval_s == 1.0 and w.next_deadline() == 1.0
+    stuck, quick = Tag(), Tag()
+    assert w.check(1.0, [stuck, quick]) == 0
+    assert w.next_deadline() == 2.0
+    assert w.check(2.0, [stuck]) == 0  # quick was answered
+    assert w.check(4.9, [stuck, Tag()]) == 0  # 3.9 s since first seen
+    assert w.check(5.0, [stuck]) == 1  # first seen at 1.0: KATO since
+
+
+def test_commands_answered_between_looks_never_count():
+    w = OverdueCommands(2, now=0.0)
+    assert w.interval_s == 0.5
+    for i in range(1, 40):  # a fresh set of commands at every look
+        assert w.check(i * 0.5, [Tag() for _ in range(32)]) == 0
+
+
+def test_a_new_tag_at_a_reused_address_is_a_new_command():
+    w = OverdueCommands(2, now=0.0)
+    first = Tag()
+    w.check(0.5, [first])
+    key = id(first)
+    del first  # answered and gone; the watch still holds it, so no new
+    second = Tag()  # tag can take its id while the watch remembers it
+    assert id(second) != key
+    assert w.check(3.0, [second]) == 0
+
+
+def test_the_command_watch_needs_a_kato():
+    with pytest.raises(ValueError):
+        OverdueCommands(0, now=0.0)

@@ -238,6 +238,11 @@ class QueueWorker:
                 return
 
     # -- loss --
+    def outstanding_tags(self) -> list:
+        """The parts sent and not yet answered (not the backlog: not sent yet)."""
+        with self.lock:
+            return self.qp.outstanding_tags() if self.alive else []
+
     def outstanding(self) -> bool:
         with self.lock:
             return bool(self.qp.outstanding or self.backlog)

@@ -40,7 +40,7 @@ from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_NAMESPACE,
                                        decode_active_nsid_list, decode_identify_namespace)
 from nvmecontrol.wire.logpages import LOG_PAGE_SIZES, LogPage, decode_changed_ns_list
 from nvmecontrol.wire.status import describe_status
-from nvmecontrol.wire.timers import SEND_KEEP_ALIVE, KeepAliveTimer
+from nvmecontrol.wire.timers import SEND_KEEP_ALIVE, KeepAliveTimer, OverdueCommands
 
 log = logging.getLogger("nvmecontrol.session")
 
@@ -298,7 +298,7 @@ class Session:
         if not kato:
             return
         clock = self.clock
-        timer = None
+        timer = watch = None
         timer_assoc = None
         while not self.stop_requested:
             with self.lock:
@@ -310,16 +310,27 @@ class Session:
                 self._keep_alive_wake.wait(1.0)
                 self._keep_alive_wake.clear()
                 continue
-            if assoc is not timer_assoc:  # a new association starts a new timer
+            if assoc is not timer_assoc:  # a new association starts new timers
                 timer, timer_assoc = KeepAliveTimer(kato, clock()), assoc
-            self._keep_alive_wake.wait(max(0.0, timer.next_deadline() - clock()))
+                watch = OverdueCommands(kato, clock())
+            deadline = min(timer.next_deadline(), watch.next_deadline())
+            self._keep_alive_wake.wait(max(0.0, deadline - clock()))
             self._keep_alive_wake.clear()
             if self.stop_requested:
                 return
             with self.lock:
                 if self.state != LIVE or self.assoc is not assoc:
                     continue  # changed while we slept: look again
-            if timer.on_timer(clock()) != SEND_KEEP_ALIVE:
+                workers = self.workers
+            now = clock()
+            if now >= watch.next_deadline():
+                overdue = watch.check(now, [t for w in workers for t in w.outstanding_tags()])
+                if overdue:
+                    timer_assoc = None
+                    self._admin_lost(assoc, f"{overdue} I/O command{'s' if overdue > 1 else ''}"
+                                     f" not answered within KATO ({kato} s)")
+                    continue
+            if timer.on_timer(now) != SEND_KEEP_ALIVE:
                 continue
             timer.on_sent(clock())
             try:
@@ -433,10 +444,14 @@ class Session:
             if self.state != LIVE:
                 raise ConnectionLost(f"{self.name} is not connected ({self.state})")
             assoc = self.assoc
+        # Unanswered past KATO, an admin command means the controller is lost
+        # (and it holds the admin queue, so no Keep Alive could tell).
+        kato = self.params.kato_s
+        timeout = min(self.params.timeout_s, kato) if kato else self.params.timeout_s
         with assoc.admin.lock:
             try:
                 return assoc.admin.execute(sqe, "admin command", read_len=read_len,
-                                           write_data=write_data, check=False)
+                                           write_data=write_data, check=False, timeout=timeout)
             except NvmeControlError as e:
                 self._admin_lost(assoc, str(e))
                 raise
