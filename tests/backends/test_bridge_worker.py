@@ -9,6 +9,7 @@ from nvmecontrol.backends.userspace import request as R
 from nvmecontrol.backends.userspace.bridge import QueueWorker
 from nvmecontrol.transport.tcp import TcpQueuePair
 from nvmecontrol.wire import pdu as P
+from nvmecontrol.wire.capsule import CQE, encode_cqe
 from nvmecontrol.wire.qpair import Established, HostQueuePair
 
 NS = R.Namespace(1, 512, 1 << 20, max_cmd_bytes=1 << 20, can_write_zeroes=True, can_trim=True)
@@ -115,3 +116,35 @@ def test_completions_after_fail_are_not_answered_a_second_time():
     finally:
         w.close()
         peer.close()
+
+
+def test_authentication_required_hands_the_command_back_for_a_new_association():
+    driver, peer = established_pair()
+    lost = []
+    lost_event = threading.Event()
+
+    def on_lost(worker, parts, reason):
+        lost.append(([p.req.cookie for p in parts], reason))
+        lost_event.set()
+
+    w = QueueWorker(driver, 0, on_lost=on_lost)
+    w.start()
+    conn = Conn()
+    reqs = [R.NbdRequest(conn, cookie, R.READ, cookie * 512, 512) for cookie in (1, 2)]
+    parts = []
+    for r in reqs:
+        R.split(r, NS, out=parts)
+    try:
+        assert w.submit(parts)
+        cids = read_capsules(peer, 2)
+        # The first read is answered; the second comes back "Authentication
+        # Required" (SCT 1h, SC 91h), which no NBD client may see as an error.
+        status = (1 << 8) | 0x91
+        resp = P.join(P.encode_capsule_resp(encode_cqe(CQE(sqid=1, cid=cids[1], status=status))))
+        peer.sendall(c2h(cids[0], b"\x01" * 512) + resp)
+        assert lost_event.wait(5)
+        assert conn.event.wait(5)
+        assert conn.answered == [(1, 0, b"\x01" * 512)]
+        assert lost[0][0] == [2] and "re-authentication" in lost[0][1]
+    finally:
+        w.close()

@@ -28,18 +28,21 @@ import logging
 import threading
 from collections import deque
 
-from nvmecontrol.errors import NvmeControlError
+from nvmecontrol.errors import ConnectionLost, NvmeControlError
 from nvmecontrol.nbd import protocol as N
 from nvmecontrol.transport.driver import QueueDriver
 from nvmecontrol.wire.qpair import Completion, ReadData, STATUS_TRANSIENT_TRANSPORT
-from nvmecontrol.wire.status import (SC_CAPACITY_EXCEEDED, SC_INVALID_FIELD, SC_INVALID_OPCODE,
-                                     SC_LBA_RANGE, SC_NS_WRITE_PROTECTED, SCT_GENERIC,
-                                     decode_status)
+from nvmecontrol.wire.status import (SC_AUTH_REQUIRED, SC_CAPACITY_EXCEEDED, SC_INVALID_FIELD,
+                                     SC_INVALID_OPCODE, SC_LBA_RANGE, SC_NS_WRITE_PROTECTED,
+                                     SCT_COMMAND_SPECIFIC, SCT_GENERIC, decode_status, make_status)
 
 log = logging.getLogger("nvmecontrol.session")
 
 # A command whose data failed a digest check is retried this many times.
 DIGEST_RETRIES = 3
+# The controller wants the queue authenticated again (Fabrics status 91h):
+# the session re-authenticates by reconnecting, and replays the command.
+STATUS_AUTH_REQUIRED = make_status(SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED)
 # How long a second fail() waits for the first one's hand-back (it takes the
 # session lock only briefly: this bounds a bug, not a normal wait).
 HAND_BACK_WAIT_S = 5.0
@@ -73,6 +76,7 @@ class QueueWorker:
         self.on_lost = on_lost  # (worker, parts, reason) -> None
         self.backlog: deque = deque()  # parts waiting for a free CID
         self.alive = True
+        self.reauth = False  # a completion asked for re-authentication
         self._deferred: list = []  # outgoing the receiver may not send itself
         self._deferred_cv = threading.Condition(threading.Lock())
         self._handed_back = threading.Event()  # fail() gave the outstanding commands back
@@ -146,6 +150,9 @@ class QueueWorker:
                 # outstanding: answer them, or nobody ever would.
                 failed, events = e, getattr(e, "events", [])
             done, retry, viewed = self._deliver(events)
+            if self.reauth and failed is None:
+                failed = ConnectionLost("the controller asks for re-authentication"
+                                        " (Authentication Required)")
             if retry:
                 self.backlog.extendleft(reversed(retry))
             if self.backlog and failed is None:
@@ -193,8 +200,13 @@ class QueueWorker:
                     self._gather(part, 0, data, viewed)
             status = cqe.status
             if status:
-                if (status & 0x7FF) == STATUS_TRANSIENT_TRANSPORT and part.retries < DIGEST_RETRIES:
-                    part.retries += 1
+                sc = status & 0x7FF
+                if ((sc == STATUS_TRANSIENT_TRANSPORT and part.retries < DIGEST_RETRIES)
+                        or sc == STATUS_AUTH_REQUIRED):
+                    if sc == STATUS_AUTH_REQUIRED:
+                        self.reauth = True  # replayed once the session authenticated again
+                    else:
+                        part.retries += 1
                     if type(req.buf) is memoryview:
                         req.buf = None
                     retry.append(part)
