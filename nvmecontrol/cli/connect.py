@@ -149,8 +149,8 @@ def command(
                     hdr_digests, data_digests, flow_control, timeout,
                     dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     # config.json: the matching port's settings for what the command line left out.
-    port = fabrics_config.find(fabrics_config.load(config), subnqn,
-                               {addr.host, address.rsplit(":", 1)[0].strip("[]")}, str(addr.port))
+    port = fabrics_config.port_for_address(fabrics_config.load(config), subnqn, address, addr,
+                                           hostnqn)
     tuning = fabrics_config.tuning_for(ctx, port, tuning)
     if port is not None:
         # An empty -q is a mistake to report, not "not given".

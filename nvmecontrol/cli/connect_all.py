@@ -5,10 +5,20 @@ FreeBSD syntax, default port 8009.  Beyond FreeBSD: referrals are followed
 reported instead of duplicated, and one result per entry is printed (a
 table on a terminal).  Entries this host cannot use (another transport,
 address family or a TLS requirement) are skipped with the reason.
+
+DH-HMAC-CHAP secrets, as nvme-cli's connect-all uses them (libnvme's
+``nvmf_add_ctrl``): ``--dhchap-secret`` is the host's secret for the
+discovery controller and every subsystem; ``--dhchap-ctrl-secret``
+authenticates the discovery controller (one controller secret cannot fit
+every subsystem).  For each entry connected, a port of config.json for that
+subsystem and address gives its own host and controller secrets, which win
+over the command line's host-wide one.  The discovery controller's secrets
+come from the command line, else its discovery.conf line or config.json port.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Optional
 
@@ -111,13 +121,14 @@ def command(
     # FreeBSD's connect-all takes -c (its option table is connect's) and ignores
     # it; here it replaces the controller ID of every entry.
     forced_cntlid = parse_cntlid(cntlid) if cntlid is not None else None
-    host_key, _ctrl_key = dhchap_keys(dhchap_secret, dhchap_ctrl_secret)
-    found = []  # (discovery log entry, the host identity that discovered it)
+    check_dhchap(dhchap_secret, dhchap_ctrl_secret)
+    found = []  # (discovery log entry, the host identity that discovered it, host secret)
     hosts: dict = {}
     unreachable: list[NvmeControlError] = []
     # With no address, nvme-cli's files say what to connect: config.json's ports
     # directly, discovery.conf's discovery controllers through their logs.
-    ports = fabrics_config.load(config) if address is None else []
+    config_ports = fabrics_config.load(config)
+    ports = config_ports if address is None else []
     for where_, line_hostnqn, line_hostid, line_secret in _discovery_controllers(address,
                                                                                 bool(ports)):
         # The command line's wins; an empty -q is a mistake to report, not "not given".
@@ -125,13 +136,15 @@ def command(
                line_hostid if hostid is None else hostid)
         if key not in hosts:  # each identity resolved (and warned about) once
             hosts[key] = host_for(*key)
-        line_key = host_key if host_key or not line_secret else dhchap_keys(line_secret, None)[0]
-        # Discovery controllers authenticate the host when they ask; the
-        # controller secret is for the I/O controllers the entries name.
         try:
-            walk = walk_referrals(parse_address(where_, default_port=DISCOVERY_PORT), hosts[key],
-                                  AssociationParams(kato_s=0, timeout_s=timeout,
-                                                    dhchap_secret=line_key))
+            disc_address = parse_address(where_, default_port=DISCOVERY_PORT)
+            disc_secret, disc_ctrl_secret = _discovery_secrets(
+                config_ports, where_, disc_address, hosts[key].hostnqn, dhchap_secret,
+                dhchap_ctrl_secret, line_secret)
+            walk = walk_referrals(disc_address, hosts[key], AssociationParams(
+                kato_s=0, timeout_s=timeout,
+                **dict(zip(("dhchap_secret", "dhchap_ctrl_secret"),
+                           dhchap_keys(disc_secret, disc_ctrl_secret)))))
         except NvmeControlError as err:
             if address is not None:
                 raise
@@ -142,7 +155,7 @@ def command(
         remember_nqns(where_, walk.entries)
         for err in walk.errors:
             warn(f"referral skipped: {err}")
-        found += [(e, hosts[key]) for e in walk.entries]
+        found += [(e, hosts[key], disc_secret) for e in walk.entries]
     tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
                     hdr_digests, data_digests, flow_control, timeout,
                     dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
@@ -156,15 +169,16 @@ def command(
     if bar:
         bar.start()
     try:
-        for e, host in found:
+        for e, host, host_secret in found:
             where = format_address(e.traddr, e.trsvcid)
             r = EntryResult(e.subnqn, where)
             r.skipped = skip_reason(e)
             if not r.skipped:
                 try:
                     a = Address(e.traddr, int(e.trsvcid), where)
+                    t = _entry_tuning(tuning, config_ports, e, host.hostnqn, host_secret)
                     r.connected = establish(
-                        chosen, a, e.subnqn, host, tuning, dle=encode_discovery_entry(e),
+                        chosen, a, e.subnqn, host, t, dle=encode_discovery_entry(e),
                         cntlid=e.cntlid if forced_cntlid is None else forced_cntlid)
                 except ValueError:
                     r.skipped = f"invalid port {e.trsvcid!r}"
@@ -203,6 +217,33 @@ def _connect_port(ctx, chosen, port, tuning: Tuning, forced_cntlid, *, host_for_
     except NvmeControlError as err:
         r.error = err
     return r
+
+
+def _discovery_secrets(config_ports, where: str, address, hostnqn: str, secret, ctrl_secret,
+                       line_secret) -> tuple[str | None, str | None]:
+    """(host secret, controller secret) for one discovery controller, DHHC-1 text.
+
+    The command line's, else the discovery.conf line's host secret, else
+    those of config.json's port of the discovery subsystem at that address.
+    """
+    from nvmecontrol.cli import fabrics_config
+    from nvmecontrol.nqn import DISCOVERY_NQN
+
+    port = fabrics_config.port_for_address(config_ports, DISCOVERY_NQN, where, address, hostnqn)
+    configured = port.options if port is not None else {}
+    return (secret or line_secret or configured.get("dhchap_secret"),
+            ctrl_secret or configured.get("dhchap_ctrl_secret"))
+
+
+def _entry_tuning(tuning: Tuning, config_ports, e, hostnqn: str, host_secret) -> Tuning:
+    """The tuning one discovery log entry is connected with: its own secrets (see module notes)."""
+    from nvmecontrol.cli import fabrics_config
+
+    own = fabrics_config.secrets_for_entry(config_ports, e.subnqn, e.traddr, e.trsvcid, hostnqn)
+    t = dataclasses.replace(tuning, dhchap_secret=own.get("dhchap_secret", host_secret),
+                            dhchap_ctrl_secret=own.get("dhchap_ctrl_secret"))
+    check_dhchap(t.dhchap_secret, t.dhchap_ctrl_secret)
+    return t
 
 
 def _discovery_controllers(address: str | None, have_ports: bool = False):

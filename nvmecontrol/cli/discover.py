@@ -3,7 +3,10 @@
 FreeBSD syntax (``discover [-v] [-t tcp] [-q HostNQN] address``), default
 port 8009 (NVMe-oF 7.4.9.3), one-shot association with KATO 0 and no
 digests (as FreeBSD), the FreeBSD text format or JSON.  ``--walk`` also
-follows referrals (bounded, loop-free), which FreeBSD does not.
+follows referrals (bounded, loop-free), which FreeBSD does not.  Settings the
+command line leaves out (host NQN and ID, DH-HMAC-CHAP secrets) come from
+nvme-cli's config.json port of the discovery subsystem at that address, as
+``connect`` takes them (``fabrics_config``).
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ def render_json(r: DiscoverResult) -> dict:
 
 
 def command(
+    ctx: typer.Context,
     address: Annotated[Optional[str], typer.Argument(
         help="host[:port], [v6addr][:port]; port defaults to 8009 (none: every discovery "
              "controller of /etc/nvme/discovery.conf).")] = None,
@@ -128,8 +132,12 @@ def command(
         return discover_configured(hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk,
                                    timeout_s=timeout, dhchap_secret=dhchap_secret,
                                    dhchap_ctrl_secret=dhchap_ctrl_secret, fmt=fmt)
-    r = run(address, hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk, timeout_s=timeout,
-            dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    from nvmecontrol.cli import fabrics_config
+
+    given = fabrics_config.merged(ctx, fabrics_config.port_for_target(address, None, hostnqn),
+                                  dict(hostnqn=hostnqn, hostid=hostid, dhchap_secret=dhchap_secret,
+                                       dhchap_ctrl_secret=dhchap_ctrl_secret))
+    r = run(address, verbose=verbose, walk=walk, timeout_s=timeout, **given)
     remember_nqns(address, r.log.entries)
     for e in r.errors or []:
         warn(f"referral skipped: {e}")

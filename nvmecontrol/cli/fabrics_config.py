@@ -15,8 +15,12 @@ list of hosts (a ``{"hosts": [...]}`` object is read too)::
 Keys nvmecontrol has no use for (host_iface, tos, tls, ...) are ignored.
 ``connect`` takes a matching port's settings for the options not given on
 the command line (command line > config > defaults, as nvme-cli merges);
-``connect-all`` with no address connects every port; ``--dump-config``
-prints the connections made in this layout.
+``identify``, ``logpage`` and ``discover`` do the same for the options they
+have (host NQN and ID, digests, DH-HMAC-CHAP secrets) from the default file
+(``port_for_target``, ``merged``); ``connect-all`` with no address connects
+every port, and takes each discovered subsystem's secrets from its port
+(``secrets_for_entry``); ``--dump-config`` prints the connections made in
+this layout.
 """
 
 from __future__ import annotations
@@ -138,6 +142,92 @@ def find(ports: list[Port], subnqn: str, traddrs: set[str], trsvcid: str) -> Por
         if p.subnqn == subnqn and p.trsvcid == str(trsvcid) and p.traddr in traddrs:
             return p
     return None
+
+
+def port_for_address(ports: list[Port], subnqn: str, address_text: str, address,
+                     hostnqn: str | None = None) -> Port | None:
+    """The port of ``subnqn`` at the address as typed (a name or numeric) and as resolved.
+
+    With a host NQN given on the command line, only that host's ports (or
+    ports of no named host) count: the settings are per host/subsystem pair.
+    """
+    traddrs = {address.host, address_text.rsplit(":", 1)[0].strip("[]")}
+    if hostnqn is not None:
+        ports = [p for p in ports if p.hostnqn in (None, hostnqn)]
+    return find(ports, subnqn, traddrs, str(address.port))
+
+
+def port_for_target(target: str, subnqn: str | None, hostnqn: str | None = None,
+                    config: str | None = None) -> Port | None:
+    """The port a one-shot command's network target names (None for a device or session).
+
+    ``identify``/``logpage`` take ``ADDRESS [SUBNQN]`` (the discovery NQN
+    when left out), ``discover`` takes ``ADDRESS``; the default ports are
+    theirs (8009 for discovery, 4420 otherwise).  An address that does not
+    parse is left to the command, which reports it.
+    """
+    from nvmecontrol.backends.linux_admin import parse_device_name
+    from nvmecontrol.backends.userspace.backend import parse_session_name
+    from nvmecontrol.nqn import DISCOVERY_NQN
+    from nvmecontrol.transport.address import DISCOVERY_PORT, IO_PORT, parse_address
+
+    if parse_session_name(target) is not None or parse_device_name(target) is not None:
+        return None
+    nqn = DISCOVERY_NQN if subnqn is None else subnqn
+    try:
+        address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN
+                                else IO_PORT)
+    except UsageError:
+        return None
+    return port_for_address(load(config), nqn, target, address, hostnqn)
+
+
+def merged(ctx, port: Port | None, values: dict) -> dict:
+    """``values`` (a command's parameters by name) with the port's settings filled in.
+
+    A setting applies to a parameter the command has and the command line
+    left at its default; the port's host NQN and host ID apply when none
+    was given (an empty ``-q`` is a mistake to report, not "not given").
+    """
+    if port is None:
+        return values
+    out = dict(values)
+    for name, value in from_port(ctx, port).items():
+        if name in out:
+            out[name] = value
+    for name in ("hostnqn", "hostid"):
+        if name in out and out[name] is None:
+            out[name] = getattr(port, name)
+    return out
+
+
+def network_options(ctx, target: str, subnqn: str | None, *, timeout: float, **values):
+    """How ``identify``/``logpage`` reach ``target``: the command line, then config.json.
+
+    ``values``: the command's hostnqn, hostid, hdr_digests, data_digests,
+    dhchap_secret and dhchap_ctrl_secret parameters.
+    """
+    from nvmecontrol.cli.device import ConnectOptions
+
+    v = merged(ctx, port_for_target(target, subnqn, values["hostnqn"]), values)
+    return ConnectOptions(v["hostnqn"], v["hostid"], v["hdr_digests"], v["data_digests"], timeout,
+                          dhchap_secret=v["dhchap_secret"],
+                          dhchap_ctrl_secret=v["dhchap_ctrl_secret"])
+
+
+def secrets_for_entry(ports: list[Port], subnqn: str, traddr: str, trsvcid: str,
+                      hostnqn: str | None) -> dict:
+    """The DH-HMAC-CHAP secrets config.json holds for one discovery log entry.
+
+    As libnvme's connect-all (``nvmf_add_ctrl``): a port of the entry's
+    subsystem at its address gives the host and controller secrets for that
+    subsystem, over the ones the command line gave for all of them.
+    """
+    port = find([p for p in ports if p.hostnqn in (None, hostnqn)], subnqn, {traddr},
+                str(trsvcid))
+    if port is None:
+        return {}
+    return {k: v for k, v in port.options.items() if k in ("dhchap_secret", "dhchap_ctrl_secret")}
 
 
 def from_port(ctx, port: Port | None) -> dict:

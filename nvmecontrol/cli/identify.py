@@ -53,6 +53,7 @@ def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions)
 
 
 def command(
+    ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")],
     subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
     nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=0, hi=0xFFFFFFFF,
@@ -68,7 +69,7 @@ def command(
     dhchap_secret: DhchapSecret = None,
     dhchap_ctrl_secret: DhchapCtrlSecret = None,
 ):
-    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.cli.fabrics_config import network_options
     from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
                                                  render_controller_text, render_namespace_text)
     from nvmecontrol.cli.render.logpage import hexdump
@@ -76,8 +77,9 @@ def command(
 
     if hex_ and fmt is Format.json:
         raise UsageError("-x cannot be combined with -o json")
-    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout,
-                          dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    opts = network_options(ctx, target, subnqn, hostnqn=hostnqn, hostid=hostid,
+                           hdr_digests=hdr_digests, data_digests=data_digests, timeout=timeout,
+                           dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, nsid, opts)
     if hex_:
         limit = len(r.raw) if verbose else (NAMESPACE_DUMP_LEN if r.nsid else CONTROLLER_DUMP_LEN)

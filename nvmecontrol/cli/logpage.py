@@ -112,6 +112,7 @@ def _discovery_parts(data: bytes):
 
 
 def command(
+    ctx: typer.Context,
     target: Annotated[Optional[str], typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")] = None,
     subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
     page: Annotated[Optional[str], typer.Option("-p", "--page", help="Log page: number (2, 0x02) or name (smart, error, fw, changed-ns, effects, ana, discovery).")] = None,
@@ -132,7 +133,7 @@ def command(
     dhchap_secret: DhchapSecret = None,
     dhchap_ctrl_secret: DhchapCtrlSecret = None,
 ):
-    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.cli.fabrics_config import network_options
     from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
     from nvmecontrol.cli.render.logpage import (hexdump, logpage_to_json, render_logpage_help,
                                                 render_logpage_text)
@@ -154,8 +155,9 @@ def command(
         raise UsageError("missing device or address")
     if hex_ and binary:
         raise UsageError("-x and -b are mutually exclusive")
-    opts = ConnectOptions(hostnqn, hostid, hdr_digests, data_digests, timeout,
-                          dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    opts = network_options(ctx, target, subnqn, hostnqn=hostnqn, hostid=hostid,
+                           hdr_digests=hdr_digests, data_digests=data_digests, timeout=timeout,
+                           dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, parse_page(page), lsp=lsp, lsi=lsi, rae=rae, nsid=nsid, opts=opts)
     cdata = decode_identify_controller(r.cdata_raw)
     if binary:

@@ -15,6 +15,13 @@ NVMe over Fabrics 1.1, 3.3 and 6 (controller initialization):
    queue (same CNTLID, KATO 0);
 5. shutdown: CC.SHN = normal, wait for CSTS.SHST = complete, close.
 
+Re-authentication (NVMe Base 2.1, 8.3.4.2): ``Association.reauthenticate``
+runs a new transaction on every queue, as the Linux host does when its key
+is written to sysfs (new secrets may be passed in); ``Association.execute``
+answers a controller that completes a command with Authentication Required
+(it withdrew a queue's authentication) by authenticating that queue again
+and retrying the command once.
+
 Everything here speaks to queues through :class:`HostQueue`, so the same
 logic serves discovery, the CLI's one-shot associations and the sessions of
 the NBD bridge.
@@ -111,26 +118,66 @@ class Association:
         peer = getattr(self.admin.driver, "peer", None)
         return peer[0] if isinstance(peer, tuple) and peer else None
 
+    # -- commands --
+    def execute(self, q: HostQueue, sqe, what: str, **kw):
+        """``q.execute``, re-authenticating the queue once if the controller asks.
+
+        A controller that withdrew the queue's authentication (its keys for
+        this host changed) completes commands with Authentication Required;
+        with a host secret, the queue runs a new transaction and the command
+        is sent again, once.  Without a secret, or when it fails again, the
+        error stands.
+        """
+        try:
+            return q.execute(sqe, what, **kw)
+        except CommandError as exc:
+            if not auth.asks_authentication(exc.cqe.status) or self.params.dhchap_secret is None:
+                raise
+        self.authenticate(q)
+        return q.execute(sqe, what, **kw)
+
+    def authenticate(self, q: HostQueue) -> auth.Authenticated:
+        """One new DH-HMAC-CHAP transaction on ``q`` with the current secrets."""
+        return authenticate_queue(q, qid=q.qid, host=self.host, subnqn=self.subnqn,
+                                  params=self.params)
+
+    def reauthenticate(self, *, dhchap_secret: DhchapKey | None = None,
+                       dhchap_ctrl_secret: DhchapKey | None = None) -> list[auth.Authenticated]:
+        """Authenticate every queue again, admin first (host-initiated re-authentication).
+
+        New secrets replace the association's first (they are then used by
+        every later transaction, on reconnect too).  The caller keeps other
+        commands off the queues meanwhile: each queue runs one command at a
+        time.
+        """
+        if dhchap_secret is not None:
+            self.params.dhchap_secret = dhchap_secret
+        if dhchap_ctrl_secret is not None:
+            self.params.dhchap_ctrl_secret = dhchap_ctrl_secret
+        return [self.authenticate(q) for q in [self.admin, *self.io]]
+
     # -- properties --
     def get_property(self, prop: int) -> int:
-        cqe, _ = self.admin.execute(F.build_property_get(prop), f"Property Get {Prop(prop).name}")
+        cqe, _ = self.execute(self.admin, F.build_property_get(prop),
+                              f"Property Get {Prop(prop).name}")
         return cqe.result64 if F.PROP_SIZE.get(prop, 4) == 8 else cqe.dw0
 
     def set_property(self, prop: int, value: int) -> None:
-        self.admin.execute(F.build_property_set(prop, value), f"Property Set {Prop(prop).name}")
+        self.execute(self.admin, F.build_property_set(prop, value),
+                     f"Property Set {Prop(prop).name}")
 
     def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
-        _, data = self.admin.execute(admin.build_identify(cns, nsid, cntid),
-                                     f"Identify CNS {cns:#04x}", read_len=IDENTIFY_DATA_SIZE)
+        _, data = self.execute(self.admin, admin.build_identify(cns, nsid, cntid),
+                               f"Identify CNS {cns:#04x}", read_len=IDENTIFY_DATA_SIZE)
         return data
 
     def get_log_page(self, g: admin.GetLogPage) -> bytes:
-        _, data = self.admin.execute(admin.build_get_log_page(g), f"Get Log Page {g.lid:#04x}",
-                                     read_len=g.length)
+        _, data = self.execute(self.admin, admin.build_get_log_page(g),
+                               f"Get Log Page {g.lid:#04x}", read_len=g.length)
         return data
 
     def keep_alive(self, timeout: float | None = None) -> None:
-        self.admin.execute(admin.build_keep_alive(), "Keep Alive", timeout=timeout)
+        self.execute(self.admin, admin.build_keep_alive(), "Keep Alive", timeout=timeout)
 
     def close(self) -> None:
         for q in self.io:
@@ -349,7 +396,8 @@ def connect_association(address: Address, subnqn: str, host: HostIdentity,
 def create_io_queues(assoc: Association) -> None:
     params = assoc.params
     n = params.num_io_queues
-    cqe, _ = assoc.admin.execute(admin.build_set_num_queues(n), "Set Features Number of Queues")
+    cqe, _ = assoc.execute(assoc.admin, admin.build_set_num_queues(n),
+                           "Set Features Number of Queues")
     nsq, ncq = admin.parse_num_queues(cqe.dw0)
     if min(nsq, ncq) < n:
         raise CommandFailed(f"controller enabled fewer I/O queues ({min(nsq, ncq)}) than requested ({n})")

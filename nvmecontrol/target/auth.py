@@ -12,6 +12,18 @@ host ends the association, or the keep-alive timer does).
 The commands' fields are checked as nvmet checks them: SECP E9h, SPSP0 and
 SPSP1 01h, a non-zero length no larger than ``MAX_AUTH_TRANSFER`` that the
 SGL describes exactly (Invalid Field with the byte offset, DNR).
+
+Re-authentication (8.3.4.2).  The host may start a new transaction on an
+authenticated queue at any time (Linux does when its key is written to
+``/sys/class/nvme/nvmeX/dhchap_secret``): the admin queue's Authentication
+commands always reach ``QueueAuth``, and an authenticated I/O queue, whose
+batches take the fast path, has its Authentication commands taken out of
+each batch by ``IoAuthGate.intercept`` (``connection.py``).  The queue keeps
+serving while the transaction runs.  When the daemon learns new keys for a
+host, ``rekey_host`` withdraws the authentication of every queue of that
+host: they answer Authentication Required *without* DNR until they
+authenticate again with the new keys (``AUTH_REQUIRED_RETRY``; with DNR the
+Linux host would fail the command instead of re-authenticating).
 """
 
 from __future__ import annotations
@@ -23,11 +35,17 @@ from nvmecontrol.target.config import HostAuthConfig
 from nvmecontrol.wire import auth as A
 from nvmecontrol.wire import fabrics as F
 from nvmecontrol.wire.capsule import SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK, decode_sqe
+from nvmecontrol.wire.qpair import Command
 from nvmecontrol.wire.status import SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED, make_status
 
 log = logging.getLogger("nvmfd")
 
 AUTH_REQUIRED = make_status(SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED, dnr=True)
+# The same status for a queue whose authentication was withdrawn: retry after
+# re-authenticating.
+AUTH_REQUIRED_RETRY = make_status(SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED)
+_OPC_FABRICS = F.OPC_FABRICS
+_AUTH_FCTYPES = (F.FCType.AUTH_SEND, F.FCType.AUTH_RECEIVE)
 _PEL_SGL = 24
 # Authentication Send data arrive in the capsule or by R2T, collected into a
 # buffer: bounded by the largest message (a Reply with SHA-512 and
@@ -56,11 +74,24 @@ class QueueAuth:
         self.clock = clock
         self.qid = qid
         self.assoc_id = assoc_id
-        self._reported = False
+        self._reported = 0  # the transaction whose failure was logged
 
     @property
     def authenticated(self) -> bool:
         return self.machine.authenticated
+
+    @property
+    def refusal_status(self) -> int:
+        """What a command on this queue gets while it is not authenticated."""
+        return AUTH_REQUIRED_RETRY if self.machine.reauth_required else AUTH_REQUIRED
+
+    def rekey(self, cfg: HostAuthConfig) -> None:
+        """New keys for this queue's host: its authentication is withdrawn (see module notes)."""
+        self.machine.require_reauthentication(host_key=cfg.host_key, ctrl_key=cfg.ctrl_key,
+                                              hash_id=cfg.hash_id, dhgroup=cfg.dhgroup,
+                                              keep_ctrl_key=False)
+        log.info("association %d queue %d: keys changed, re-authentication required",
+                 self.assoc_id, self.qid)
 
     def command(self, conn, sqe, data, on_done=None) -> None:
         """Run an Authentication Send/Receive; ``data``: the in-capsule bytes, if any.
@@ -126,30 +157,33 @@ class QueueAuth:
 
     def _after(self, on_done) -> None:
         m = self.machine
-        if m.authenticated:
+        if m.authenticated and m.finished:
             log.debug("association %d queue %d: host authenticated (%s, %s)", self.assoc_id,
                       self.qid, A.C.HASH_NAMES.get(m.hash_id, m.hash_id),
                       A.C.DHGROUP_NAMES.get(m.dhgroup, m.dhgroup))
             if on_done is not None:
                 on_done()
-        elif m.failed and not self._reported:
-            self._reported = True
+        elif m.failed and self._reported != m.transactions:
+            self._reported = m.transactions
             log.warning("association %d queue %d: DH-HMAC-CHAP failed: %s (%s)", self.assoc_id,
                         self.qid, m.detail, A.reason_text(m.reason))
 
 
 class IoAuthGate:
-    """An I/O queue's command handler until its authentication succeeds.
+    """An I/O queue's command handler while it is not authenticated.
 
     Authentication Send/Receive go to the queue's ``QueueAuth``, everything
     else fails with Authentication Required; on success the queue gets its
-    real handler (the I/O hot path never sees this gate).
+    real handler (``on_authenticated``: the I/O hot path never sees this
+    gate) and the gate stays on the connection (``conn.auth_gate``) to take
+    the Authentication commands of a re-authentication out of its batches.
     """
 
     def __init__(self, conn, auth: QueueAuth, on_authenticated):
         self.conn = conn
         self.auth = auth
         self.on_authenticated = on_authenticated
+        conn.auth_gate = self
 
     def command(self, ev) -> None:
         conn = self.conn
@@ -158,11 +192,88 @@ class IoAuthGate:
             if ev.digest_error:
                 raise AuthCommandError(K.TRANSIENT_TRANSPORT, "data digest error in the command "
                                        "capsule")
-            if sqe.opc == F.OPC_FABRICS and F.fctype_of(sqe) in (F.FCType.AUTH_SEND,
-                                                                 F.FCType.AUTH_RECEIVE):
+            if sqe.opc == _OPC_FABRICS and F.fctype_of(sqe) in _AUTH_FCTYPES:
                 self.auth.command(conn, sqe, ev.data, self.on_authenticated)
+                self._follow()
             else:
-                raise AuthCommandError(AUTH_REQUIRED, f"queue {self.auth.qid} is not "
-                                       "authenticated yet")
+                why = ("its authentication was withdrawn (the host's keys changed)"
+                       if self.auth.machine.reauth_required else "it is not authenticated")
+                raise AuthCommandError(self.auth.refusal_status,
+                                       f"queue {self.auth.qid}: {why}")
         except AuthCommandError as e:
             conn.fail(sqe.cid, e.status, e.why, opc=sqe.opc, nsid=sqe.nsid, pel=e.pel)
+
+    def _follow(self) -> None:
+        """Gate the queue when a transaction left it unauthenticated (caller holds the lock)."""
+        conn = self.conn
+        if not self.auth.authenticated and conn.io is not None:
+            conn.io = None
+            conn.on_command = self.command
+
+    def intercept(self, events: list) -> list:
+        """An authenticated queue's batch, Authentication commands answered here.
+
+        Returns what the I/O queue handles; once a command here leaves the
+        queue unauthenticated (a failed re-authentication), the rest of the
+        batch is answered by the gate too.
+        """
+        for t in events:  # the common case: no Fabrics command in the batch
+            if type(t) is tuple and t[1][0] == _OPC_FABRICS:
+                break
+        else:
+            return events
+        rest = []
+        conn = self.conn
+        for i, t in enumerate(events):
+            if conn.io is None:  # gated by what came before in this batch
+                for u in events[i:]:
+                    if type(u) is tuple:
+                        self.command(Command(u[1][2] | u[1][3] << 8, u[1], u[2], u[3]))
+                    else:
+                        conn.write_data(u)
+                break
+            if type(t) is tuple and t[1][0] == _OPC_FABRICS and t[1][4] in _AUTH_FCTYPES:
+                self.command(Command(t[1][2] | t[1][3] << 8, t[1], t[2], t[3]))
+            else:
+                rest.append(t)
+        return rest
+
+    def require_reauthentication(self) -> None:
+        """Back to the gate: the queue answers Authentication Required until it re-authenticates."""
+        self.conn.io = None
+        self.conn.on_command = self.command
+
+
+def rekey_host(server, hostnqn: str, cfg: HostAuthConfig | None) -> int:
+    """The daemon has new DH-HMAC-CHAP settings for ``hostnqn``: apply them to its live queues.
+
+    For the nvmfd control layer, after its configuration changed (reload or
+    a host's keys set at run time).  With ``cfg``, every queue of the host's
+    associations that authenticates is unauthenticated until the host runs a
+    transaction with the new keys (Authentication Required without DNR
+    meanwhile); new I/O queues of those associations take the new keys.  With
+    ``None`` (the host no longer has keys) live queues keep what they proved.
+    Associations made while the host had no keys never authenticated and
+    are left alone (terminate them to force authentication).  Returns the
+    number of queues whose authentication was withdrawn.
+    """
+    if cfg is None:
+        return 0
+    with server.lock:
+        ctrls = [c for c in server.controllers.values()
+                 if c.hostnqn == hostnqn and c.admin_auth is not None and not c.dead]
+    count = 0
+    for ctrl in ctrls:
+        ctrl.auth_cfg = cfg
+        admin = ctrl.admin
+        with admin.lock:
+            ctrl.admin_auth.rekey(cfg)
+        count += 1
+        for conn in list(ctrl.io_queues.values()):
+            with conn.lock:
+                gate = conn.auth_gate
+                if gate is not None:
+                    gate.auth.rekey(cfg)
+                    gate.require_reauthentication()
+                    count += 1
+    return count

@@ -82,6 +82,10 @@ class Connection:
         self.qid = 0
         self.io = None
         self.on_command = self._unconnected_command
+        # Set on a queue that must authenticate (``auth.IoAuthGate``): once the
+        # queue is on the fast path, it takes a re-authentication's commands
+        # out of each batch.
+        self.auth_gate = None
         # Set by Connect: the association's keep-alive timer (traffic based:
         # every batch received restarts it) and the server's clock.
         self._activity = None
@@ -170,6 +174,7 @@ class Connection:
                 pass  # a view is still out there: the collector frees it
             self.io = None
             self.on_command = None
+            self.auth_gate = None
             self.ctrl = None
             self._activity = None
 
@@ -182,8 +187,12 @@ class Connection:
                 return False
             io = self.io
             if io is not None:
-                # A connected I/O queue: its handler cannot change any more.
-                io.batch(self.qp.receive_raw())
+                # A connected I/O queue on the fast path.
+                events = self.qp.receive_raw()
+                gate = self.auth_gate
+                if gate is not None:
+                    events = gate.intercept(events)
+                io.batch(events)
             else:
                 for ev in self.qp.receive():
                     t = type(ev)

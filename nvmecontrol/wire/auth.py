@@ -31,6 +31,7 @@ from nvmecontrol.errors import (HostRefused, LocalProtocolError, NvmeControlErro
                                 PeerProtocolError, PeerTimeout, Unsupported, UsageError)
 from nvmecontrol.wire import auth_crypto as C
 from nvmecontrol.wire.auth_crypto import DhchapKey, DhGroup, HashId
+from nvmecontrol.wire.status import SC_AUTH_REQUIRED, SC_MASK, SCT_COMMAND_SPECIFIC, SCT_MASK, SCT_SHIFT
 
 SECP_DHCHAP = 0xE9
 SPSP0_DHCHAP = 0x01
@@ -98,6 +99,18 @@ def reason_text(reason: int) -> str:
         return f"{REASON_TEXT[FailureReason(reason)]} (reason {reason:#04x})"
     except ValueError:
         return f"reason {reason:#04x}"
+
+
+def asks_authentication(status: int) -> bool:
+    """A completion status that is Authentication Required (SCT 1h, SC 91h), DNR or not.
+
+    A controller answers it on a queue that has not authenticated, or whose
+    authentication it withdrew (its keys for the host changed): the host runs
+    a new transaction on that queue and may then retry the command (NVMe Base
+    2.1, 8.3.4.2; the Linux host re-authenticates when DNR is clear).
+    """
+    return ((status >> SCT_SHIFT) & SCT_MASK == SCT_COMMAND_SPECIFIC
+            and status & SC_MASK == SC_AUTH_REQUIRED)
 
 
 # --- errors: one family per cause a user acts on differently ------------------
@@ -562,8 +575,18 @@ class ControllerAuth:
     Whatever goes wrong turns into a Failure1 at the next Receive; then
     ``failed`` is set and the queue stays unauthenticated (the caller ends
     the association, as Linux's nvmet does).  A transaction that stalls for
-    ``timeout_s`` starts over (``on_timer``).  A Negotiate restarts it at any
-    time (re-authentication).
+    ``timeout_s`` starts over (``on_timer``).
+
+    Re-authentication (8.3.4.2): a Negotiate starts a new transaction at any
+    time.  On a queue that is authenticated, the queue stays so while the new
+    transaction runs (the Linux host re-authenticates under I/O when its key
+    is changed through sysfs); only a failure withdraws it.  Where nvmet
+    drops the queue's authentication at the Negotiate, commands racing the
+    transaction would fail for nothing.  ``require_reauthentication`` is the
+    controller's side: the host's keys changed, the queue is unauthenticated
+    until a transaction with the new keys succeeds, and ``reauth_required``
+    tells the caller to answer Authentication Required without DNR, so the
+    host re-authenticates and retries.
     """
 
     def __init__(self, *, qid: int, hostnqn: str, subnqn: str, host_key: DhchapKey,
@@ -585,6 +608,8 @@ class ControllerAuth:
         self._deadline: float | None = None
         self.authenticated = False
         self.failed = False
+        self.reauth_required = False
+        self.transactions = 0  # Negotiates seen (each failure is logged once)
         self.reason = 0  # last failure reason, for the log
         self.detail = ""
         self.t_id = 0
@@ -596,6 +621,11 @@ class ControllerAuth:
         self._s2 = 0
         self._c2 = b""
         self._session_key = b""
+
+    @property
+    def finished(self) -> bool:
+        """The last transaction ended in success (not one in progress)."""
+        return self._state == _CtrlState.DONE
 
     def next_deadline(self) -> float | None:
         return self._deadline
@@ -610,10 +640,33 @@ class ControllerAuth:
         self._pair = None
         self._session_key = b""
 
+    def require_reauthentication(self, *, host_key: DhchapKey | None = None,
+                                 ctrl_key: DhchapKey | None = None, hash_id: int | None = None,
+                                 dhgroup: int | None = None, keep_ctrl_key: bool = True) -> None:
+        """Withdraw the queue's authentication, with new settings for the next transaction.
+
+        A transaction in progress is abandoned (it ran with the old keys);
+        the host's next Negotiate starts one with the new ones.
+        """
+        if host_key is not None:
+            self.host_key = host_key
+        if ctrl_key is not None or not keep_ctrl_key:
+            self.ctrl_key = ctrl_key
+        if hash_id is not None:
+            self.want_hash = hash_id
+        if dhgroup is not None:
+            self.want_dhgroup = dhgroup
+        self.authenticated = False
+        self.reauth_required = True
+        self._restart()
+
     def _fail(self, reason: int, detail: str) -> None:
         self.reason = reason
         self.detail = detail
         self.authenticated = False
+        # A host that cannot authenticate with the current keys gets DNR
+        # from now on: retrying would only fail again.
+        self.reauth_required = False
         self._state = _CtrlState.FAILURE1
 
     def on_send(self, data, now: float) -> None:
@@ -630,6 +683,7 @@ class ControllerAuth:
             self.reason = msg.reason
             self.detail = f"host sent Failure2, {reason_text(msg.reason)}"
             self.authenticated = False
+            self.reauth_required = False
             self.failed = True
             self._state = _CtrlState.FAILED
             self._deadline = None
@@ -646,12 +700,18 @@ class ControllerAuth:
         if type(msg) is Reply:
             self._on_reply(msg)
         else:
-            self.authenticated = True
-            self._state = _CtrlState.DONE
-            self._deadline = None
+            self._succeeded()
+
+    def _succeeded(self) -> None:
+        self.authenticated = True
+        self.reauth_required = False
+        self._state = _CtrlState.DONE
+        self._deadline = None
 
     def _on_negotiate(self, n: Negotiate) -> None:
-        self.authenticated = False
+        # ``authenticated`` is left as it is: see the class notes.
+        self.transactions += 1
+        self.failed = False
         self.t_id = n.t_id
         if n.sc_c != 0:
             self._fail(FailureReason.CONCAT_MISMATCH, "host asked for a secure channel")
@@ -711,9 +771,7 @@ class ControllerAuth:
                 self._state = _CtrlState.SUCCESS2
                 self._deadline = now + self.timeout_s
             else:
-                self.authenticated = True
-                self._state = _CtrlState.DONE
-                self._deadline = None
+                self._succeeded()
             return encode_message(msg)
         if st not in (_CtrlState.FAILURE1,):
             self._fail(FailureReason.INCORRECT_MESSAGE, "host asked for a message out of order")
