@@ -47,9 +47,14 @@ ACL = 3
 ELPE = 63
 # Keep Alive Support granularity in 100 ms units (as the kernel target: 1 s).
 KAS = 10
-# ANA transition time (s) and group limits: one group, always optimized.
+# ANA Transition Time (s): how long a group may stay in the "change" state
+# before a host gives up on it (Linux resets the controller after twice
+# this); the kernel target says 10 too.
 ANATT = 10
-ANAGRPMAX = 1
+# ANA group IDs 1..ANAGRPMAX (the kernel target's NVMET_MAX_ANAGRPS); the
+# controller advertises the same number as NANAGRPID.  Hosts size their ANA
+# log page buffer from it, so it bounds what the page may grow to.
+ANAGRPMAX = 128
 
 # --- limits against hostile or broken peers --------------------------------
 
@@ -117,6 +122,12 @@ CONNECT_INCOMPATIBLE_FORMAT = _c(S.SC_CONNECT_INCOMPATIBLE_FORMAT)
 CONNECT_CTRL_BUSY = _c(S.SC_CONNECT_CTRL_BUSY)
 CONNECT_INVALID_PARAM = _c(S.SC_CONNECT_INVALID_PARAM)
 CONNECT_INVALID_HOST = _c(S.SC_CONNECT_INVALID_HOST)
+FEATURE_NOT_CHANGEABLE = _c(S.SC_FEATURE_NOT_CHANGEABLE)
+# Path related (SCT 3h) ANA statuses: no DNR, the host retries on another
+# path (or later on this one), as the kernel target answers.
+ANA_PERSISTENT_LOSS = make_status(S.SCT_PATH, S.SC_ANA_PERSISTENT_LOSS, dnr=False)
+ANA_INACCESSIBLE = make_status(S.SCT_PATH, S.SC_ANA_INACCESSIBLE, dnr=False)
+ANA_TRANSITION = make_status(S.SCT_PATH, S.SC_ANA_TRANSITION, dnr=False)
 # Write fault (media error): a backing-store write failed.
 WRITE_FAULT = make_status(S.SCT_MEDIA, S.SC_WRITE_FAULT)
 UNRECOVERED_READ = make_status(S.SCT_MEDIA, S.SC_UNRECOVERED_READ_ERROR)

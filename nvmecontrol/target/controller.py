@@ -33,6 +33,17 @@ what hosts are tested against:
   04h), a discovery log change one with Notice / Discovery Log Page Change
   (log 70h).  Each kind is then masked until its log page is read without
   RAE, as the spec and nvmet do.
+* ANA (``ana.py``): the ANA log page (0Ch) shows the groups' states on the
+  port the host came in by; ANAGRPMAX = NANAGRPID = 128; a state change
+  completes an AER with Notice / ANA Change (03h, log 0Ch) when the host
+  enabled it (AEC bit 11, on by default as in nvmet), masked until the page
+  is read without RAE.  Identify Namespace reports NUSE 0 while the
+  namespace's group is inaccessible or lost on this port, as nvmet.
+* Write protection: NSATTR bit 0 and feature 84h (Namespace Write
+  Protection Config, NWPC "no write protect / write protect") report a
+  read-only namespace; Set Features 84h write-protects a namespace or lifts
+  it (not for namespaces exported read-only: Feature Not Changeable), then
+  every controller gets a Namespace Attribute Changed notice, as nvmet.
 * Reservations (``reservations.py``): ONCS bit 5 and RESCAP advertised; each
   controller keeps its host's reservation notifications for log page 80h
   (one entry per read, I/O Command Specific AEN "Reservation Log Page
@@ -50,8 +61,9 @@ from collections import deque
 from nvmecontrol import __version__
 from nvmecontrol.errors import NvmeControlError
 from nvmecontrol.nqn import DISCOVERY_NQN
+from nvmecontrol.target import ana
 from nvmecontrol.target import constants as K
-from nvmecontrol.target.auth import AUTH_REQUIRED, AuthCommandError, IoAuthGate, QueueAuth
+from nvmecontrol.target.auth import AuthCommandError, IoAuthGate, QueueAuth
 from nvmecontrol.target.config import MAX_NSID
 from nvmecontrol.target.discovery import build_discovery_log
 from nvmecontrol.target.reservations import ReservationLog
@@ -88,9 +100,12 @@ _CONNECT_DATA = struct.Struct("<16sH238x256s256s")
 EVENT_NS = "ns"
 EVENT_DISC = "disc"
 EVENT_RESV = "resv"
+EVENT_ANA = "ana"
 _AEN_NS_DW0 = A.aer_dw0(A.AsyncEvent(A.AER_TYPE_NOTICE, A.AER_NOTICE_NS_ATTR_CHANGED,
                                      L.LogPage.CHANGED_NS))
 AER_NOTICE_DISC_CHANGED = 0xF0
+AER_NOTICE_ANA_CHANGE = 0x03
+_AEN_ANA_DW0 = A.aer_dw0(A.AsyncEvent(A.AER_TYPE_NOTICE, AER_NOTICE_ANA_CHANGE, L.LogPage.ANA))
 # Asynchronous event type I/O Command Specific Status, information Reservation Log
 # Page Available (NVMe Base 2.0, Asynchronous Event Request).
 AER_TYPE_IO_CMD_SPECIFIC = 0x6
@@ -102,6 +117,16 @@ _AEN_DISC_DW0 = A.aer_dw0(A.AsyncEvent(A.AER_TYPE_NOTICE, AER_NOTICE_DISC_CHANGE
 # OAES / Async Event Configuration bits.
 AEC_NS_ATTR = A.AEC_NS_ATTR  # bit 8
 AEC_DISC_CHANGE = 1 << 31
+AEC_ANA_CHANGE = 1 << 11
+# What an I/O controller supports (OAES) and enables from the start (nvmet's
+# NVMET_AEN_CFG_OPTIONAL: hosts that never set AEC still get both notices).
+AEC_IO = AEC_NS_ATTR | AEC_ANA_CHANGE
+# Namespace Write Protection Config (NVMe Base 2.0, 5.27.1.25): states
+# "no write protect" and "write protect" (NWPC bit 0), not until power cycle
+# or permanent.
+FEATURE_WRITE_PROTECT = 0x84
+WP_NONE, WP_ON = 0, 1
+NWPC = 0x01
 FEATURE_HOST_ID = 0x81
 EXHID = 1  # Get Features Host Identifier CDW11 bit 0: 128-bit host ID
 
@@ -118,7 +143,7 @@ SGLS = 0x1 | I.SGLS_TRANSPORT  # SGLs without alignment, offset in data block
 FRMW = 0x03  # slot 1 read-only, one slot
 LPA_IO = I.LPA_CMD_EFFECTS | I.LPA_EXTENDED
 LPA_DISC = I.LPA_EXTENDED
-ANACAP = 0x1F  # optimized..change reporting, ANAGRPID not changed by attach
+ANACAP = 0x1F  # reports optimized, non-optimized, inaccessible, persistent loss, change
 IOCS_NVM = 1 << 0
 
 # Admin opcodes each controller kind accepts.
@@ -181,7 +206,7 @@ class Controller:
         self.dead = False
         max_q = 0 if self.discovery else subsystem.max_io_queues
         self.nsq = self.ncq = max_q  # granted (1's based); Set Features may lower
-        self.aec = AEC_DISC_CHANGE if self.discovery else AEC_NS_ATTR
+        self.aec = AEC_DISC_CHANGE if self.discovery else AEC_IO
         self.wce = True
         self.aers: list[int] = []
         self.events: list[int] = []
@@ -236,7 +261,10 @@ class Controller:
                 self._fabrics(conn, sqe, ev.data)
                 return
             if self.admin_auth is not None and not self.admin_auth.authenticated:
-                raise Fail(AUTH_REQUIRED, "the admin queue is not authenticated yet")
+                # Without DNR once authentication was withdrawn (new keys):
+                # the host re-authenticates and retries.
+                raise Fail(self.admin_auth.refusal_status,
+                           "the admin queue is not authenticated yet")
             if not self.ready:
                 raise Fail(K.CMD_SEQ_ERROR, "controller not enabled (CC.EN=1, CSTS.RDY=1 first)")
             # self.opcodes is what this controller kind accepts; _ADMIN_HANDLERS
@@ -291,7 +319,8 @@ class Controller:
                        "on a connected admin queue", PEL_NSID)
 
     def cap(self) -> int:
-        return F.CAP(mqes=K.MQES, cqr=1, to=K.CAP_TO, css=0x01, mpsmin=K.MPS,
+        # MQES per port (param max_queue_size, port_params.py).
+        return F.CAP(mqes=self.port.params.mqes, cqr=1, to=K.CAP_TO, css=0x01, mpsmin=K.MPS,
                      mpsmax=K.MPS).encode()
 
     def vs(self) -> int:
@@ -386,7 +415,11 @@ class Controller:
                 raise Fail(K.INVALID_NS, f"Identify Namespace for NSID {nsid:#x}", PEL_NSID)
             ns = namespaces.get(nsid)
             # An inactive NSID in range reads as zeros (NVMe 2.0, 5.17.2.1).
-            return identify_namespace(ns) if ns is not None else bytes(I.IDENTIFY_DATA_SIZE)
+            if ns is None:
+                return bytes(I.IDENTIFY_DATA_SIZE)
+            state = ana.state_on(self.port.cfg.ana_groups, ns.anagrpid)
+            return identify_namespace(ns, in_use=state not in (ana.INACCESSIBLE,
+                                                               ana.PERSISTENT_LOSS))
         if cns == I.CNS_ACTIVE_NSID_LIST:
             if nsid >= 0xFFFFFFFE:
                 raise Fail(K.INVALID_NS, f"active namespace list after NSID {nsid:#x}", PEL_NSID)
@@ -429,13 +462,14 @@ class Controller:
             return I.encode_identify_controller(c)
         c = I.IdentifyController(
             sn=sub.serial, mn=sub.model, fr=sub.firmware, rab=6, cmic=CMIC, mdts=K.MDTS,
-            cntlid=self.cntlid, ver=sub.vs, oaes=AEC_NS_ATTR, ctratt=CTRATT,
+            cntlid=self.cntlid, ver=sub.vs, oaes=AEC_IO, ctratt=CTRATT,
             cntrltype=I.CNTRLTYPE_IO, acl=K.ACL, aerl=K.AERL, frmw=FRMW, lpa=LPA_IO,
             elpe=K.ELPE, kas=K.KAS, anatt=K.ANATT, anacap=ANACAP, anagrpmax=K.ANAGRPMAX,
-            nanagrpid=K.ANAGRPMAX, sqes=0x66, cqes=0x44, maxcmd=K.MQES + 1, nn=MAX_NSID,
+            nanagrpid=K.ANAGRPMAX, nwpc=NWPC, sqes=0x66, cqes=0x44, maxcmd=K.MQES + 1, nn=MAX_NSID,
             oncs=ONCS_DSM | ONCS_WRITE_ZEROES | ONCS_RESERVATIONS, vwc=VWC_PRESENT_FLUSH_ALL,
             sgls=SGLS,
-            mnan=MAX_NSID, subnqn=sub.nqn, ioccsz=K.IOCCSZ, iorcsz=K.IORCSZ, icdoff=0, fcatt=0,
+            mnan=MAX_NSID, subnqn=sub.nqn, ioccsz=self.port.params.ioccsz, iorcsz=K.IORCSZ,
+            icdoff=0, fcatt=0,
             msdbd=1, ofcs=0)
         return I.encode_identify_controller(c)
 
@@ -469,6 +503,8 @@ class Controller:
                 self.masked.discard(EVENT_NS)
             elif g.lid == L.LogPage.DISCOVERY:
                 self.masked.discard(EVENT_DISC)
+            elif g.lid == L.LogPage.ANA:
+                self.masked.discard(EVENT_ANA)
         if g.lid == RW.LOG_RESERVATION_NOTIFICATION:
             # Each read takes the entry it returned (Reservation Notification log page).
             waiting = self.resv_log.consume()
@@ -506,10 +542,8 @@ class Controller:
         return _EFFECTS_LOG
 
     def _log_ana(self, g) -> bytes:
-        rgo = bool(g.lsp & L.ANA_LSP_RGO)
-        nsids = [] if rgo else list(self.sub.namespaces)
-        page = L.encode_ana_log(L.AnaLog(chgcnt=1, groups=[
-            L.AnaGroupDescriptor(grpid=1, chgcnt=1, state=L.AnaState.OPTIMIZED, nsids=nsids)]))
+        page = ana.build_log(self.port.cfg.ana_groups, self.server.config.ports,
+                             self.sub.namespaces, rgo=bool(g.lsp & L.ANA_LSP_RGO))
         # Hosts size the read from NANAGRPID and NN (nvme-cli reads it in 4 KiB
         # pieces), so the page is as long as its largest possible form.
         return page.ljust(L.ana_log_size(K.ANAGRPMAX, MAX_NSID), b"\0")
@@ -534,7 +568,7 @@ class Controller:
             self.kato.kato_ms = self.effective_kato_ms
             return 0
         if fid == A.Feature.ASYNC_EVENT_CONFIG:
-            supported = AEC_DISC_CHANGE if self.discovery else AEC_NS_ATTR
+            supported = AEC_DISC_CHANGE if self.discovery else AEC_IO
             if v & ~supported:
                 raise Fail(K.INVALID_FIELD, f"asynchronous events {v:#x} not supported", PEL_CDW11)
             self.aec = v
@@ -558,6 +592,9 @@ class Controller:
                 raise Fail(K.INVALID_FIELD, f"reservation notification mask {v:#x}", PEL_CDW11)
             self.resv_log.set_mask(None if sqe.nsid == I.NSID_BROADCAST
                                    else self._reservation_nsid(sqe), v & RW.MASK_ALL)
+            return 0
+        if fid == FEATURE_WRITE_PROTECT:
+            self._set_write_protect(sqe, v)
             return 0
         if fid == RW.FEATURE_RESV_PERSISTENCE:
             self._reservation_nsid(sqe)
@@ -595,6 +632,15 @@ class Controller:
             else:
                 conn.respond(sqe.cid, 0, self.resv_log.mask(nsid))
             return
+        if fid == FEATURE_WRITE_PROTECT and not self.discovery:
+            ns = self._active_ns(sqe)
+            if sel == 3:  # namespace specific, changeable
+                conn.respond(sqe.cid, 0, 0x6)
+            elif sel == 1:
+                conn.respond(sqe.cid, 0, WP_ON if ns.fixed_read_only else WP_NONE)
+            else:
+                conn.respond(sqe.cid, 0, WP_ON if ns.read_only else WP_NONE)
+            return
         if fid not in changeable:
             raise Fail(K.INVALID_FIELD, f"feature {fid:#04x} not supported", PEL_CDW10)
         if sel == 3:  # supported capabilities: changeable, not saveable, not per namespace
@@ -604,7 +650,7 @@ class Controller:
         if fid == A.Feature.KEEP_ALIVE_TIMER:
             value = 0 if default else self.kato_ms
         elif fid == A.Feature.ASYNC_EVENT_CONFIG:
-            value = (AEC_DISC_CHANGE if self.discovery else AEC_NS_ATTR) if default else self.aec
+            value = (AEC_DISC_CHANGE if self.discovery else AEC_IO) if default else self.aec
         elif fid == A.Feature.NUMBER_OF_QUEUES:
             limit = self.sub.max_io_queues
             value = A.num_queues_value(limit, limit) if default else \
@@ -612,6 +658,40 @@ class Controller:
         else:  # VOLATILE_WRITE_CACHE
             value = 1 if default else int(self.wce)
         conn.respond(sqe.cid, 0, value)
+
+    def _active_ns(self, sqe: SQE):
+        ns = self.sub.namespaces.get(sqe.nsid)
+        if ns is None:
+            raise Fail(K.INVALID_NS, f"no active namespace {sqe.nsid:#x}", PEL_NSID)
+        return ns
+
+    def _set_write_protect(self, sqe: SQE, v: int) -> None:
+        """Set Features 84h: write-protect a namespace or lift it (for every host)."""
+        ns = self._active_ns(sqe)
+        wps = v & 0x7
+        if v & ~0x7 or wps not in (WP_NONE, WP_ON):
+            raise Fail(K.INVALID_FIELD, f"write protection state {v:#x} not supported "
+                       "(only no write protect / write protect)", PEL_CDW11)
+        if wps == WP_ON and not ns.read_only:
+            try:  # what was written is durable before the namespace turns read-only
+                ns.backend.flush()
+            except OSError as e:
+                raise Fail(K.INTERNAL_ERROR, f"flush before write protect: {e.strerror}") from None
+            ns.read_only = True
+        elif wps == WP_NONE and ns.read_only:
+            if ns.fixed_read_only:
+                raise Fail(K.FEATURE_NOT_CHANGEABLE, f"namespace {ns.nsid} is exported "
+                           "read-only", PEL_CDW11)
+            ns.read_only = False
+        else:
+            return
+        log.info("association %d: namespace %d write protection %s by host %s", self.id,
+                 ns.nsid, "set" if ns.read_only else "lifted", self.hostnqn)
+        # Every controller re-reads the namespace (nvmet_ns_changed); from a
+        # thread of its own: we hold our admin queue's lock here.
+        ctrls = list(self.sub.controllers.values())
+        threading.Thread(target=lambda: [c.namespace_changed(ns.nsid) for c in ctrls],
+                         name="nvmfd-aen", daemon=True).start()
 
     def _reservation_nsid(self, sqe: SQE) -> int:
         """The active namespace a reservation feature names (they are per namespace)."""
@@ -639,6 +719,8 @@ class Controller:
             return
         if kind == EVENT_DISC and not self.aec & AEC_DISC_CHANGE:
             return
+        if kind == EVENT_ANA and not self.aec & AEC_ANA_CHANGE:
+            return
         # Reservation notices have no AEC bit: the mask feature filters them.
         conn = self.admin
         with conn.lock:
@@ -655,6 +737,10 @@ class Controller:
         if self.resv_log.add(nsid, kind):
             self.post_event(EVENT_RESV)
 
+    def ana_changed(self) -> None:
+        """An ANA group changed state on this controller's port (any thread)."""
+        self.post_event(EVENT_ANA)
+
     def namespace_changed(self, nsid: int) -> None:
         with self.lock:
             if len(self.changed_ns) >= L.CHANGED_NS_MAX:
@@ -669,7 +755,8 @@ class Controller:
         self.admin.abort()
 
 
-_AEN_DW0 = {EVENT_NS: _AEN_NS_DW0, EVENT_DISC: _AEN_DISC_DW0, EVENT_RESV: _AEN_RESV_DW0}
+_AEN_DW0 = {EVENT_NS: _AEN_NS_DW0, EVENT_DISC: _AEN_DISC_DW0, EVENT_RESV: _AEN_RESV_DW0,
+            EVENT_ANA: _AEN_ANA_DW0}
 
 # Admin opcode -> handler(controller, connection, sqe).
 _ADMIN_HANDLERS = {
@@ -692,11 +779,12 @@ def _data_units(nbytes: int) -> int:
     return (nbytes // 512 + 999) // 1000
 
 
-def identify_namespace(ns) -> bytes:
+def identify_namespace(ns, *, in_use: bool = True) -> bytes:
+    """CNS 00h; ``in_use`` False (NUSE 0) while its ANA group is inaccessible or lost."""
     return I.encode_identify_namespace(I.IdentifyNamespace(
-        nsze=ns.nblocks, ncap=ns.nblocks, nuse=ns.nblocks, nlbaf=0, flbas=0,
+        nsze=ns.nblocks, ncap=ns.nblocks, nuse=ns.nblocks if in_use else 0, nlbaf=0, flbas=0,
         rescap=RESCAP, dlfeat=0x09, nmic=1, anagrpid=ns.anagrpid,
-        nsattr=1 if ns.read_only else 0,
+        nsattr=I.NSATTR_WRITE_PROTECTED if ns.read_only else 0,
         nvmcap=ns.size_bytes, nguid=ns.nguid, eui64=ns.eui64,
         lbaf=[I.LbaFormat(0, ns.shift, 0)]))
 
@@ -704,7 +792,8 @@ def identify_namespace(ns) -> bytes:
 def identify_independent_namespace(ns) -> bytes:
     """CNS 08h (NVMe 2.0, figure 319): NSFEAT, NMIC, RESCAP, FPI, ANAGRPID, NSATTR, ..., NSTAT."""
     buf = bytearray(I.IDENTIFY_DATA_SIZE)
-    struct.pack_into("<BBBBIB", buf, 0, 0, 1, RESCAP, 0, ns.anagrpid, 1 if ns.read_only else 0)
+    struct.pack_into("<BBBBIB", buf, 0, 0, 1, RESCAP, 0, ns.anagrpid,
+                     I.NSATTR_WRITE_PROTECTED if ns.read_only else 0)
     buf[14] = 1  # NSTAT: namespace ready
     return bytes(buf)
 
@@ -810,10 +899,11 @@ def _connect(server, conn, sqe: SQE, data: bytes) -> None:
         _connect_io(server, conn, sqe, c, sub, cntlid, hostnqn, subnqn)
 
 
-def _check_sqsize(c) -> None:
-    if c.sqsize == 0 or c.sqsize > K.MQES:
+def _check_sqsize(c, port) -> None:
+    mqes = port.params.mqes  # the port's max_queue_size (port_params.py)
+    if c.sqsize == 0 or c.sqsize > mqes:
         raise _invalid_param(IPO_SQSIZE, False,
-                             f"SQSIZE {c.sqsize} (0's based) not in 1..{K.MQES}")
+                             f"SQSIZE {c.sqsize} (0's based) not in 1..{mqes}")
 
 
 def _apply_queue_params(conn, c) -> None:
@@ -821,6 +911,9 @@ def _apply_queue_params(conn, c) -> None:
     qp.sqsize = c.sqsize + 1  # N.B. SQSIZE is 0's based
     if c.cattr & F.CATTR_DISABLE_SQFLOW:
         qp.sq_flow_control = False
+    if c.qid:
+        # The port's inline_data_size (IOCCSZ); the admin queue keeps 8 KiB.
+        qp.max_icd = conn.port.params.inline_data_size
 
 
 def _connect_admin(server, conn, sqe, c, sub, hostid, cntlid, hostnqn) -> None:
@@ -830,7 +923,7 @@ def _connect_admin(server, conn, sqe, c, sub, hostid, cntlid, hostnqn) -> None:
     if sub is not None and not sub.host_allowed(hostnqn):
         raise Fail(K.CONNECT_INVALID_HOST, f'host "{hostnqn}" is not allowed on {sub.nqn}',
                    IPO_DATA_HOSTNQN, F.connect_invalid_dw0(IPO_DATA_HOSTNQN, True))
-    _check_sqsize(c)
+    _check_sqsize(c, conn.port)
     ctrl = server.new_controller(conn, sub, hostnqn, hostid, c.kato_ms)
     if ctrl is None:
         raise Fail(K.CONNECT_CTRL_BUSY, "no free controller ID")
@@ -863,7 +956,7 @@ def _connect_io(server, conn, sqe, c, sub, cntlid, hostnqn, subnqn) -> None:
         if c.qid > min(ctrl.nsq, ctrl.ncq):
             raise _invalid_param(IPO_QID, False,
                                  f"QID {c.qid} beyond the {min(ctrl.nsq, ctrl.ncq)} granted queues")
-        _check_sqsize(c)
+        _check_sqsize(c, conn.port)
         if c.qid in ctrl.io_queues:
             raise Fail(K.CMD_SEQ_ERROR, f"queue {c.qid} is already connected", IPO_QID)
         ctrl.io_queues[c.qid] = conn

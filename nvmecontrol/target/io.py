@@ -10,9 +10,12 @@ are written to the backing store straight from the receive buffer.
 
 Checks, in the Linux target's order: controller ready (Command Sequence
 Error), data digest (Transient Transport Error, retryable), namespace
-(Invalid Namespace or Format), opcode (Invalid Command Opcode), write
-protection, LBA range (LBA Out of Range), transfer size (Invalid Field when
-above MDTS), SGL (type, offset, length must equal the blocks' bytes).
+(Invalid Namespace or Format), the namespace's ANA group on this
+controller's port (``ana.py``: ANA Inaccessible, Persistent Loss or
+Transition, SCT 3h, for every command on the namespace), opcode (Invalid
+Command Opcode), write protection (Namespace Is Write Protected), LBA
+range (LBA Out of Range), transfer size (Invalid Field when above MDTS),
+SGL (type, offset, length must equal the blocks' bytes).
 
 A write completes after ``pwrite`` returned for its whole range (plus
 ``fdatasync`` for FUA or with the volatile write cache disabled); an
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import struct
 
+from nvmecontrol.target import ana as _ana
 from nvmecontrol.target import constants as K
 from nvmecontrol.target import reservations as _resv
 from nvmecontrol.wire import pdu as P
@@ -105,6 +109,17 @@ class IoQueue:
         self.qp = conn.qp
         # [bytes read, bytes written, read commands, write commands]
         self.stats = self.sub.new_stats()
+        # The port's ANA states last seen and the groups they serve: a change
+        # replaces the dict, so one identity test per batch notices it.
+        self._ana_groups = None
+        self._ana_serving = frozenset()
+
+    def _serving(self) -> frozenset:
+        """The ANA groups whose I/O this controller's port serves now."""
+        groups = self.ctrl.port.cfg.ana_groups
+        if groups is not self._ana_groups:
+            self._ana_groups, self._ana_serving = groups, _ana.serving_groups(groups)
+        return self._ana_serving
 
     def batch(self, events: list) -> None:
         """Handle one receive's events (``ControllerQueuePair.receive_raw``).
@@ -143,8 +158,10 @@ class IoQueue:
         sqhd = qp.sqhd if flow else 0xFFFF
         qid = self.qid
         wce = self.ctrl.wce
-        # NSIDs with a reservation: their commands take the checked path.
+        # NSIDs with a reservation: their commands take the checked path;
+        # so do those of namespaces whose ANA group this port does not serve.
         held = self.sub.reservations.held
+        serving = self._serving()
         reads = read_bytes = writes = write_bytes = 0
         for t in events:
             if type(t) is tuple and not t[3]:  # a command whose data digest (if any) passed
@@ -154,7 +171,8 @@ class IoQueue:
                     _o, flags, cid, nsid, _sa, slen, stype, c10, c11, c12 = _unpack_sqe(sqe)
                     ns = nss.get(nsid)
                     if ns is not None and flags & _FLAGS_MASK == _FLAGS_SGL \
-                            and stype == _SGL_TRANSPORT and nsid not in held:
+                            and stype == _SGL_TRANSPORT and nsid not in held \
+                            and ns.anagrpid in serving:
                         slba = c10 | c11 << 32
                         nlb = (c12 & 0xFFFF) + 1
                         shift = ns.shift
@@ -208,7 +226,8 @@ class IoQueue:
                     data = t[2]
                     if ns is not None and flags & _FLAGS_MASK == _FLAGS_SGL \
                             and stype == _SGL_ICD and not saddr and not ns.read_only \
-                            and wce and not c12 & FUA and nsid not in held:
+                            and wce and not c12 & FUA and nsid not in held \
+                            and ns.anagrpid in serving:
                         slba = c10 | c11 << 32
                         nlb = (c12 & 0xFFFF) + 1
                         n = nlb << ns.shift
@@ -274,6 +293,12 @@ class IoQueue:
                     raise _Fail(K.INVALID_OPCODE, "Fabrics command on an I/O queue", 0)
                 raise _Fail(K.INVALID_NS, f"no active namespace {nsid:#x}", PEL_NSID)
             if ns is not None:
+                groups = self.ctrl.port.cfg.ana_groups
+                refusal = _ana.io_refusal(groups, ns.anagrpid)
+                if refusal:
+                    state = _ana.state_name(_ana.state_on(groups, ns.anagrpid))
+                    raise _Fail(refusal, f"namespace {nsid}: ANA group {ns.anagrpid} is {state} "
+                                f"on port {self.ctrl.port.portid}", PEL_NSID)
                 resv = self.sub.reservations
                 if opc in _RESV_OPCODES:
                     _resv.io_command(conn, self.ctrl, resv.state(ns), cid, opc, saddr, slen,

@@ -279,13 +279,18 @@ class Namespace:
     block_size: int
     nblocks: int
     shift: int
+    # Write protected now: what Identify (NSATTR), feature 84h and the I/O
+    # checks say.  A host may set and clear it (Set Features 84h) unless the
+    # namespace is exported read-only (``fixed_read_only``: nvmfd -r, ns-add
+    # -r, the configuration's read_only), which it cannot lift.
     read_only: bool
     uuid: bytes
     nguid: bytes
     eui64: bytes
-    # Every namespace is in ANA group 1, reported optimized (one port
-    # group; nvmetcli's ana_grpid is accepted and not used).
+    # The ANA group (ana.py): its state on a controller's port decides
+    # whether I/O through that controller is served.
     anagrpid: int = 1
+    fixed_read_only: bool = False
 
     @property
     def size_bytes(self) -> int:
@@ -310,4 +315,5 @@ def open_namespace(cfg: NamespaceConfig, subnqn: str, *, read_only: bool = False
     eui64 = hashlib.sha256(b"eui64" + nguid).digest()[:8]
     return Namespace(nsid=cfg.nsid, path=cfg.path, backend=backend, block_size=bs,
                      nblocks=nblocks, shift=bs.bit_length() - 1, read_only=ro,
-                     uuid=u.bytes, nguid=nguid, eui64=eui64)
+                     uuid=u.bytes, nguid=nguid, eui64=eui64, anagrpid=cfg.ana_grpid,
+                     fixed_read_only=ro)

@@ -88,6 +88,8 @@ OFCS_DISCONNECT = 1 << 0  # Fabrics: Disconnect command supported
 SGLS_SUPPORTED_MASK = 0x3
 SGLS_KEYED = 1 << 2
 SGLS_TRANSPORT = 1 << 20  # Transport SGL Data Block descriptor
+# Identify Namespace NSATTR bit 0: the namespace is write protected.
+NSATTR_WRITE_PROTECTED = 1 << 0
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")

@@ -175,7 +175,8 @@ def test_features(assoc):
     assert run(a, admin.build_set_features(Feature.KEEP_ALIVE_TIMER, 60_000))[0].status == 0
     assert run(a, admin.build_get_features(Feature.KEEP_ALIVE_TIMER))[0].dw0 == 60_000
     cqe, _ = run(a, admin.build_get_features(Feature.ASYNC_EVENT_CONFIG))
-    assert cqe.dw0 == admin.AEC_NS_ATTR
+    # Namespace Attribute and ANA Change notices, enabled from the start as in nvmet.
+    assert cqe.dw0 == admin.AEC_NS_ATTR | 1 << 11
     assert run(a, admin.build_set_features(Feature.ASYNC_EVENT_CONFIG, 0))[0].status == 0
     assert run(a, admin.build_get_features(Feature.ASYNC_EVENT_CONFIG))[0].dw0 == 0
     cqe, _ = run(a, admin.build_set_features(Feature.ASYNC_EVENT_CONFIG, 1 << 0))

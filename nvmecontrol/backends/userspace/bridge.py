@@ -213,6 +213,7 @@ class QueueWorker:
                     continue
                 if not req.error:
                     req.error = nbd_errno_for_status(status)
+                    req.status = status
             req.remaining -= 1
             if req.remaining == 0:
                 reqs = done.get(req.conn)

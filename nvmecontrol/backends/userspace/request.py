@@ -64,8 +64,8 @@ class NbdRequest(Part):
     part: one object per request on the hot path, not two.
     """
 
-    __slots__ = ("conn", "cookie", "kind", "offset", "length", "remaining", "error", "buf",
-                 "seq")
+    __slots__ = ("conn", "cookie", "kind", "offset", "length", "remaining", "error", "status",
+                 "buf", "seq")
 
     def __init__(self, conn, cookie: int, kind: int, offset: int, length: int, seq: int = 0):
         self.conn = conn  # the NBD connection that answers it
@@ -75,6 +75,7 @@ class NbdRequest(Part):
         self.length = length
         self.remaining = 0  # parts not yet completed
         self.error = 0  # NBD errno of the first failed part
+        self.status = 0  # its NVMe status (the control socket's I/O passthrough reports it)
         self.buf = None  # read data: a view of one PDU, or gathered from several
         self.seq = seq  # arrival order, kept when parked commands are replayed
         self.retries = 0

@@ -24,6 +24,7 @@ from dataclasses import replace
 from nvmecontrol.backends.model import REDACTED, ConnectParams, ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.userspace.bridge import QueueWorker
 from nvmecontrol.backends.userspace.nbd_server import NbdListener
+from nvmecontrol.backends.userspace.ns_facts import NO_FACTS, fetch_namespace_facts
 from nvmecontrol.backends.userspace.paths import (NBD_PORT, SessionPaths, export_name,
                                                   nbd_tcp_uri, nbd_uri, write_atomically)
 from nvmecontrol.backends.userspace.request import Namespace
@@ -110,6 +111,8 @@ class Session:
         self._force: list = []  # pending reconnect requests: (params or None, result dict, Event)
         self.namespaces: dict[int, Namespace] = {}
         self.attached: dict[int, str] = {}  # nsid -> /dev/nbdX
+        # nsid -> NamespaceFacts (identifiers, ANA state) for devlist -v
+        self.ns_facts: dict = {}
         self.listeners: list[NbdListener] = []
         self._conn_counter = itertools.count()
         self.started = time.time()
@@ -150,12 +153,16 @@ class Session:
         with assoc.admin.lock:
             nsids = decode_active_nsid_list(assoc.identify(CNS_ACTIVE_NSID_LIST, 0))
             found = {}
+            decoded = {}
             for nsid in nsids:
-                ns = decode_identify_namespace(assoc.identify(CNS_NAMESPACE, nsid))
+                ns = decoded[nsid] = decode_identify_namespace(assoc.identify(CNS_NAMESPACE, nsid))
                 lba = ns.block_size() or 512
                 found[nsid] = Namespace(nsid, lba, ns.nsze * lba, max_cmd_bytes=max_cmd,
                                         can_write_zeroes=bool(cdata.oncs & ONCS_WRITE_ZEROES),
-                                        can_trim=bool(cdata.oncs & ONCS_DSM))
+                                        can_trim=bool(cdata.oncs & ONCS_DSM),
+                                        # NSATTR bit 0, write protected: NBD_FLAG_READ_ONLY
+                                        read_only=bool(ns.nsattr & 1))
+            facts = fetch_namespace_facts(assoc, decoded)
         current = {}
         for nsid, ns in found.items():
             old = self.namespaces.get(nsid)
@@ -183,6 +190,7 @@ class Session:
         # Replaced whole: devlist, new NBD clients and completions read it
         # from other threads.
         self.namespaces = current
+        self.ns_facts = facts
         write_atomically(self.paths.namespaces, "".join(f"{n}\n" for n in sorted(current)))
 
     def exports(self):
@@ -456,6 +464,28 @@ class Session:
                 self._admin_lost(assoc, str(e))
                 raise
 
+    def io_command(self, sqe: bytes, read_len: int, write_data: bytes | None):
+        """Run one I/O command for the control socket (resv) on the first I/O queue.
+
+        It travels as a data-path request (``io_passthrough``): held and
+        replayed across a reconnect like NBD requests.  Returns (NVMe status,
+        NBD errno, read data); status 0 with an errno means the data path
+        failed it without an NVMe status (ctrl-loss-tmo, shutdown).
+        """
+        from nvmecontrol.backends.userspace.io_passthrough import IoPassthrough
+
+        req = IoPassthrough(sqe, read_len, write_data)
+        with self.lock:
+            if self.state != LIVE or not self.workers:
+                raise ConnectionLost(f"{self.name} is not connected ({self.state})")
+        self.router.submit(req.conn, [req])
+        kato = self.params.kato_s
+        timeout = min(self.params.timeout_s, kato) if kato else self.params.timeout_s
+        if not req.wait(timeout):
+            raise PeerTimeout(f"{self.name}: I/O command {req.opc:#04x} not answered within "
+                              f"{timeout:g} s")
+        return req.status, req.error, req.read_data
+
     # -- reconnect, disconnect --
     def request_reconnect(self, params: ConnectParams | None, timeout: float) -> dict:
         result: dict = {}
@@ -651,7 +681,8 @@ class Session:
             namespaces.append(NamespaceInfo(f"{self.name}ns{nsid}", nsid, ns.size, ns.lba_size,
                                             path=self.attached.get(nsid),
                                             uri=nbd_uri(str(self.paths.nbd), nsid),
-                                            tcp_uris=[nbd_tcp_uri(h, p, nsid) for h, p in tcp]))
+                                            tcp_uris=[nbd_tcp_uri(h, p, nsid) for h, p in tcp],
+                                            **self.ns_facts.get(nsid, NO_FACTS)._asdict()))
         cdata = assoc.cdata
         return ControllerInfo(
             name=self.name, backend="nbd", model=cdata.mn if cdata else "",
