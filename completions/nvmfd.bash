@@ -46,7 +46,8 @@ _nvmfd() {
     cmd=
     if (( i < ${#words[@]} - 1 )); then
         case ${words[i]} in
-        list | terminate | ns-add | ns-remove) cmd=${words[i]} ;;
+        list | terminate | ns-add | ns-remove | ana-state | host-add | host-remove | save)
+            cmd=${words[i]} ;;
         esac
     fi
 
@@ -63,12 +64,26 @@ _nvmfd() {
     ns-remove)
         opts='-S --socket --subsystem -h --help'
         args='-S --socket --subsystem' ;;
+    ana-state)
+        opts='-S --socket -h --help'
+        args='-S --socket' ;;
+    host-add)
+        opts='-S --socket --subsystem --dhchap-key --dhchap-ctrl-key --dhchap-hash --dhchap-dhgroup -h --help'
+        args='-S --socket --subsystem --dhchap-key --dhchap-ctrl-key --dhchap-hash --dhchap-dhgroup' ;;
+    host-remove)
+        opts='-S --socket --subsystem -h --help'
+        args='-S --socket --subsystem' ;;
+    save)
+        opts='-S --socket -h --help'
+        args='-S --socket' ;;
     *)
         opts='-a --address -p --port -n --subnqn -c --config -r --read-only -F --foreground -d
             -g --hdr-digests -G --data-digests --allow-host --block-size -S --socket
-            --port-file --pid-file --log-file -h --help'
+            --port-file --pid-file --log-file -P --discovery-port -t --transport -K --kernel
+            --dhchap-key --dhchap-ctrl-key --dhchap-hash --dhchap-dhgroup -h --help'
         args='-a --address -p --port -n --subnqn -c --config --allow-host --block-size
-            -S --socket --port-file --pid-file --log-file' ;;
+            -S --socket --port-file --pid-file --log-file -P --discovery-port -t --transport
+            --dhchap-key --dhchap-ctrl-key --dhchap-hash --dhchap-dhgroup' ;;
     esac
     args=" ${args//[[:space:]]/ } "
 
@@ -81,6 +96,16 @@ _nvmfd() {
     fi
     if [[ -n $optname ]]; then
         case $cmd:$optname in
+        *:--dhchap-hash)
+            for w in 'hmac(sha256)' 'hmac(sha384)' 'hmac(sha512)'; do
+                [[ $w == "$value"* ]] && _nvmfd_cands+=("$vhead$w")
+            done ;;
+        *:--dhchap-dhgroup)
+            for w in null ffdhe2048 ffdhe3072 ffdhe4096 ffdhe6144 ffdhe8192; do
+                [[ $w == "$value"* ]] && _nvmfd_cands+=("$vhead$w")
+            done ;;
+        :-t | :--transport)
+            [[ tcp == "$value"* ]] && _nvmfd_cands+=("${vhead}tcp") ;;
         *:--block-size)
             for w in 512 4096; do
                 [[ $w == "$value"* ]] && _nvmfd_cands+=("$vhead$w")
@@ -96,10 +121,19 @@ _nvmfd() {
     else
         case $cmd in
         '')
-            (( i == ${#words[@]} - 1 )) && _nvmfd_add list terminate ns-add ns-remove
+            (( i == ${#words[@]} - 1 )) &&
+                _nvmfd_add list terminate ns-add ns-remove ana-state host-add host-remove save
             _nvmfd_add_device ;;
         ns-add)
             _nvmfd_add_device ;;
+        ana-state)
+            _nvmfd_add optimized non-optimized inaccessible persistent-loss change ;;
+        save)
+            _nvmfd_add -
+            while IFS= read -r w; do
+                _nvmfd_cands+=("$w")
+            done < <(compgen -f -- "$cur")
+            compopt -o filenames 2>/dev/null ;;
         esac
     fi
 

@@ -10,7 +10,8 @@ served unchanged:
                 "dhchap_hash": "hmac(sha256)", "dhchap_dhgroup": "ffdhe2048"}],
      "ports": [{"portid": 1, "addr": {"trtype": "tcp", "adrfam": "ipv4",
                 "traddr": "0.0.0.0", "trsvcid": "4420", "treq": "not specified"},
-                "param": {...}, "subsystems": [nqn, ...], "ana_groups": [...],
+                "param": {...}, "subsystems": [nqn, ...],
+                "ana_groups": [{"grpid": 1, "ana": {"state": "optimized"}}],
                 "referrals": [{"name": ..., "enable": 1, "addr": {..., "portid": 2}}]}],
      "subsystems": [{"nqn": ..., "allowed_hosts": [nqn, ...],
                      "attr": {"allow_any_host": "1", "serial": ..., "model": ...,
@@ -35,6 +36,11 @@ authenticate every queue (NVMe Base 2.1, 8.3.4).
 
 Device paths may also be ``mem:SIZE`` (or FreeBSD's ``ramdisk:SIZE``) for a
 RAM namespace, an nvmfd extension.
+
+ANA (``ana.py``): a port's ``ana_groups`` give each group's state on that
+port (group 1 is always there, optimized unless listed otherwise); a
+namespace's ``ana_grpid`` (or nvmetcli's ``"ana": {"grpid": ..}``) must be
+a group some port lists, as nvmet refuses any other.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from typing import Any
 
 from nvmecontrol.errors import UsageError
 from nvmecontrol.nqn import DISCOVERY_NQN, nqn_problem
+from nvmecontrol.target import ana
+from nvmecontrol.target.port_params import ConfigRefused, parse_port_params
 from nvmecontrol.wire.auth_crypto import DHGROUP_NAMES, HASH_NAMES, DhchapKey, DhGroup, HashId
 from nvmecontrol.wire.dhchap_key import BadSecret, parse_secret
 
@@ -66,6 +74,11 @@ DEFAULT_VERSION = "1.3"
 
 TREQ_NAMES = {"not specified": 0, "required": 1, "not required": 2}
 ADRFAM_NAMES = {"ipv4": 1, "ipv6": 2}
+# Names the kernel target knows that nvmfd cannot serve: refused with the
+# key named (ConfigRefused), never served as something weaker.
+FOREIGN_TRTYPES = ("rdma", "fc", "loop", "pci")
+# addr.tsas of a TCP port: "none", or a security type nvmfd does not have (tls1.3).
+TSAS_NONE = ("none", "")
 
 _SIZE_RE = re.compile(r"([0-9]+)\s*([KMGTP]?)(I?B)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
@@ -142,6 +155,8 @@ class PortConfig:
     subsystems: list[str] = field(default_factory=list)
     referrals: list[ReferralConfig] = field(default_factory=list)
     param: dict[str, str] = field(default_factory=dict)
+    # ANA group ID -> state on this port (ana.py); replaced whole when it changes.
+    ana_groups: dict[int, int] = field(default_factory=ana.default_groups)
 
 
 @dataclass(slots=True)
@@ -258,22 +273,34 @@ def _list(value: Any, where: str) -> list:
 _IGNORED_SUBSYS_ATTR = {"pi_enable", "ieee_oui", "passthru_ctrl"}
 
 
-def _load_addr(addr: dict, where: str) -> dict:
+def _load_addr(addr: dict, where: str, *, served: bool = False) -> dict:
+    """A port's or a referral's ``addr``; ``served``: a port nvmfd listens on."""
     out = {}
-    for key in ("trtype", "adrfam", "traddr", "trsvcid", "treq"):
+    for key in ("trtype", "adrfam", "traddr", "trsvcid", "treq", "tsas"):
         if key in addr and addr[key] is not None:
             out[key] = str(addr[key]).strip()
     trtype = out.get("trtype", "tcp").lower()
     if trtype != "tcp":
-        raise UsageError(f'{where}: transport "{trtype}" is not supported (nvmfd serves TCP only)')
+        what = "a transport nvmfd does not have" if trtype in FOREIGN_TRTYPES \
+            else "an unknown transport"
+        raise ConfigRefused(f'{where}: addr.trtype "{trtype}" is not supported: {what} '
+                            "(nvmfd serves TCP only)")
     out["trtype"] = "tcp"
     adrfam = out.get("adrfam", "ipv4").lower()
     if adrfam not in ADRFAM_NAMES:
-        raise UsageError(f'{where}: address family "{adrfam}" is not ipv4 or ipv6')
+        raise ConfigRefused(f'{where}: addr.adrfam "{adrfam}" is not supported (nvmfd '
+                            "listens on ipv4 and ipv6 only)")
     out["adrfam"] = adrfam
+    tsas = out.pop("tsas", "none").lower()
+    if tsas not in TSAS_NONE:
+        raise ConfigRefused(f'{where}: addr.tsas "{tsas}": nvmfd has no TLS and does not '
+                            "serve a secured port without it")
     treq = out.get("treq", "not specified").lower()
     if treq not in TREQ_NAMES:
         raise UsageError(f'{where}: treq "{treq}" is not one of {", ".join(TREQ_NAMES)}')
+    if served and treq == "required":
+        raise ConfigRefused(f'{where}: addr.treq "required" asks for a secure channel (TLS), '
+                            "which nvmfd does not have")
     out["treq"] = treq
     if "traddr" not in out:
         raise UsageError(f"{where}: traddr is missing")
@@ -302,8 +329,27 @@ def _load_namespace(n: dict, where: str) -> NamespaceConfig:
         uuid=parse_uuid_text(dev.get("uuid"), f"{where} uuid"),
         nguid=parse_uuid_text(dev.get("nguid"), f"{where} nguid"),
         enable=_bool(n.get("enable", 0), f"{where} enable"),
-        ana_grpid=_int(n.get("ana_grpid", 1), f"{where} ana_grpid"),
+        # nvmfd's own keys (ns-add -r / --block-size), saved only when set.
+        read_only=_bool(n.get("read_only", 0), f"{where} read_only"),
+        block_size=_block_size(n.get("block_size", DEFAULT_BLOCK_SIZE), where),
+        ana_grpid=_ana_grpid(n, where),
     )
+
+
+def _ana_grpid(n: dict, where: str) -> int:
+    # nvmetcli writes the group twice: "ana_grpid" and the "ana" attribute group.
+    grpid = n.get("ana_grpid", _obj(n.get("ana", {}), f"{where} ana").get("grpid", 1))
+    grpid = _int(grpid, f"{where} ana_grpid")
+    ana.check_grpid(grpid, where)
+    return grpid
+
+
+def _block_size(value: Any, where: str) -> int:
+    size = _int(value, f"{where} block_size")
+    if size not in BLOCK_SIZES:
+        raise UsageError(f"{where}: block_size {size} is not one of "
+                         f"{', '.join(map(str, BLOCK_SIZES))}")
+    return size
 
 
 def _load_subsystem(s: dict, known_hosts: set[str], index: int) -> SubsystemConfig:
@@ -363,10 +409,11 @@ def _load_port(p: dict, index: int, subsystems: set[str]) -> PortConfig:
     where = f"port {portid}"
     if not 0 <= portid <= 0xFFFF:
         raise UsageError(f"{where}: portid out of range 0..65535")
-    addr = _load_addr(_obj(p.get("addr", {}), f"{where} addr"), where)
+    addr = _load_addr(_obj(p.get("addr", {}), f"{where} addr"), where, served=True)
     cfg = PortConfig(portid=portid, traddr=addr["traddr"], trsvcid=addr["trsvcid"],
                      adrfam=addr["adrfam"], trtype=addr["trtype"], treq=addr["treq"])
     cfg.param = {k: str(v) for k, v in _obj(p.get("param", {}), f"{where} param").items()}
+    parse_port_params(cfg.param, where)  # checked now; the server applies them
     for nqn in _list(p.get("subsystems"), f"{where} subsystems"):
         nqn = str(nqn)
         if nqn not in subsystems:
@@ -382,7 +429,40 @@ def _load_port(p: dict, index: int, subsystems: set[str]) -> PortConfig:
             adrfam=a["adrfam"], trtype=a["trtype"], treq=a["treq"],
             portid=_int(raddr.get("portid", 0), f"{rwhere} portid"),
             enable=_bool(r.get("enable", 1), f"{rwhere} enable")))
+    cfg.ana_groups = _load_ana_groups(p.get("ana_groups"), where)
     return cfg
+
+
+def _load_ana_groups(groups: Any, where: str) -> dict[int, int]:
+    """A port's ``ana_groups``: group ID -> state (group 1 optimized unless listed)."""
+    out = ana.default_groups()
+    seen = set()
+    for i, g in enumerate(_list(groups, f"{where} ana_groups")):
+        g = _obj(g, f"{where} ana group {i}")
+        if "grpid" not in g:
+            raise UsageError(f"{where} ana group {i}: 'grpid' is missing")
+        grpid = _int(g["grpid"], f"{where} ana group {i} grpid")
+        ana.check_grpid(grpid, f"{where} ana_groups")
+        if grpid in seen:
+            raise UsageError(f"{where}: ANA group {grpid} appears twice")
+        seen.add(grpid)
+        state = _obj(g.get("ana", {}), f"{where} ana group {grpid} ana").get("state")
+        if state is None:  # as nvmet creates a group: inaccessible (group 1: optimized)
+            out[grpid] = out.get(grpid, ana.UNLISTED_STATE)
+        else:
+            out[grpid] = ana.parse_state(state, f"{where} ana group {grpid} ana.state")
+    return out
+
+
+def _check_ana_grpids(cfg: "TargetConfig") -> None:
+    """Every namespace's ANA group must be one some port lists (nvmet refuses others)."""
+    known = ana.known_groups(cfg.ports)
+    for s in cfg.subsystems:
+        for n in s.namespaces:
+            if n.ana_grpid not in known:
+                raise UsageError(f'subsystem "{s.nqn}" namespace {n.nsid}: ana_grpid '
+                                 f"{n.ana_grpid} is not an ANA group of any port "
+                                 f"(ports[].ana_groups: {', '.join(map(str, known))})")
 
 
 def _load_host_auth(h: dict, where: str) -> HostAuthConfig | None:
@@ -415,6 +495,21 @@ def _load_host_auth(h: dict, where: str) -> HostAuthConfig | None:
                              f"{', '.join(_BY_NAME_GROUP)}")
         auth.dhchap_dhgroup = values["dhgroup"]
     return auth
+
+
+def host_auth_from(values: dict, where: str) -> HostAuthConfig | None:
+    """DH-HMAC-CHAP settings given outside a configuration file (command line,
+    control socket) under the configfs names, checked as a host entry's are."""
+    return _load_host_auth(values, where)
+
+
+def _dump_namespace_extras(n: NamespaceConfig) -> dict:
+    extras = {}
+    if n.read_only:
+        extras["read_only"] = 1
+    if n.block_size != DEFAULT_BLOCK_SIZE:
+        extras["block_size"] = n.block_size
+    return extras
 
 
 def _dump_host(cfg: "TargetConfig", nqn: str) -> dict:
@@ -454,6 +549,7 @@ def load_nvmetcli(data: dict) -> TargetConfig:
         if any(q.portid == port.portid for q in cfg.ports):
             raise UsageError(f"port {port.portid} appears twice")
         cfg.ports.append(port)
+    _check_ana_grpids(cfg)
     return cfg
 
 
@@ -467,8 +563,8 @@ def load_nvmetcli_file(path: str) -> TargetConfig:
         raise UsageError(f"configuration {path} is not valid JSON: {e}") from None
     try:
         return load_nvmetcli(data)
-    except UsageError as e:
-        raise UsageError(f"{path}: {e}") from None
+    except UsageError as e:  # ConfigRefused stays what it is (exit status 78)
+        raise type(e)(f"{path}: {e}") from None
 
 
 def _dump_addr(trtype: str, adrfam: str, traddr: str, trsvcid: str, treq: str) -> dict:
@@ -501,6 +597,7 @@ def dump_nvmetcli(cfg: TargetConfig) -> dict:
                            "path": n.path, "uuid": n.uuid or ""},
                 "enable": 1 if n.enable else 0,
                 "nsid": n.nsid,
+                **_dump_namespace_extras(n),
             } for n in s.namespaces],
             "nqn": s.nqn,
         })
@@ -517,6 +614,8 @@ def dump_nvmetcli(cfg: TargetConfig) -> dict:
                 "name": r.name,
             } for r in p.referrals],
             "subsystems": list(p.subsystems),
+            "ana_groups": [{"ana": {"state": ana.state_name(state)}, "grpid": grpid}
+                           for grpid, state in sorted(p.ana_groups.items())],
         })
     return {"hosts": [_dump_host(cfg, h) for h in cfg.hosts], "ports": ports,
             "subsystems": subsystems}

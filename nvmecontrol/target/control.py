@@ -16,7 +16,16 @@ connection.
     {"op": "ns-remove", "nsid": N, "subsystem": NQN?}
         -> {"ok": true, "subsystem": NQN, "nsid": N}
     {"op": "config"}
-        -> {"ok": true, "config": <nvmetcli saved-config JSON of what is served>}
+        -> {"ok": true, "config": <nvmetcli saved-config JSON of what is served>,
+            "path": the daemon's configuration file (-c) or null}
+    {"op": "host-add", "host": NQN, "subsystem": NQN?, "dhchap_key": KEY?,
+     "dhchap_ctrl_key": KEY?, "dhchap_hash": NAME?, "dhchap_dhgroup": NAME?}
+        -> {"ok": true, "subsystem": NQN, "allow_any_host": bool, <reload counts>}
+    {"op": "host-remove", "host": NQN, "subsystem": NQN?}
+        -> {"ok": true, "subsystem": NQN, "allow_any_host": bool, "terminated": count, ...}
+    {"op": "ana-state", "port": PORTID, "group": GRPID, "state": "optimized" | "non-optimized"
+     | "inaccessible" | "persistent-loss" | "change"}
+        -> {"ok": true, "port", "group", "state", "chgcnt", "notified": controllers told}
 
 Errors: {"ok": false, "error": "message", "kind": "usage" | "notfound" | "internal"}.
 """
@@ -74,8 +83,39 @@ class ControlServer(JsonLineServer):
                                                 subnqn=req.get("subsystem"))
             return {"subsystem": subnqn, "nsid": nsid}
         if op == "config":
-            return {"config": srv.dump_config()}
+            return {"config": srv.dump_config(), "path": srv.config_path}
+        if op in ("host-add", "host-remove"):
+            return _host_acl(srv, op, req)
+        if op == "ana-state":
+            return _ana_state(srv, req)
         raise UsageError(f"unknown operation {op!r}")
+
+
+def _ana_state(srv, req: dict) -> dict:
+    from nvmecontrol.target.ana import set_state  # the server side only
+
+    state = req.get("state")
+    if not isinstance(state, str):
+        raise UsageError("ana-state needs a state")
+    return set_state(srv, _int(req.get("port"), "port"), _int(req.get("group"), "group"), state)
+
+
+def _host_acl(srv, op: str, req: dict) -> dict:
+    from nvmecontrol.target.config import check_hostnqn, host_auth_from
+
+    host = req.get("host")
+    if not isinstance(host, str) or not host:
+        raise UsageError(f"{op} needs a host NQN")
+    check_hostnqn(host, op)
+    subnqn = req.get("subsystem")
+    if op == "host-remove":
+        return srv.remove_host(host, subnqn=subnqn)
+    auth = host_auth_from({k: req[k] for k in DHCHAP_KEYS if req.get(k) is not None}, op)
+    return srv.add_host(host, subnqn=subnqn, auth=auth)
+
+
+# The DH-HMAC-CHAP settings host-add takes, under the configfs names.
+DHCHAP_KEYS = ("dhchap_key", "dhchap_ctrl_key", "dhchap_hash", "dhchap_dhgroup")
 
 
 def _int(value, what: str) -> int:

@@ -9,8 +9,20 @@ from __future__ import annotations
 
 import os
 
+from nvmecontrol.errors import UsageError
+
 BLOCK_SIZES = (512, 4096)
 DEFAULT_BLOCK_SIZE = 512
+
+
+class ConfigRefused(UsageError):
+    """A configuration nvmfd cannot honour (TLS, RDMA, protection information, -K).
+
+    Refused rather than served weaker than asked: nvmfd exits with
+    EX_CONFIG (78) for it at start-up, and a reload keeps the running
+    configuration.  Here so the entry point maps it without importing the
+    server stack.
+    """
 
 
 def default_socket_path() -> str:

@@ -15,6 +15,9 @@ Limits, each with its reason:
 * Time: a connection must send its ICReq within ``HANDSHAKE_TIMEOUT_S``
   of being accepted, or it is closed; the rest of the handshake (ICResp,
   Connect) runs on the connection's thread against the same deadline.
+* Connections past their ICReq that have not completed Connect yet hold a
+  thread and buffers: at most ``MAX_HANDSHAKING`` of them, the oldest
+  closed for a new one (``Server.admit``), as idle ones are here.
 * Descriptors: pending connections never take the last ``FD_RESERVE``
   descriptors of the daemon's limit, which stay for served connections,
   namespaces, the control socket and its clients.  When there is no room,
@@ -54,6 +57,12 @@ MAX_PENDING = 32768
 # this the reserve gives way (accept fails with EMFILE when truly out, and
 # then the oldest pending connection makes room).
 MIN_PENDING = 16
+# Connections admitted (thread, buffers) that have not completed Connect:
+# a host opens all its queues' connections before it connects them one by
+# one (Linux: up to 16 granted I/O queues each), so 8 hosts setting up at
+# once fit; beyond it the oldest is closed, so a flood of clients that send
+# an ICReq and stop cannot hold a thread each until HANDSHAKE_TIMEOUT_S.
+MAX_HANDSHAKING = 128
 # Connections accepted per listening socket per wakeup, so that one flooded
 # port cannot starve the collection of ICReqs from connections already in.
 ACCEPT_BATCH = 64
@@ -94,7 +103,7 @@ class _Pending:
         self.got = bytearray()
 
 
-class _Notices:
+class Notices:
     """Counts of one kind of event, logged at most every NOTICE_INTERVAL_S."""
 
     def __init__(self, level: int, text: str):
@@ -123,14 +132,18 @@ class Lobby:
         self._waker_r, self._waker_w = socket.socketpair()
         self._waker_r.setblocking(False)
         self._thread: threading.Thread | None = None
-        self._timed_out = _Notices(logging.INFO,
+        self._timed_out = Notices(logging.INFO,
                                    "closed %d connections that sent no ICReq in time")
-        self._evicted = _Notices(logging.WARNING, "descriptors short: closed %d idle "
+        self._evicted = Notices(logging.WARNING, "descriptors short: closed %d idle "
                                  "connections (oldest first) to accept new ones")
-        self._refused = _Notices(logging.WARNING,
+        self._refused = Notices(logging.WARNING,
                                  "refused %d connections (no descriptor or connection left)")
         self._sel: selectors.BaseSelector | None = None
         self._limit = 0
+        # Listeners added or removed at run time (configuration reload),
+        # applied by the accept thread, which owns the selector.
+        self._changes: list[tuple[bool, object]] = []
+        self._changes_lock = threading.Lock()
 
     def start(self) -> None:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -153,6 +166,42 @@ class Lobby:
             self._waker_r.close()  # the thread closes it when it ran
         self._waker_w.close()
 
+    def add_port(self, port) -> None:
+        """Accept on ``port`` (its socket bound and listening) from now on."""
+        self._change(True, port)
+
+    def remove_port(self, port) -> None:
+        """Stop accepting on ``port``: its listener and its pending connections
+        are closed by the accept thread (it owns them)."""
+        self._change(False, port)
+
+    def _change(self, add: bool, port) -> None:
+        with self._changes_lock:
+            self._changes.append((add, port))
+        try:
+            self._waker_w.send(b"x")
+        except OSError:
+            pass
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        sel = self._sel
+        for add, port in changes:
+            if add:
+                port.sock.setblocking(False)
+                sel.register(port.sock, selectors.EVENT_READ, port)
+                continue
+            for p in [p for p in self.pending.values() if p.port is port]:
+                self._drop(p)
+            sock, port.sock = port.sock, None
+            if sock is not None:
+                try:
+                    sel.unregister(sock)
+                except (KeyError, ValueError):
+                    pass  # shut down before: _accept unregistered it
+                sock.close()
+
     # -- the thread --
     def _run(self) -> None:
         sel = selectors.DefaultSelector()
@@ -170,6 +219,11 @@ class Lobby:
                 for key, _mask in sel.select(timeout):
                     data = key.data
                     if data is None:
+                        try:
+                            self._waker_r.recv(4096)
+                        except OSError:
+                            pass
+                        self._apply_changes()
                         continue  # the waker: the loop condition decides
                     try:
                         if type(data) is _Pending:
@@ -187,6 +241,13 @@ class Lobby:
             for p in self.pending.values():
                 p.sock.close()
             self.pending.clear()
+            # Listeners removed just before the stop: no one else closes them.
+            with self._changes_lock:
+                changes, self._changes = self._changes, []
+            for add, port in changes:
+                if not add and port.sock is not None:
+                    port.sock.close()
+                    port.sock = None
             sel.close()
             self._waker_r.close()
 

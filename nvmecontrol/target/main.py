@@ -9,6 +9,13 @@ control subcommands (FreeBSD ctladm nvlist / nvterminate style).
     nvmfd terminate [-S socket] (-c id | --host hostnqn | -a)
     nvmfd ns-add [-S socket] [--nsid nsid] [--subsystem subnqn] [-r] device
     nvmfd ns-remove [-S socket] [--subsystem subnqn] nsid
+    nvmfd host-add [-S socket] [--subsystem subnqn] [--dhchap-key key ...] hostnqn
+    nvmfd host-remove [-S socket] [--subsystem subnqn] hostnqn
+    nvmfd save [-S socket] [file | -]
+    nvmfd ana-state [-S socket] portid grpid state
+
+Signals: SIGHUP reloads the -c file (reload.py); SIGTERM and SIGINT end
+every association, remove the pid file and the control socket, and exit.
 
 A device is a file, a block device, or ``mem:SIZE`` / ``ramdisk:SIZE`` (RAM).
 
@@ -21,7 +28,8 @@ controller and the I/O controllers (FreeBSD uses separate ``-P``/``-p``).
 
 Exit status (sysexits): 0 success, 64 usage, 66 no such association or
 namespace, 69 the daemon is not running, 71 a socket or file could not be
-opened, 70 internal error.
+opened, 70 internal error, 78 a configuration nvmfd cannot honour (TLS,
+treq required, RDMA/FC ports, -K, -t other than tcp).
 """
 
 from __future__ import annotations
@@ -37,13 +45,19 @@ import threading
 from nvmecontrol.errors import ConnectError, NotFound, NvmeControlError, UsageError
 from nvmecontrol.nqn import nqn_from_uuid
 from nvmecontrol.target.defaults import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, default_socket_path
+from nvmecontrol.target.defaults import ConfigRefused
 from nvmecontrol.transport.address import IO_PORT
 
 # The server stack (configuration, DH-HMAC-CHAP, the target) is imported when
 # a daemon starts or a subcommand runs: --help and usage errors stay quick.
 
 EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 0, 64, 66, 69, 70, 71
-SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove")
+# sysexits EX_CONFIG: a configuration nvmfd cannot honour (TLS, RDMA, -K...).
+EX_CONFIG = 78
+# Host ACL changes and saving the running configuration (reload.py).
+ACL_SUBCOMMANDS = ("host-add", "host-remove", "save")
+SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove", "ana-state")
+SUBCOMMANDS += ACL_SUBCOMMANDS
 
 log = logging.getLogger("nvmfd")
 
@@ -58,7 +72,7 @@ class _Parser(argparse.ArgumentParser):
 def _daemon_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nvmfd", description="Userspace NVMe over Fabrics (NVMe/TCP) target.",
                 epilog="Subcommands of a running daemon: nvmfd list | terminate | ns-add | "
-                       "ns-remove (see nvmfd SUBCOMMAND -h).")
+                       "ns-remove | ana-state (see nvmfd SUBCOMMAND -h).")
     p.add_argument("-a", "--address", action="append", metavar="ADDR",
                    help="listen address (repeatable; default 0.0.0.0; :: for IPv6)")
     p.add_argument("-p", "--port", type=int, default=None, metavar="PORT",
@@ -87,9 +101,36 @@ def _daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--pid-file", metavar="FILE", help="write the daemon's process ID here")
     p.add_argument("--log-file", metavar="FILE", help="log here (default: stderr with -F, "
                    "else syslog)")
+    p.add_argument("-P", "--discovery-port", type=int, default=None, metavar="PORT",
+                   help="serve discovery only on this port, I/O on -p (FreeBSD nvmfd; "
+                        "default: one port serves both)")
+    p.add_argument("-t", "--transport", default="tcp", metavar="TRANSPORT",
+                   help="transport (tcp, the only one)")
+    p.add_argument("-K", "--kernel", action="store_true",
+                   help="kernel I/O through FreeBSD nvmft(4): refused, nvmfd serves I/O "
+                        "in user space")
+    _add_dhchap_options(p, "the --allow-host hosts")
     p.add_argument("devices", nargs="*", metavar="device",
                    help="file, block device, mem:SIZE or ramdisk:SIZE")
     return p
+
+
+def _add_dhchap_options(p: argparse.ArgumentParser, whom: str) -> None:
+    p.add_argument("--dhchap-key", metavar="KEY",
+                   help=f"DH-HMAC-CHAP secret (DHHC-1:...) {whom} must authenticate with")
+    p.add_argument("--dhchap-ctrl-key", metavar="KEY",
+                   help="the controller's secret, for bidirectional authentication")
+    p.add_argument("--dhchap-hash", metavar="HASH",
+                   help="hmac(sha256) (default), hmac(sha384) or hmac(sha512)")
+    p.add_argument("--dhchap-dhgroup", metavar="GROUP",
+                   help="null (default), ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192")
+
+
+def _dhchap_values(args) -> dict:
+    """The DH-HMAC-CHAP options given, under the configfs names."""
+    return {name: getattr(args, name) for name in
+            ("dhchap_key", "dhchap_ctrl_key", "dhchap_hash", "dhchap_dhgroup")
+            if getattr(args, name) is not None}
 
 
 def _sub_parser(cmd: str) -> argparse.ArgumentParser:
@@ -116,6 +157,29 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.description = "Remove a namespace from the running daemon (hosts get an AEN)."
         p.add_argument("nsid", type=int)
         p.add_argument("--subsystem", metavar="NQN", help="subsystem (needed when several)")
+    elif cmd == "ana-state":
+        p.description = ("Set the state of an ANA group on a port; controllers of hosts "
+                         "connected through that port get an ANA change notice.")
+        p.add_argument("port", type=int, metavar="PORTID",
+                       help="port ID (the configuration's portid; -a addresses count from 1)")
+        p.add_argument("group", type=int, metavar="GRPID", help="ANA group ID (1..128)")
+        p.add_argument("state", metavar="STATE", help="optimized, non-optimized, inaccessible, "
+                       "persistent-loss or change")
+    if cmd == "host-add":
+        p.description = "Allow a host on a subsystem of the running daemon."
+        p.add_argument("hostnqn", metavar="HOSTNQN")
+        p.add_argument("--subsystem", metavar="NQN", help="subsystem (needed when several)")
+        _add_dhchap_options(p, "the host")
+    elif cmd == "host-remove":
+        p.description = ("Take a host off a subsystem's allowed hosts; its associations "
+                         "with that subsystem end.")
+        p.add_argument("hostnqn", metavar="HOSTNQN")
+        p.add_argument("--subsystem", metavar="NQN", help="subsystem (needed when several)")
+    elif cmd == "save":
+        p.description = ("Write the running configuration as nvmetcli JSON (nvmfd -c "
+                         "reads it back).")
+        p.add_argument("file", nargs="?", metavar="FILE",
+                       help="where (default: the daemon's -c file; - for standard output)")
     return p
 
 
@@ -158,12 +222,30 @@ def build_config(args) -> "TargetConfig":
                                            TargetConfig, check_hostnqn, check_subnqn,
                                            load_nvmetcli_file, mem_size)
 
+    from nvmecontrol.target.config import host_auth_from
+
+    if args.transport.lower() != "tcp":
+        raise ConfigRefused(f'-t: transport "{args.transport}" is not supported (nvmfd serves '
+                            "TCP only)")
+    if args.kernel:
+        # FreeBSD's -K hands I/O queues to nvmft(4) and takes no devices.
+        if args.devices:
+            raise UsageError("-K takes no devices (the kernel serves the namespaces)")
+        raise ConfigRefused("-K: kernel I/O hands queues to FreeBSD's nvmft(4); this nvmfd "
+                            "serves I/O in user space only (drop -K and name the devices)")
+    dhchap = _dhchap_values(args)
     if args.config:
         if args.devices or args.address or args.port is not None or args.subnqn is not None \
-                or args.allow_host:
-            raise UsageError("with -c the ports, subsystems and namespaces come from the "
-                             "configuration; drop the devices and -a/-p/-n/--allow-host")
+                or args.allow_host or args.discovery_port is not None or dhchap:
+            raise UsageError("with -c the ports, subsystems, namespaces and keys come from "
+                             "the configuration; drop the devices and -a/-p/-P/-n/"
+                             "--allow-host/--dhchap-*")
         return load_nvmetcli_file(args.config)
+    if dhchap and not args.allow_host:
+        raise UsageError("--dhchap-* set the keys of the --allow-host hosts; name them")
+    auth = host_auth_from(dhchap, "--dhchap-key") if dhchap else None
+    if args.discovery_port is not None and not 0 <= args.discovery_port <= 65535:
+        raise UsageError(f"-P: port {args.discovery_port} out of range")
     nqn = args.subnqn if args.subnqn is not None else _default_subnqn()
     check_subnqn(nqn, "-n")
     for h in args.allow_host:
@@ -183,7 +265,9 @@ def build_config(args) -> "TargetConfig":
         addr = addr.strip("[]")
         ports.append(PortConfig(portid=i, traddr=addr, trsvcid=str(port),
                                 adrfam="ipv6" if ":" in addr else "ipv4", subsystems=[nqn]))
-    return TargetConfig(hosts=list(args.allow_host), ports=ports, subsystems=[sub])
+    host_auth = {h: auth for h in args.allow_host} if auth is not None else {}
+    return TargetConfig(hosts=list(args.allow_host), ports=ports, subsystems=[sub],
+                        host_auth=host_auth)
 
 
 class _SyslogHandler(logging.Handler):
@@ -276,9 +360,20 @@ def run_daemon(argv: list[str]) -> int:
     else:
         allow_h = allow_d = True
     config = build_config(args)
+    # Before anything can send it: SIGHUP's default action would end the daemon.
+    reload_wanted = threading.Event()
+    wake = threading.Event()
+
+    def on_hangup(signum, frame):
+        reload_wanted.set()
+        wake.set()
+    signal.signal(signal.SIGHUP, on_hangup)
     server = Server(config, allow_hdgst=allow_h, allow_ddgst=allow_d, read_only=args.read_only,
                     log_associations=args.foreground,
-                    control_path=args.socket or default_socket_path())
+                    control_path=args.socket or default_socket_path(),
+                    discovery_trsvcid=None if args.discovery_port is None
+                    else str(args.discovery_port),
+                    config_path=args.config)
     server.bind()
     if args.port_file:
         _write_lines(args.port_file, server.bound_ports())
@@ -287,6 +382,7 @@ def run_daemon(argv: list[str]) -> int:
 
     def on_signal(signum, frame):
         stop.set()
+        wake.set()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.serve()
@@ -303,8 +399,12 @@ def run_daemon(argv: list[str]) -> int:
         os.write(ready_fd, b"ok")
         os.close(ready_fd)
     try:
-        while not stop.wait(1.0):
-            pass
+        while not stop.is_set():
+            wake.wait(1.0)
+            wake.clear()
+            if reload_wanted.is_set() and not stop.is_set():
+                reload_wanted.clear()
+                reload_config(server, args.config)
     finally:
         server.stop()
         if args.pid_file:
@@ -313,6 +413,32 @@ def run_daemon(argv: list[str]) -> int:
             except OSError:
                 pass
     return EX_OK
+
+
+def reload_config(server, path: str | None) -> bool:
+    """SIGHUP: serve what ``path`` says now.  Never raises: a configuration
+    that cannot be read, parsed, validated or served is logged in one line
+    and the running one is kept."""
+    if not path:
+        log.warning("SIGHUP: nvmfd was started without a configuration file (-c): "
+                    "nothing to reload")
+        return False
+    from nvmecontrol.target.config import load_nvmetcli_file
+    log.warning("SIGHUP: reloading %s", path)
+    try:
+        server.reload(load_nvmetcli_file(path))
+    except NvmeControlError as e:
+        log.error("SIGHUP: configuration not applied, the running one is kept: %s", e)
+        return False
+    except OSError as e:
+        log.error("SIGHUP: configuration not applied, the running one is kept: %s",
+                  e.strerror or e)
+        return False
+    except Exception as e:  # a bug of ours: the daemon keeps serving what it served
+        log.exception("SIGHUP: configuration not applied, the running one is kept: "
+                      "internal error: %s", e)
+        return False
+    return True
 
 
 # --- control subcommands -------------------------------------------------------------
@@ -354,7 +480,52 @@ def run_subcommand(cmd: str, argv: list[str]) -> int:
         elif cmd == "ns-remove":
             r = client.request("ns-remove", nsid=args.nsid, subsystem=args.subsystem)
             print(f"namespace {r['nsid']} removed from {r['subsystem']}")
+        elif cmd == "ana-state":
+            r = client.request("ana-state", port=args.port, group=args.group, state=args.state)
+            print(f"port {r['port']}: ANA group {r['group']} {r['state']} "
+                  f"(change count {r['chgcnt']})")
+        if cmd == "host-add":
+            r = client.request("host-add", host=args.hostnqn, subsystem=args.subsystem,
+                               **_dhchap_values(args))
+            note = " (it allows any host)" if r["allow_any_host"] else ""
+            print(f"host {args.hostnqn} allowed on {r['subsystem']}{note}")
+        elif cmd == "host-remove":
+            r = client.request("host-remove", host=args.hostnqn, subsystem=args.subsystem)
+            note = "; it still allows any host" if r["allow_any_host"] else ""
+            print(f"host {args.hostnqn} removed from {r['subsystem']}, "
+                  f"{r['terminated']} associations terminated{note}")
+        elif cmd == "save":
+            r = client.request("config")
+            save_config(r["config"], args.file or r.get("path"))
     return EX_OK
+
+
+def save_config(config: dict, path: str | None) -> None:
+    """Write ``config`` (nvmetcli JSON) to ``path``, ``-`` for standard output.
+
+    Mode 0600 (it may hold DH-HMAC-CHAP secrets), written whole then renamed
+    so that a daemon reloading it never reads half a file.
+    """
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    if path is None:
+        raise UsageError("the daemon has no configuration file (-c): name the file to "
+                         "write, or - for standard output")
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    print(f"configuration saved to {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     saved = (list(log.handlers), log.propagate, log.level)
     try:
         return run_subcommand(cmd, rest) if cmd else run_daemon(rest)
+    except ConfigRefused as e:
+        print(f"nvmfd: {e}", file=sys.stderr)
+        return EX_CONFIG
     except UsageError as e:
         print(f"nvmfd: {e}", file=sys.stderr)
         return EX_USAGE

@@ -32,7 +32,8 @@ from nvmecontrol.target.connection import Connection
 from nvmecontrol.target.control import ControlServer
 from nvmecontrol.target.controller import EVENT_DISC, Controller
 from nvmecontrol.target.discovery import is_wildcard
-from nvmecontrol.target.lobby import Lobby
+from nvmecontrol.target.lobby import MAX_HANDSHAKING, Lobby, Notices
+from nvmecontrol.target.port_params import parse_port_params
 from nvmecontrol.target.subsystem import Subsystem
 from nvmecontrol.transport.address import format_address
 
@@ -47,7 +48,14 @@ LISTEN_BACKLOG = 1024
 class Port:
     """A listening endpoint (nvmet's "port"): address, subsystems, referrals."""
 
+    discovery_only = False
+
     def __init__(self, cfg: PortConfig):
+        self.sock: socket.socket | None = None
+        self.update(cfg)
+
+    def update(self, cfg: PortConfig) -> None:
+        """Take the settings of ``cfg`` (a reload keeps the port and its listener)."""
         self.cfg = cfg
         self.portid = cfg.portid
         self.traddr = cfg.traddr
@@ -56,19 +64,57 @@ class Port:
         self.treq = cfg.treq
         self.subsystems = cfg.subsystems
         self.referrals = cfg.referrals
-        self.sock: socket.socket | None = None
+        # Limits for new connections (port_params.py), checked at load.
+        self.params = parse_port_params(cfg.param, f"port {cfg.portid}")
 
     @property
     def address(self) -> str:
         return format_address(self.traddr, self.trsvcid)
+
+    @property
+    def listen_trsvcid(self) -> str:
+        return self.trsvcid
+
+
+class DiscoveryPort:
+    """FreeBSD nvmfd's ``-P``: a listener that serves only the discovery
+    controller, whose log lists the subsystems of its I/O port ``io`` at
+    that port's address (an I/O Connect here is refused, as FreeBSD's
+    Invalid Parameter on SUBNQN)."""
+
+    discovery_only = True
+
+    def __init__(self, io: Port, trsvcid: str):
+        self.io = io
+        self.listen_trsvcid = trsvcid
+        self.sock: socket.socket | None = None
+
+    # What the discovery log and the association list show: the I/O port.
+    portid = property(lambda self: self.io.portid)
+    traddr = property(lambda self: self.io.traddr)
+    trsvcid = property(lambda self: self.io.trsvcid)
+    adrfam = property(lambda self: self.io.adrfam)
+    treq = property(lambda self: self.io.treq)
+    subsystems = property(lambda self: self.io.subsystems)
+    referrals = property(lambda self: self.io.referrals)
+    params = property(lambda self: self.io.params)
+    cfg = property(lambda self: self.io.cfg)
+
+    @property
+    def address(self) -> str:
+        return format_address(self.io.traddr, self.listen_trsvcid)
 
 
 class Server:
     def __init__(self, config: TargetConfig, *, allow_hdgst: bool = True,
                  allow_ddgst: bool = True, read_only: bool = False,
                  log_associations: bool = False, control_path: str | None = None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, discovery_trsvcid: str | None = None,
+                 config_path: str | None = None):
+        """``discovery_trsvcid``: FreeBSD's ``-P``, a discovery-only listener
+        beside each port; ``config_path``: the file a reload reads (``-c``)."""
         self.config = config
+        self.config_path = config_path
         # The time seam: keep-alive timers are told the time by it (tests
         # pass a made-up clock and wake the housekeeping thread).
         self.clock = clock
@@ -80,6 +126,12 @@ class Server:
         self.subsystems: dict[str, Subsystem] = {
             s.nqn: Subsystem(s, read_only=read_only) for s in config.subsystems}
         self.ports = [Port(p) for p in config.ports]
+        self.discovery_ports = [DiscoveryPort(p, discovery_trsvcid) for p in self.ports] \
+            if discovery_trsvcid is not None else []
+        self._evicted = Notices(logging.WARNING, "closed %d connections that had not "
+                                "completed Connect (oldest first) to serve new ones")
+        # One reload or host ACL change at a time (SIGHUP and the control socket).
+        self.reconfigure_lock = threading.Lock()
         self.lock = threading.RLock()
         self.controllers: dict[int, Controller] = {}
         self.discovery_cntlids: dict[int, Controller] = {}
@@ -123,7 +175,7 @@ class Server:
         self.running = True
         if self.control is not None:
             self.control.serve()
-        self.lobby = Lobby(self, self.ports)
+        self.lobby = Lobby(self, self.listeners())
         self.lobby.start()
         self._spawn(self._housekeeping, "nvmfd-keepalive")
 
@@ -132,35 +184,27 @@ class Server:
         t.start()
         self._threads.append(t)
 
+    def listeners(self) -> list:
+        """Every listening endpoint: the ports, then the discovery-only ones (-P)."""
+        return self.ports + self.discovery_ports
+
     def _bind(self) -> None:
-        v4_ports = {p.trsvcid for p in self.ports if p.adrfam == "ipv4" and p.trsvcid != "0"}
         for port in self.ports:
-            try:
-                infos = socket.getaddrinfo(port.traddr, int(port.trsvcid), socket.AF_UNSPEC,
-                                           socket.SOCK_STREAM, socket.IPPROTO_TCP,
-                                           socket.AI_PASSIVE)
-            except socket.gaierror as e:
-                raise UsageError(f"cannot listen on {port.address}: {e.strerror}") from None
-            family, _t, _p, _c, sockaddr = infos[0]
-            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6 and is_wildcard(port.traddr) \
-                        and port.trsvcid in v4_ports:
-                    # Both wildcards on one port: leave IPv4 to the IPv4 socket.
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(sockaddr)
-                sock.listen(LISTEN_BACKLOG)
-            except OSError as e:
-                sock.close()
-                raise OSError(e.errno, f"cannot listen on {port.address}: "
-                              f"{e.strerror or e}") from None
-            port.sock = sock
-            port.trsvcid = str(sock.getsockname()[1])
-            port.cfg.trsvcid = port.trsvcid
+            self.listen(port, self.ports)
+        for port in self.discovery_ports:
+            port.sock = listen_socket(port.traddr, port.listen_trsvcid, port.adrfam,
+                                      self.discovery_ports, port.address)
+            port.listen_trsvcid = str(port.sock.getsockname()[1])
+
+    @staticmethod
+    def listen(port: Port, beside: list) -> None:
+        """Open ``port``'s listener; a TRSVCID of 0 becomes the one bound."""
+        port.sock = listen_socket(port.traddr, port.trsvcid, port.adrfam, beside, port.address)
+        port.trsvcid = str(port.sock.getsockname()[1])
+        port.cfg.trsvcid = port.trsvcid
 
     def bound_ports(self) -> list[int]:
-        return [int(p.trsvcid) for p in self.ports]
+        return [int(p.listen_trsvcid) for p in self.listeners()]
 
     def stop(self) -> None:
         """Close listeners and every connection, wait for threads, close namespaces."""
@@ -170,7 +214,7 @@ class Server:
         self._wake.set()
         if self.lobby is not None:
             self.lobby.stop()
-        for port in self.ports:
+        for port in self.listeners():
             if port.sock is not None:
                 try:
                     port.sock.shutdown(socket.SHUT_RDWR)
@@ -190,7 +234,7 @@ class Server:
         self.running = False
 
     def _close_resources(self) -> None:
-        for port in self.ports:
+        for port in self.listeners():
             if port.sock is not None:
                 port.sock.close()
                 port.sock = None
@@ -215,6 +259,7 @@ class Server:
             if len(self.connections) >= K.MAX_CONNECTIONS or self._stop.is_set():
                 sock.close()
                 return False
+            evict = self._oldest_handshaking()
             try:
                 conn = Connection(self, sock, port, self._next_conn, first=first,
                                   deadline=deadline)
@@ -223,8 +268,13 @@ class Server:
                             e.strerror or e)
                 sock.close()
                 return False
+            # The port's ICResp limit; its thread has not sent ICResp yet.
+            conn.qp.maxh2cdata = port.params.maxh2cdata
             self._next_conn += 1
             self.connections.add(conn)
+        if evict is not None:
+            evict.abort()
+            self._evicted.add()
         try:
             conn.start()
         except RuntimeError as e:  # no thread left
@@ -235,6 +285,14 @@ class Server:
             conn.release()
             return False
         return True
+
+    def _oldest_handshaking(self):
+        """The connection to close for a new one when MAX_HANDSHAKING connections
+        have not completed Connect (caller holds ``lock``), else None."""
+        waiting = [c for c in self.connections if c.ctrl is None and not c.closing]
+        if len(waiting) < MAX_HANDSHAKING:
+            return None
+        return min(waiting, key=lambda c: c.id)
 
     # -- keep-alive --
     def _housekeeping(self) -> None:
@@ -277,7 +335,7 @@ class Server:
 
     # -- registry --
     def find_subsystem(self, nqn: str, port: Port) -> Subsystem | None:
-        if nqn not in port.subsystems:
+        if port.discovery_only or nqn not in port.subsystems:
             return None
         return self.subsystems.get(nqn)
 
@@ -394,7 +452,7 @@ class Server:
     def add_namespace(self, device: str, *, nsid: int | None = None,
                       subnqn: str | None = None, read_only: bool = False,
                       block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[str, int]:
-        with self.lock:
+        with self.reconfigure_lock, self.lock:
             sub = self._subsystem_for(subnqn)
             if nsid is None:
                 nsid = sub.free_nsid()
@@ -410,7 +468,7 @@ class Server:
         return sub.nqn, nsid
 
     def remove_namespace(self, nsid: int, *, subnqn: str | None = None) -> tuple[str, int]:
-        with self.lock:
+        with self.reconfigure_lock, self.lock:
             sub = self._subsystem_for(subnqn)
             if not 1 <= nsid <= MAX_NSID:
                 raise NotFound(f"namespace {nsid} does not exist in {sub.nqn}")
@@ -439,3 +497,55 @@ class Server:
     def dump_config(self) -> dict:
         with self.lock:
             return dump_nvmetcli(self.config)
+
+    # -- configuration changes (reload.py) --
+    def reload(self, config: TargetConfig) -> dict:
+        """Serve ``config`` from now on (SIGHUP); see ``reload.apply_config``."""
+        from nvmecontrol.target.reload import apply_config
+        with self.reconfigure_lock:
+            return apply_config(self, config)
+
+    def add_host(self, hostnqn: str, *, subnqn: str | None = None, auth=None) -> dict:
+        """Allow ``hostnqn`` on a subsystem (``auth``: its DH-HMAC-CHAP settings)."""
+        from nvmecontrol.target.reload import apply_config, with_host
+        with self.reconfigure_lock:
+            sub = self._subsystem_for(subnqn)
+            return dict(apply_config(self, with_host(self.config, sub.nqn, hostnqn, auth)),
+                        subsystem=sub.nqn, allow_any_host=sub.cfg.allow_any_host)
+
+    def remove_host(self, hostnqn: str, *, subnqn: str | None = None) -> dict:
+        """Take ``hostnqn`` off a subsystem's allowed hosts; its associations
+        there end unless the subsystem allows any host."""
+        from nvmecontrol.target.reload import apply_config, without_host
+        with self.reconfigure_lock:
+            sub = self._subsystem_for(subnqn)
+            if hostnqn not in sub.cfg.allowed_hosts:
+                raise NotFound(f"host {hostnqn} is not an allowed host of {sub.nqn}")
+            return dict(apply_config(self, without_host(self.config, sub.nqn, hostnqn)),
+                        subsystem=sub.nqn, allow_any_host=sub.cfg.allow_any_host)
+
+
+def listen_socket(traddr: str, trsvcid: str, adrfam: str, beside: list,
+                  address: str) -> socket.socket:
+    """A listening TCP socket on ``traddr``:``trsvcid`` (``beside``: the
+    listeners it shares the daemon with, for the IPv6 wildcard rule)."""
+    try:
+        infos = socket.getaddrinfo(traddr, int(trsvcid), socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   socket.IPPROTO_TCP, socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"cannot listen on {address}: {e.strerror}") from None
+    family, _t, _p, _c, sockaddr = infos[0]
+    v4_ports = {p.listen_trsvcid for p in beside
+                if p.adrfam == "ipv4" and p.listen_trsvcid != "0"}
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and is_wildcard(traddr) and trsvcid in v4_ports:
+            # Both wildcards on one port: leave IPv4 to the IPv4 socket.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {address}: {e.strerror or e}") from None
+    return sock

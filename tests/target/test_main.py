@@ -133,3 +133,107 @@ def test_log_lines_with_text_that_is_not_utf8_are_escaped_not_lost(tmp_path):
         logger.removeHandler(handler)
         handler.close()
     assert path.read_text() == 'host "nqn.2014-08.org.example:\\udcff" is not allowed\n'
+
+
+# --- FreeBSD's -P (a discovery-only port), per-port parameters, half-open connections ---
+
+def test_discovery_port_lists_the_io_port(nvmfd_factory):
+    """-P: the discovery controller on its own port lists the subsystems at the
+    I/O port; an I/O Connect there is refused (FreeBSD: Invalid Parameter, SUBNQN)."""
+    from tests.conftest import simple_config
+    from nvmecontrol.errors import CommandFailed
+    from nvmecontrol.target.server import Server
+    from nvmecontrol.transport.address import Address
+
+    server = Server(simple_config(), discovery_trsvcid="0")
+    server.start()
+    try:
+        io_port, disc_port = server.bound_ports()
+        assert io_port != disc_port
+
+        class Disc:
+            subnqn = server.config.subsystems[0].nqn
+            address = Address("127.0.0.1", disc_port, f"127.0.0.1:{disc_port}")
+        d = connect_discovery(Disc)
+        try:
+            (e,) = fetch_discovery_log(d).entries
+            assert (e.subnqn, e.trsvcid, e.traddr, e.portid) == (Disc.subnqn, str(io_port),
+                                                                 "127.0.0.1", 1)
+        finally:
+            d.shutdown()
+        with pytest.raises(CommandFailed):
+            connect(Disc)
+
+        class Io(Disc):
+            address = Address("127.0.0.1", io_port, f"127.0.0.1:{io_port}")
+        a = connect(Io, num_io_queues=1)
+        a.shutdown()
+    finally:
+        server.stop()
+
+
+def test_discovery_port_option(tmp_path):
+    cfg = M.build_config(_args("-P", "8009", "-p", "4421", "mem:1M"))
+    assert [p.trsvcid for p in cfg.ports] == ["4421"]  # -P is a listener beside the port
+
+
+def test_port_parameters_apply_to_new_connections(nvmfd_factory):
+    from tests.conftest import simple_config
+    from nvmecontrol.errors import CommandFailed
+    from .helpers import raw_queue
+
+    cfg = simple_config()
+    cfg.ports[0].param = {"inline_data_size": "1024", "max_queue_size": "32",
+                          "maxh2cdata": "16384"}
+    h = nvmfd_factory(config=cfg)
+    q = raw_queue(h)
+    try:
+        assert q.qp.maxh2cdata == 16384
+    finally:
+        q.close()
+    a = connect(h, num_io_queues=1)
+    try:
+        assert a.cap.mqes == 31
+        assert a.cdata.ioccsz == (64 + 1024) // 16
+        assert a.io_queue_size == 32
+    finally:
+        a.shutdown()
+    with pytest.raises((CommandFailed, UsageError)):
+        connect(h, num_io_queues=1, io_queue_size=64)
+
+
+def test_connections_that_never_send_connect_are_capped(nvmfd_server, monkeypatch):
+    """Past MAX_HANDSHAKING connections that sent their ICReq but no Connect,
+    the oldest is closed for a new one."""
+    from nvmecontrol.target import server as S
+    from .helpers import raw_queue, wait_for
+
+    monkeypatch.setattr(S, "MAX_HANDSHAKING", 2)
+    queues = [raw_queue(nvmfd_server) for _ in range(3)]
+    try:
+        first = queues[0].sock
+        first.settimeout(5.0)
+        assert first.recv(1) == b""  # closed by nvmfd
+        assert wait_for(lambda: nvmfd_server.server.connection_count() == 2)
+        a = connect(nvmfd_server)  # a host that connects at once still gets in
+        a.shutdown()
+    finally:
+        for q in queues:
+            q.close()
+
+
+def test_keep_alive_is_per_association(nvmfd_factory):
+    """One association's keep-alive timer running out ends that one only."""
+    from .helpers import wait_for
+
+    now = [1000.0]
+    h = nvmfd_factory(clock=lambda: now[0])
+    short = connect(h, kato_s=1)
+    long = connect(h, kato_s=100)
+    try:
+        now[0] += 5
+        h.server.check_keep_alive()
+        assert wait_for(lambda: [x["kato_ms"] for x in h.server.associations()] == [100_000])
+    finally:
+        short.close()
+        long.shutdown()
