@@ -29,6 +29,14 @@ _nvmecontrol_pages='error smart health fw firmware changed-ns effects ana discov
     0x01 0x02 0x03 0x04 0x05 0x06 0x07 0x08 0x09 0x0a 0x0b 0x0c 0x0d 0x0e 0x0f
     0x70 0x80 0x81'
 
+# resv: the options of each command (nvmecontrol/cli/resv.py), then those of all.
+_nvmecontrol_resv_acquire='-c --crkey -p --prkey -t --rtype -a --racqa'
+_nvmecontrol_resv_register='-c --crkey -k --nrkey -r --rrega -i --iekey -p --cptpl'
+_nvmecontrol_resv_release='-c --crkey -t --rtype -a --rrela'
+_nvmecontrol_resv_report='-e --eds -x --hex -v --verbose'
+_nvmecontrol_resv_args='-c --crkey -k --nrkey -p --prkey --cptpl -t --rtype -a --racqa --rrela
+    -r --rrega -n --nsid'
+
 # The runtime directory, as nvmecontrol/backends/runtime.py chooses it.
 _nvmecontrol_runtime_dir() {
     if [[ -n ${NVMECONTROL_RUNTIME_DIR-} ]]; then
@@ -124,7 +132,8 @@ _nvmecontrol() {
             _nvmecontrol_add --help --version
         else
             _nvmecontrol_add discover connect connect-all disconnect disconnect-all \
-                reconnect devlist identify logpage hostnqn gen-dhchap-key check-dhchap-key
+                reconnect devlist identify logpage resv hostnqn gen-dhchap-key \
+                check-dhchap-key
         fi
     else
         case $cmd in
@@ -163,6 +172,11 @@ _nvmecontrol() {
                 -n --nsid $_nvmecontrol_remote_opts $_nvmecontrol_auth_opts"
             args="-p --page -v --vendor -f --lsp -i --lsi -n --nsid $_nvmecontrol_remote_args
                 $_nvmecontrol_auth_opts" ;;
+        resv)
+            opts="$_nvmecontrol_resv_acquire $_nvmecontrol_resv_register --rrela
+                $_nvmecontrol_resv_report -n --nsid $_nvmecontrol_remote_opts
+                $_nvmecontrol_auth_opts"
+            args="$_nvmecontrol_resv_args $_nvmecontrol_remote_args $_nvmecontrol_auth_opts" ;;
         hostnqn)
             opts="-v --verbose --generate --write --force -q --hostnqn -I --hostid
                 $_nvmecontrol_format_opts"
@@ -223,6 +237,12 @@ _nvmecontrol() {
                 _nvmecontrol_add "${values[@]}"
             fi
         elif [[ $cur == -* ]]; then
+            if [[ $cmd == resv && ${positional[0]-} =~ ^(acquire|register|release|report)$ ]]
+            then
+                # Only the options of that command, and those of every one.
+                local own=_nvmecontrol_resv_${positional[0]}
+                opts="${!own} -n --nsid $_nvmecontrol_remote_opts $_nvmecontrol_auth_opts"
+            fi
             _nvmecontrol_add $opts
         else
             case $cmd:${#positional[@]} in
@@ -233,6 +253,13 @@ _nvmecontrol() {
             identify:1 | logpage:1)
                 _nvmecontrol_is_device "${positional[0]}" ||
                     _nvmecontrol_add_nqns "${positional[0]}" ;;
+            resv:0)
+                _nvmecontrol_add acquire register release report ;;
+            resv:1)
+                _nvmecontrol_add_devices ;;
+            resv:2)
+                _nvmecontrol_is_device "${positional[1]}" ||
+                    _nvmecontrol_add_nqns "${positional[1]}" ;;
             esac
         fi
     fi

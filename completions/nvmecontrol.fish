@@ -5,7 +5,7 @@
 # and never starts Python.
 # tests/cli/test_docs_in_step.py checks the options against the CLI.
 
-set -l commands discover connect connect-all disconnect disconnect-all reconnect devlist identify logpage hostnqn gen-dhchap-key check-dhchap-key
+set -l commands discover connect connect-all disconnect disconnect-all reconnect devlist identify logpage resv hostnqn gen-dhchap-key check-dhchap-key
 
 # The runtime directory, as nvmecontrol/backends/runtime.py chooses it.
 function __nvmecontrol_runtime_dir
@@ -78,6 +78,9 @@ function __nvmecontrol_value_opts
             string join \n -- $remote -n --nsid $auth
         case logpage
             string join \n -- $remote -n --nsid -p --page -v --vendor -f --lsp -i --lsi $auth
+        case resv
+            string join \n -- $remote -n --nsid -c --crkey -k --nrkey -p --prkey --cptpl \
+                -t --rtype -a --racqa --rrela -r --rrega $auth
         case hostnqn
             string join \n -- -q --hostnqn -I --hostid $fmt
         case gen-dhchap-key
@@ -143,6 +146,7 @@ complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a reconn
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a devlist -d 'List controllers and namespaces'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a identify -d 'Show identify controller or namespace data'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a logpage -d 'Print a log page'
+complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a resv -d 'Reservation commands'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a hostnqn -d 'Show or generate the host NQN and host ID'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a gen-dhchap-key -d 'Generate a DH-HMAC-CHAP secret'
 complete -c nvmecontrol -n "not __fish_seen_subcommand_from $commands" -a check-dhchap-key -d 'Check a DH-HMAC-CHAP secret'
@@ -156,17 +160,17 @@ complete -c nvmecontrol -n "__fish_seen_subcommand_from $commands" -s o -l forma
 set -l conn connect connect-all reconnect
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s F -l flow-control -l flow_control -d 'Request submission queue flow control'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -l disable-sqflow -d 'Let the controller disable SQ flow control (the default)'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage" -s g -l hdr-digests -l hdr_digests -l hdr-digest -d 'Enable TCP header digests'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage" -s G -l data-digests -l data_digests -l data-digest -d 'Enable TCP data digests'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage resv" -s g -l hdr-digests -l hdr_digests -l hdr-digest -d 'Enable TCP header digests'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn identify logpage resv" -s G -l data-digests -l data_digests -l data-digest -d 'Enable TCP data digests'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s i -l nr-io-queues -x -d 'Number of I/O queues (default 1)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s k -l keep-alive-tmo -x -d 'Keep alive timeout, seconds (default 120)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s l -l ctrl-loss-tmo -x -d 'Controller loss timeout, seconds (default 600)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s r -l reconnect-delay -x -d 'Delay between reconnect attempts, seconds (default 10)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn" -s Q -l queue-size -x -d 'Entries per I/O queue (default CAP.MQES+1)'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover" -s t -l transport -x -a tcp -d 'Transport type'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage hostnqn" -s q -l hostnqn -x -d 'Host NQN'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage hostnqn" -s I -l hostid -x -d 'Host ID (a UUID)'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage" -l timeout -x -d 'Seconds to wait for the peer'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage resv hostnqn" -s q -l hostnqn -x -d 'Host NQN'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage resv hostnqn" -s I -l hostid -x -d 'Host ID (a UUID)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from $conn discover identify logpage resv" -l timeout -x -d 'Seconds to wait for the peer'
 
 # connect and connect-all
 complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all" -s c -l cntlid -x -a 'dynamic static' -d 'Controller ID'
@@ -188,6 +192,24 @@ complete -c nvmecontrol -n "__fish_seen_subcommand_from disconnect" -s d -l devi
 # disconnect, reconnect, identify, logpage: a device first
 complete -c nvmecontrol -n "__fish_seen_subcommand_from disconnect reconnect identify logpage; and __nvmecontrol_npositionals 0" -a '(__nvmecontrol_devices)' -d 'Device'
 complete -c nvmecontrol -n "__fish_seen_subcommand_from identify logpage" -a '(__nvmecontrol_nqns)' -d 'Subsystem NQN'
+
+# resv: the reservation command, then a namespace (or an address and a subsystem NQN)
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv; and __nvmecontrol_npositionals 0" -x -a 'acquire register release report' -d 'Reservation command'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv; and __nvmecontrol_npositionals 1" -x -a '(__nvmecontrol_devices)' -d 'Namespace'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv; and __nvmecontrol_npositionals 2" -x -a '(__nvmecontrol_nqns)' -d 'Subsystem NQN'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s c -l crkey -x -d 'Current reservation key'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s k -l nrkey -x -d 'New reservation key (register)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s p -x -d 'acquire: preempt key; register: CPTPL'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -l prkey -x -d 'Preempt reservation key (acquire)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -l cptpl -x -a '0 2 3' -d 'Persist through power loss change (register)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s t -l rtype -x -a '1 2 3 4 5 6' -d 'Reservation type (acquire, release)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s a -l racqa -l rrela -x -d 'Acquire or release action'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s r -l rrega -x -a '0 1 2' -d 'Register action (register)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s i -l iekey -d 'Ignore existing key (register)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s e -l eds -d 'Extended data structure (report)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s x -l hex -d 'Print a hex dump (report)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s v -l verbose -d 'With -x, the whole buffer (report)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from resv" -s n -l nsid -x -d 'Namespace ID (address or session controller)'
 
 # devlist
 complete -c nvmecontrol -n "__fish_seen_subcommand_from devlist" -s h -l human -d 'Sizes with binary unit suffixes'
@@ -226,8 +248,8 @@ complete -c nvmecontrol -n "__fish_seen_subcommand_from hostnqn" -l write -d 'Wi
 complete -c nvmecontrol -n "__fish_seen_subcommand_from hostnqn" -l force -d 'With --write, replace existing files'
 
 # DH-HMAC-CHAP secrets where an association is built
-complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all discover identify logpage" -l dhchap-secret -x -d 'Host secret (DHHC-1)'
-complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all discover identify logpage" -l dhchap-ctrl-secret -x -d 'Controller secret (DHHC-1): bidirectional'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all discover identify logpage resv" -l dhchap-secret -x -d 'Host secret (DHHC-1)'
+complete -c nvmecontrol -n "__fish_seen_subcommand_from connect connect-all discover identify logpage resv" -l dhchap-ctrl-secret -x -d 'Controller secret (DHHC-1): bidirectional'
 
 # gen-dhchap-key and check-dhchap-key
 complete -c nvmecontrol -n "__fish_seen_subcommand_from gen-dhchap-key" -s s -l secret -x -d 'Secret in hexadecimal'

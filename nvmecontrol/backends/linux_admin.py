@@ -1,9 +1,10 @@
-"""Admin commands on Linux kernel controllers through the passthrough ioctl.
+"""Admin and I/O commands on Linux kernel controllers through the passthrough ioctls.
 
 ``identify`` and ``logpage`` on ``nvmeX``/``nvmeXnY`` send their command with
 NVME_IOCTL_ADMIN_CMD (include/uapi/linux/nvme_ioctl.h) on the device node;
-the kernel carries it over its own association.  A namespace node answers
-NVME_IOCTL_ID with its NSID.
+``resv`` sends its NVM command set commands with NVME_IOCTL_IO_CMD on a
+namespace node.  The kernel carries them over its own association.  A
+namespace node answers NVME_IOCTL_ID with its NSID.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from nvmecontrol.wire.capsule import SQE
 from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE
 from nvmecontrol.wire.status import describe_status
 
-# _IOWR('N', 0x41, struct nvme_passthru_cmd) and _IO('N', 0x40).
+# _IOWR('N', 0x41, struct nvme_passthru_cmd), _IOWR('N', 0x43, ...) and _IO('N', 0x40).
 NVME_IOCTL_ADMIN_CMD = 0xC0484E41
+NVME_IOCTL_IO_CMD = 0xC0484E43
 NVME_IOCTL_ID = 0x4E40
 # Admin commands through the kernel get this long before it aborts them.
 PASSTHRU_TIMEOUT_MS = 30_000
@@ -99,21 +101,41 @@ class KernelController:
         os.close(self.fd)
 
     def admin_command(self, sqe: SQE, what: str, read_len: int = 0) -> tuple[int, bytes]:
-        buf = ctypes.create_string_buffer(read_len) if read_len else None
+        return self._passthru(NVME_IOCTL_ADMIN_CMD, sqe, what, read_len=read_len)
+
+    def io_command(self, sqe: SQE, what: str, *, write_data: bytes | None = None,
+                   read_len: int = 0) -> tuple[int, bytes]:
+        """An I/O command on this namespace node: (DW0, data read).
+
+        The kernel takes the transfer direction from the opcode's low bits
+        (01b host to controller, 10b controller to host), so one buffer
+        serves either way.
+        """
+        return self._passthru(NVME_IOCTL_IO_CMD, sqe, what, write_data=write_data,
+                              read_len=read_len)
+
+    def _passthru(self, request: int, sqe: SQE, what: str, *, write_data: bytes | None = None,
+                  read_len: int = 0) -> tuple[int, bytes]:
+        if write_data is not None:
+            buf = ctypes.create_string_buffer(bytes(write_data), len(write_data))
+        else:
+            buf = ctypes.create_string_buffer(read_len) if read_len else None
         cmd = _PassthruCmd(opcode=sqe.opc, nsid=sqe.nsid, cdw2=sqe.cdw2, cdw3=sqe.cdw3,
                            addr=ctypes.addressof(buf) if buf is not None else 0,
-                           data_len=read_len, cdw10=sqe.cdw10, cdw11=sqe.cdw11,
-                           cdw12=sqe.cdw12, cdw13=sqe.cdw13, cdw14=sqe.cdw14,
+                           data_len=len(buf) if buf is not None else 0, cdw10=sqe.cdw10,
+                           cdw11=sqe.cdw11, cdw12=sqe.cdw12, cdw13=sqe.cdw13, cdw14=sqe.cdw14,
                            cdw15=sqe.cdw15, timeout_ms=PASSTHRU_TIMEOUT_MS)
         try:
-            rc = fcntl.ioctl(self.fd, NVME_IOCTL_ADMIN_CMD, cmd)
+            rc = fcntl.ioctl(self.fd, request, cmd)
         except OSError as e:
             raise DeviceError(f"{self.name.path}: {what}: {os.strerror(e.errno)}") from None
         if rc > 0:
             # A positive return is the NVMe status field (SCT/SC and flags).
             status = rc & 0x7FFF
-            raise CommandFailed(f"{what} failed: {describe_status(status)}", status)
-        return cmd.result, buf.raw if buf is not None else b""
+            context = "nvm" if request == NVME_IOCTL_IO_CMD else "fabrics"
+            raise CommandFailed(f"{what} failed: {describe_status(status, context=context)}",
+                                status)
+        return cmd.result, buf.raw if buf is not None and write_data is None else b""
 
     def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
         _, data = self.admin_command(admin.build_identify(cns, nsid, cntid),

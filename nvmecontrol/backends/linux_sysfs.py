@@ -18,7 +18,10 @@ Namespace block devices, by the kernel's naming (multipath.c):
 
 ``k`` is the namespace head's instance, not always the NSID: the NSID comes
 from the disk's ``nsid`` attribute.  Sizes are ``size`` (512-byte sectors)
-and ``queue/logical_block_size``.
+and ``queue/logical_block_size``.  Identifiers are ``nguid`` and ``uuid``
+(printed as UUIDs) and ``eui`` (bytes separated by spaces), each absent
+when the controller reports none; ``ana_grpid`` and ``ana_state`` exist on
+a per-path disk when the controller uses ANA (the state through that path).
 """
 
 from __future__ import annotations
@@ -70,6 +73,25 @@ def _secret(text: str | None) -> str | None:
     """A DH-HMAC-CHAP secret attribute: the DHHC-1 text, or None ("none", unreadable
     without root, or a kernel without authentication)."""
     return text if text and text.startswith("DHHC-1:") else None
+
+
+def _hex_id(text: str | None, size: int) -> str | None:
+    """An identifier attribute as lowercase hex digits (None: absent or all zero).
+
+    ``nguid`` reads as a UUID (dashes), ``eui`` as bytes with spaces."""
+    if not text:
+        return None
+    digits = "".join(c for c in text.lower() if c in "0123456789abcdef")
+    if len(digits) != 2 * size or not digits.strip("0"):
+        return None
+    return digits
+
+
+def _uuid(text: str | None) -> str | None:
+    digits = _hex_id(text, 16)
+    if digits is None:
+        return None
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def _read(path: str) -> str | None:
@@ -148,19 +170,39 @@ class Sysfs:
                 found[disk] = where
         return list(found.items())
 
-    def namespace(self, disk: str, where: str) -> NamespaceInfo:
+    def namespace(self, disk: str, where: str, path_dir: str | None = None) -> NamespaceInfo:
+        """The namespace ``disk`` (sysfs directory ``where``); ``path_dir`` is its
+        per-path disk under one controller, where the ANA state through it is."""
         def attr(*parts):
             return _read(os.path.join(where, *parts))
 
         # Without an nsid attribute the name's last number is the best guess.
         nsid = _int(attr("nsid"), int(disk.rsplit("n", 1)[1]))
+        ana_dir = path_dir or where
+        grpid = _read(os.path.join(ana_dir, "ana_grpid"))
         return NamespaceInfo(name=disk, nsid=nsid,
                              size_bytes=_int(attr("size"), 0) * SECTOR_SIZE,
                              lba_size=_int(attr("queue", "logical_block_size"), SECTOR_SIZE),
-                             path=f"/dev/{disk}")
+                             path=f"/dev/{disk}",
+                             nguid=_hex_id(attr("nguid"), 16), eui64=_hex_id(attr("eui"), 8),
+                             uuid=_uuid(attr("uuid")),
+                             anagrpid=_int(grpid, 0) if grpid is not None else None,
+                             ana_state=_read(os.path.join(ana_dir, "ana_state")) or None)
+
+    def namespace_path_dirs(self, name: str) -> dict[str, str]:
+        """Head disk name -> its per-path disk directory under controller ``name``."""
+        ctrl_dir = self.path(CLASS_NVME, name)
+        try:
+            entries = os.listdir(ctrl_dir)
+        except OSError:
+            return {}
+        return {f"nvme{m.group(1)}n{m.group(3)}": os.path.join(ctrl_dir, e)
+                for e in entries if (m := _PATH_RE.match(e))}
 
     def namespaces(self, name: str) -> list[NamespaceInfo]:
-        out = [self.namespace(disk, where) for disk, where in self.namespace_names(name)]
+        paths = self.namespace_path_dirs(name)
+        out = [self.namespace(disk, where, paths.get(disk))
+               for disk, where in self.namespace_names(name)]
         return sorted(out, key=lambda ns: (ns.nsid, ns.name))
 
     # -- controllers --

@@ -107,6 +107,16 @@ class NamespaceInfo:
     path: str | None = None  # /dev/nvme0n1, /dev/nbd0
     uri: str | None = None  # nbd+unix:///ns1?socket=...
     tcp_uris: list[str] = field(default_factory=list)  # nbd://host:port/ns1 (--nbd-listen)
+    # Identifiers (None: the controller reports none, or they were not read):
+    # NGUID as 32 hex digits, EUI-64 as 16, the UUID in its dashed form.
+    nguid: str | None = None
+    eui64: str | None = None
+    uuid: str | None = None
+    # This controller's ANA group of the namespace and its state through
+    # this controller ("optimized", "non-optimized", "inaccessible",
+    # "persistent-loss", "change"); None without ANA (CMIC bit 3 clear).
+    anagrpid: int | None = None
+    ana_state: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -46,6 +46,9 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("logpage", "nvmecontrol.cli.logpage",
                "Print a log page of a device or a remote controller (-p page; -v help lists "
                "pages)."),
+    Subcommand("resv", "nvmecontrol.cli.resv",
+               "Reservation commands on a namespace: acquire, register, release, report.",
+               no_args_is_help=True),
     Subcommand("hostnqn", "nvmecontrol.cli.hostnqn",
                "Show the host NQN and host ID (and their sources), or generate a new host NQN."),
     Subcommand("gen-dhchap-key", "nvmecontrol.cli.gen_dhchap_key",

@@ -82,8 +82,12 @@ def test_connect_json_fields(target, session_guard):
     assert c["cntlid"] == io_associations(target)[0]["cntlid"]
     assert pid_running(c["pid"])
     ns1, ns2 = c["namespaces"]
-    assert ns1 == {"name": "nvmeu0ns1", "nsid": 1, "size_bytes": 16 * MiB, "lba_size": 512,
-                   "path": None, "uri": uri("nvmeu0", 1), "tcp_uris": []}  # no --nbd-listen
+    where = ("name", "nsid", "size_bytes", "lba_size", "path", "uri", "tcp_uris")
+    assert {k: ns1[k] for k in where} == {
+        "name": "nvmeu0ns1", "nsid": 1, "size_bytes": 16 * MiB, "lba_size": 512,
+        "path": None, "uri": uri("nvmeu0", 1), "tcp_uris": []}  # no --nbd-listen
+    # The identifiers and ANA state devlist -v shows are there too (values: ns_facts tests).
+    assert {"nguid", "eui64", "uuid", "anagrpid", "ana_state"} <= set(ns1)
     assert (ns2["name"], ns2["nsid"], ns2["size_bytes"], ns2["lba_size"]) == \
         ("nvmeu0ns2", 2, 4 * MiB, 4096)
     p = c["params"]

@@ -3,6 +3,10 @@
     {"op": "status"}                    -> {"info": ControllerInfo as JSON}
     {"op": "admin", "sqe": HEX64, "read_len": N, "data": B64?}
                                         -> {"status": S, "dw0": D, "dw1": D, "data": B64}
+    {"op": "io", "sqe": HEX64, "read_len": N, "data": B64?}
+                                        -> {"status": S, "errno": E, "data": B64}
+                                           (an NVM command on the first I/O queue; status 0
+                                           with an errno: failed without an NVMe status)
     {"op": "reconnect", "params": {...}?, "timeout": S?}
                                         -> {"reconnected": true} or an error
     {"op": "disconnect"}                -> {"disconnecting": true}; the session then ends
@@ -45,6 +49,8 @@ class SessionControl(JsonLineServer):
             cqe, out = s.admin_command(sqe, read_len, data)
             return {"status": cqe.status, "dw0": cqe.dw0, "dw1": cqe.dw1,
                     "data": base64.b64encode(out).decode()}
+        if op == "io":
+            return self._io(req)
         if op == "reconnect":
             params = ConnectParams.from_json(req["params"]) if req.get("params") else None
             result = s.request_reconnect(params, float(req.get("timeout", RECONNECT_TIMEOUT_S)))
@@ -55,6 +61,16 @@ class SessionControl(JsonLineServer):
             s.request_stop()
             return {"disconnecting": True}
         raise UsageError(f"unknown operation {op!r}")
+
+    def _io(self, req: dict) -> dict:
+        try:
+            sqe = bytes.fromhex(req["sqe"])
+            read_len = int(req.get("read_len", 0))
+            data = base64.b64decode(req["data"]) if req.get("data") else None
+        except (KeyError, ValueError, TypeError) as e:
+            raise UsageError(f"bad I/O request: {e}") from None
+        status, err, out = self.session.io_command(sqe, read_len, data)
+        return {"status": status, "errno": err, "data": base64.b64encode(out).decode()}
 
 
 class SessionClient(JsonLineClient):

@@ -1,13 +1,14 @@
-"""Admin commands through a running session's control socket (identify, logpage)."""
+"""Commands through a running session's control socket: admin (identify, logpage), I/O (resv)."""
 
 from __future__ import annotations
 
 import base64
+import os
 
 from nvmecontrol.backends.userspace.backend import (UserspaceBackend, parse_session_name,
                                                     process_alive)
 from nvmecontrol.backends.userspace.control import SessionClient
-from nvmecontrol.errors import CommandFailed, NotFound
+from nvmecontrol.errors import CommandFailed, DeviceError, NotFound
 from nvmecontrol.wire import admin
 from nvmecontrol.wire.capsule import encode_sqe
 from nvmecontrol.wire.identify import IDENTIFY_DATA_SIZE
@@ -15,7 +16,7 @@ from nvmecontrol.wire.status import describe_status, status_is_error
 
 
 class SessionAdmin:
-    """Admin commands through a session's control socket (identify, logpage)."""
+    """Commands through a session's control socket: admin (identify, logpage), I/O (resv)."""
 
     def __init__(self, name: str, *, environ=None):
         backend = UserspaceBackend(environ=environ)
@@ -43,6 +44,25 @@ class SessionAdmin:
 
     def get_log_page(self, g: admin.GetLogPage) -> bytes:
         return self._execute(admin.build_get_log_page(g), f"Get Log Page {g.lid:#04x}", g.length)
+
+    def io_command(self, sqe, what: str, *, write_data: bytes | None = None,
+                   read_len: int = 0) -> tuple[int, bytes]:
+        """An I/O command on the session's first I/O queue: (DW0, data read).
+
+        DW0 does not travel back (the data path keeps no completion dwords):
+        it is reported as 0, which no reservation command uses.
+        """
+        reply = self.client.request(
+            "io", sqe=encode_sqe(sqe).hex(), read_len=read_len,
+            data=base64.b64encode(write_data).decode() if write_data else None)
+        status = reply["status"]
+        if status_is_error(status):
+            raise CommandFailed(f"{what} failed: {describe_status(status, context='nvm')}",
+                                status)
+        if reply.get("errno"):
+            raise DeviceError(f"{what} failed in session {self.name}: "
+                              f"{os.strerror(reply['errno'])} (no NVMe status)")
+        return 0, base64.b64decode(reply["data"])
 
     def close(self) -> None:
         self.client.close()

@@ -54,6 +54,17 @@ def where(ns: NamespaceInfo) -> str:
     return " ".join(x for x in (ns.path, ns.uri, *ns.tcp_uris) if x)
 
 
+def identity_text(ns: NamespaceInfo) -> str:
+    """The namespace's identifiers and its ANA state through this path, as
+    ``key=value`` words (those the controller reports)."""
+    words = [f"{k}={v}" for k, v in (("nguid", ns.nguid), ("eui64", ns.eui64),
+                                     ("uuid", ns.uuid)) if v]
+    if ns.ana_state:
+        words.append(f"ana={ns.ana_state}"
+                     + (f" (group {ns.anagrpid})" if ns.anagrpid is not None else ""))
+    return " ".join(words)
+
+
 def render_devlist_text(controllers: list[ControllerInfo], *, human: bool = False,
                         now: float | None = None) -> str:
     lines = []
@@ -140,7 +151,7 @@ def render_topology_text(controllers: list[ControllerInfo], *, human: bool = Fal
                                                        f"({path_details(c)})") if x))
             bar = "   " if last else " | "
             for ns in c.namespaces:
-                extra = where(ns)
+                extra = " ".join(x for x in (where(ns), identity_text(ns)) if x)
                 lines.append(f"{bar}   +- {ns.name} {size_text(ns, human)}"
                              + (f" {extra}" if extra else ""))
     return "\n".join(lines) + "\n"
