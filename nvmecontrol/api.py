@@ -15,44 +15,74 @@ What ``nvmecontrol discover`` and ``connect`` do, as calls::
         futures = [ns.submit_read(lba, 8) for lba in range(0, 512, 8)]
         blocks = [f.result() for f in futures]          # 64 commands in flight
 
-A :class:`Controller` owns one association: its admin queue (commands one at a
-time, Keep Alive every KATO/2 from a thread of its own) and its I/O queues,
-each with a receiver thread that completes the futures of the commands on it,
-so a program keeps many commands in flight on several queues without threads
-of its own.  Commands go out the way the NBD bridge sends them (records queued
-a batch at a time, read data received straight into the caller's buffer).
+    with api.open("nvmeu0ns1") as ns:                   # a session's namespace
+        ns.write(0, bytes(4096))
+
+A :class:`Controller` reaches its controller one of three ways, each a
+transport object of this module's (``_AssociationLink``, ``_KernelLink``,
+``_SessionLink``) behind the one interface:
+
+* :func:`connect`: an association of its own.  Admin commands on its admin
+  queue, one at a time, Keep Alive every KATO/2 from a thread of its own; I/O
+  queues each with a receiver thread that completes the futures of the
+  commands on it, so a program keeps many commands in flight on several
+  queues without threads of its own.  Commands go out the way the NBD bridge
+  sends them (records queued a batch at a time, read data received straight
+  into the caller's buffer).
+* :func:`open` of a kernel device (``nvme0``, ``nvme0n1``): admin commands
+  through the admin passthrough ioctl, NVM commands through the I/O
+  passthrough ioctl on the namespace's block node, run by a few threads so
+  that several are in flight.  The kernel keeps the association alive.
+* :func:`open` of a userspace session (``nvmeu0``, ``nvmeu0ns1``): admin
+  commands through the session's control socket, I/O through its NBD export,
+  pipelined on one connection per namespace.  The session keeps the
+  association alive (and reconnects it).
 
 Errors are the package's own families (:mod:`nvmecontrol.errors`), re-exported
 here: a command that completes with an error status raises
-:class:`CommandError`, whose ``status`` is the NVMe status field and whose
-message names it.  Everything not named in ``__all__`` is private.
+:class:`CommandFailed`, whose ``status`` is the NVMe status field and whose
+message names it (:class:`CommandError`, its subclass, also carries the
+completion queue entry when the command went over our own association).
+Everything not named in ``__all__`` is private.
 """
 
 from __future__ import annotations
 
+import errno as _errno
 import itertools
+import queue as _queue
 import threading
 from collections import deque
 
-from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, NotFound,
-                                NvmeControlError, PeerTimeout, UsageError)
+from nvmecontrol.backends.admin_access import (AdminAccess, AssociationAccess, KernelAccess,
+                                               SessionAccess, open_admin)
+from nvmecontrol.backends.linux_admin import KernelController
+from nvmecontrol.backends.linux_io import open_device, open_namespace_node
+from nvmecontrol.backends.userspace.backend import UserspaceBackend
+from nvmecontrol.backends.userspace.nbd_client import NbdClient
+from nvmecontrol.backends.userspace.paths import export_name
+from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, DeviceError,
+                                NotFound, NvmeControlError, PeerTimeout, UsageError)
 from nvmecontrol.host.association import Association, AssociationParams, connect_association
 from nvmecontrol.host.discovery import DiscoveryLog
 from nvmecontrol.host.discovery import discover as _discover
 from nvmecontrol.host.queue import CommandError
 from nvmecontrol.hostid import resolve_host_identity
+from nvmecontrol.nbd import protocol as _nbd
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
 from nvmecontrol.wire import admin as A
-from nvmecontrol.wire.capsule import PSDT_SGL
-from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_NAMESPACE,
-                                       decode_active_nsid_list, decode_identify_namespace)
-from nvmecontrol.wire.nvm import (DSM_DEALLOCATE, FUA, NvmOpc, encode_dsm_ranges)
+from nvmecontrol.wire.capsule import PSDT_SGL, SQE
+from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_CONTROLLER, CNS_NAMESPACE,
+                                       IDENTIFY_DATA_SIZE, decode_active_nsid_list,
+                                       decode_identify_controller, decode_identify_namespace)
+from nvmecontrol.wire.nvm import (DSM_DEALLOCATE, FUA, NvmOpc, decode_dsm_ranges,
+                                  encode_dsm_ranges)
 from nvmecontrol.wire.qpair import Completion
 
-__all__ = ["discover", "connect", "Controller", "Namespace", "IoRequest", "DiscoveryLog", "Error",
-           "CommandError", "CommandFailed", "ConnectError", "ConnectionLost", "NotFound",
-           "PeerTimeout", "UsageError"]
+__all__ = ["discover", "connect", "open", "Controller", "Namespace", "IoRequest", "DiscoveryLog",
+           "Error", "CommandError", "CommandFailed", "ConnectError", "ConnectionLost",
+           "DeviceError", "NotFound", "PeerTimeout", "UsageError"]
 
 Error = NvmeControlError  # the base of every error raised here
 
@@ -60,6 +90,14 @@ NVME_PORT = 4420
 # One Read/Write carries at most 64 Ki blocks (NLB is 16 bits) and MDTS.
 _MAX_NLB = 0x10000
 _PSDT_SGL = int(PSDT_SGL)
+# Bytes one Write Zeroes or Deallocate covers: within NBD's 32-bit length.
+_RANGE_BYTES = 1 << 30
+# The kernel maps a passthrough's buffer into one request, which its queue
+# limits (max_hw_sectors); 128 KiB fits every NVMe/TCP controller's.
+KERNEL_MAX_TRANSFER = 128 * 1024
+# An I/O passthrough ioctl blocks its thread until the command completes:
+# this many threads keep this many commands of one namespace in flight.
+KERNEL_IO_THREADS = 4
 
 
 def _host(hostnqn: str | None, hostid: str | None):
@@ -97,46 +135,79 @@ def connect(address: str, subnqn: str, *, io_queues: int = 1, queue_size: int = 
     addr = parse_address(address, default_port=NVME_PORT)
     params = AssociationParams(hdgst=hdgst, ddgst=ddgst, kato_s=kato, num_io_queues=io_queues,
                                io_queue_size=queue_size, timeout_s=timeout)
-    return Controller(connect_association(addr, subnqn, _host(hostnqn, hostid), params))
+    return Controller(_AssociationLink(connect_association(addr, subnqn, _host(hostnqn, hostid),
+                                                           params)))
+
+
+def open(name: str) -> "Controller | Namespace":  # noqa: A001 - the API's verb
+    """A controller or namespace that the kernel or a userspace session already holds.
+
+    ``nvme0`` / ``nvmeu0`` give a :class:`Controller`; ``nvme0n1`` /
+    ``nvmeu0ns1`` (or ``nvmeu0n1``) give that :class:`Namespace`, whose
+    ``controller`` is closed with it.  ``/dev/`` in front is accepted.
+    A name of neither form is a :class:`UsageError`; a device or session
+    that does not exist, :class:`NotFound`.
+    """
+    access = open_admin(name)
+    try:
+        link = _KernelLink(access) if isinstance(access, KernelAccess) else _SessionLink(access)
+        ctrl = Controller(link)
+    except BaseException:
+        access.close()
+        raise
+    if access.nsid is None:
+        return ctrl
+    try:
+        ns = ctrl.namespace(access.nsid)
+    except BaseException:
+        ctrl.close()
+        raise
+    ns._owns_controller = True
+    return ns
 
 
 class Controller:
-    """One association: admin commands, keep-alive, namespaces and their I/O queues."""
+    """One controller: admin commands, its namespaces and their I/O."""
 
-    def __init__(self, assoc: Association):
-        self._assoc = assoc
+    def __init__(self, link: "_Link"):
+        self._link = link
         self._admin_lock = threading.Lock()
         self._closed = threading.Event()
-        self._queues = [_IoQueue(q.driver, i) for i, q in enumerate(assoc.io)]
-        self._next_queue = itertools.count()
-        self._lost: NvmeControlError | None = None
-        kato = assoc.params.kato_s
-        if kato:
-            threading.Thread(target=self._keep_alive, args=(kato,), daemon=True,
-                             name="api-keep-alive").start()
+        self._channels: list = []  # the namespaces' I/O, closed with the controller
+        link.start(self._admin_lock)
 
-    # -- what the association is --
+    # -- what the controller is --
+    @property
+    def name(self) -> str:
+        """What it was opened as: the address (connect), the device or session name (open)."""
+        return self._link.name
+
     @property
     def subnqn(self) -> str:
-        return self._assoc.subnqn
+        return self._link.subnqn
 
     @property
     def cntlid(self) -> int:
-        return self._assoc.cntlid
+        return self._link.cntlid
 
     @property
     def address(self) -> str:
-        return self._assoc.peer
+        """The controller's address (connect), else the name it was opened as."""
+        return self._link.address
 
     def identify(self):
         """Identify Controller, decoded (``nvmecontrol.wire.identify.IdentifyController``)."""
-        return self._assoc.cdata
+        return self._link.cdata
 
     # -- admin commands --
-    def _admin(self, sqe, what: str, *, read_len: int = 0):
+    def _admin(self, sqe, what: str, *, read_len: int = 0) -> tuple[int, bytes]:
+        """(completion dword 0, data): one admin command at a time."""
         self._check()
         with self._admin_lock:
-            return self._assoc.admin.execute(sqe, what, read_len=read_len)
+            # On our own association, Authentication Required (the controller
+            # withdrew it) makes the admin queue authenticate again and the
+            # command is retried once (AssociationAccess).
+            return self._link.access.admin_command(sqe, what, read_len=read_len)
 
     def namespaces(self) -> list["Namespace"]:
         """The active namespaces, in NSID order."""
@@ -153,7 +224,10 @@ class Controller:
         ident = decode_identify_namespace(raw)
         if not ident.nsze:
             raise NotFound(f"namespace {nsid} is not active on {self.subnqn}")
-        return Namespace(self, nsid, ident)
+        block_size = ident.block_size() or 512
+        channel = self._link.channel(nsid, block_size)
+        self._channels.append(channel)
+        return Namespace(self, nsid, ident, block_size, channel)
 
     def log_page(self, lid: int, length: int, *, nsid: int = 0xFFFFFFFF, offset: int = 0,
                  lsp: int = 0, rae: bool = False) -> bytes:
@@ -164,52 +238,38 @@ class Controller:
 
     def get_features(self, fid: int, *, sel: int = 0, nsid: int = 0, cdw11: int = 0) -> int:
         """Get Features ``fid``: the value (completion dword 0)."""
-        cqe, _ = self._admin(A.build_get_features(fid, sel, nsid, cdw11),
+        dw0, _ = self._admin(A.build_get_features(fid, sel, nsid, cdw11),
                              f"Get Features {fid:#04x}")
-        return cqe.dw0
+        return dw0
 
     def set_features(self, fid: int, value: int, *, nsid: int = 0, save: bool = False) -> int:
         """Set Features ``fid`` to ``value``: completion dword 0."""
-        cqe, _ = self._admin(A.build_set_features(fid, value, nsid, save),
+        dw0, _ = self._admin(A.build_set_features(fid, value, nsid, save),
                              f"Set Features {fid:#04x}")
-        return cqe.dw0
+        return dw0
 
-    # -- keep-alive and the end --
-    def _keep_alive(self, kato: int) -> None:
-        while not self._closed.wait(kato / 2):
-            try:
-                with self._admin_lock:
-                    if self._closed.is_set():
-                        return
-                    self._assoc.keep_alive(timeout=kato)
-            except NvmeControlError as e:
-                self._lost = ConnectionLost(f"{self.address}: keep-alive failed: {e}")
-                for q in self._queues:
-                    q.fail(self._lost)
-                return
-
+    # -- the end --
     def _check(self) -> None:
         if self._closed.is_set():
-            raise ConnectionLost(f"{self.subnqn}: the controller was closed")
-        if self._lost is not None:
-            raise self._lost
-
-    def _queue(self) -> "_IoQueue":
-        self._check()
-        if not self._queues:
-            raise UsageError("this association has no I/O queues (io_queues=0)")
-        return self._queues[next(self._next_queue) % len(self._queues)]
+            raise ConnectionLost(f"{self.name}: the controller was closed")
+        if self._link.lost is not None:
+            raise self._link.lost
 
     def close(self) -> None:
-        """End the association (CC.SHN, then the connections); idempotent."""
+        """Let go of the controller; idempotent.
+
+        An association of ours ends (CC.SHN, then the connections); a kernel
+        controller or a session stays, only our file descriptors and
+        connections close.  Commands still in flight fail with ConnectionLost.
+        """
         if self._closed.is_set():
             return
         self._closed.set()
-        closed = ConnectionLost(f"{self.subnqn}: the controller was closed")
-        for q in self._queues:
-            q.fail(closed)
+        closed = ConnectionLost(f"{self.name}: the controller was closed")
+        for channel in self._channels:
+            channel.close(closed)
         with self._admin_lock:
-            self._assoc.shutdown()
+            self._link.close(closed)
 
     def __enter__(self) -> "Controller":
         return self
@@ -221,26 +281,44 @@ class Controller:
 class Namespace:
     """Block I/O on one namespace; offsets and counts in logical blocks."""
 
-    def __init__(self, ctrl: Controller, nsid: int, ident):
+    def __init__(self, ctrl: Controller, nsid: int, ident, block_size: int, channel):
         self.controller = ctrl
         self.nsid = nsid
         self.identify = ident  # Identify Namespace, decoded
-        self.block_size = ident.block_size() or 512
+        self.block_size = block_size
         self.blocks = ident.nsze
-        assoc = ctrl._assoc
-        mdts = assoc.cdata.mdts if assoc.cdata else 0
-        page = 4096 << (assoc.cap.mpsmin if assoc.cap else 0)  # MDTS counts CAP.MPSMIN pages
-        limit = (1 << mdts) * page // self.block_size if mdts else _MAX_NLB
-        self.max_blocks = max(1, min(_MAX_NLB, limit))  # per command; larger I/O is split
+        self._io = channel
+        # Per command; larger I/O is split.
+        self.max_blocks = max(1, min(_MAX_NLB, channel.max_bytes // block_size))
+        self._owns_controller = False  # open("nvme0n1"): closing the namespace closes it
+        # Blocks per Write Zeroes (NLB is 16 bits) and per Deallocate range:
+        # NBD's TRIM / WRITE_ZEROES carry a 32-bit byte length.
+        self._trim_step = max(1, _RANGE_BYTES // block_size)
+        self._zero_step = min(_MAX_NLB, self._trim_step)
 
     @property
     def size(self) -> int:
         return self.blocks * self.block_size
 
+    def close(self) -> None:
+        """For a namespace from :func:`open`: close its controller (else nothing)."""
+        if self._owns_controller:
+            self.controller.close()
+
+    def __enter__(self) -> "Namespace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def _check_range(self, lba: int, count: int) -> None:
         if count < 1 or lba < 0 or lba + count > self.blocks:
             raise UsageError(f"blocks {lba}+{count} outside namespace {self.nsid} "
                              f"({self.blocks} blocks)")
+
+    def _submit(self, cmd: "IoRequest") -> "IoRequest":
+        self.controller._check()
+        return self._io.submit(cmd)
 
     # -- one command each, in flight together --
     def submit_read(self, lba: int, count: int, into=None) -> "IoRequest":
@@ -256,8 +334,8 @@ class Namespace:
         view = memoryview(buf).cast("B")
         if len(view) != count * self.block_size:
             raise UsageError(f"buffer of {len(view)} bytes for {count} blocks")
-        return self.controller._queue().submit(IoRequest(
-            NvmOpc.READ, self.nsid, lba, count, 0, None, view, buf, f"Read {lba}+{count}"))
+        return self._submit(IoRequest(NvmOpc.READ, self.nsid, lba, count, 0, None, view, buf,
+                                      f"Read {lba}+{count}"))
 
     def submit_write(self, lba: int, data, *, fua: bool = False) -> "IoRequest":
         """Write ``data`` (whole blocks, at most ``max_blocks``) at ``lba``."""
@@ -268,13 +346,12 @@ class Namespace:
         self._check_range(lba, count)
         if count > self.max_blocks:
             raise UsageError(f"{count} blocks in one command: at most {self.max_blocks}")
-        return self.controller._queue().submit(IoRequest(
-            NvmOpc.WRITE, self.nsid, lba, count, FUA if fua else 0, bytes(data), None, None,
-            f"Write {lba}+{count}"))
+        return self._submit(IoRequest(NvmOpc.WRITE, self.nsid, lba, count, FUA if fua else 0,
+                                      bytes(data), None, None, f"Write {lba}+{count}"))
 
     def submit_flush(self) -> "IoRequest":
-        return self.controller._queue().submit(IoRequest(
-            NvmOpc.FLUSH, self.nsid, 0, 0, 0, None, None, None, "Flush"))
+        return self._submit(IoRequest(NvmOpc.FLUSH, self.nsid, 0, 0, 0, None, None, None,
+                                      "Flush"))
 
     # -- synchronous, any size --
     def read(self, lba: int, count: int) -> bytes:
@@ -309,24 +386,307 @@ class Namespace:
 
     def write_zeroes(self, lba: int, count: int) -> None:
         self._check_range(lba, count)
-        q = self.controller._queue
-        _wait([q().submit(IoRequest(NvmOpc.WRITE_ZEROES, self.nsid, lba + first,
-                                   min(_MAX_NLB, count - first), 0, None, None, None,
-                                   f"Write Zeroes {lba + first}"))
-               for first in range(0, count, _MAX_NLB)])
+        step = self._zero_step
+        _wait([self._submit(IoRequest(NvmOpc.WRITE_ZEROES, self.nsid, lba + first,
+                                      min(step, count - first), 0, None, None, None,
+                                      f"Write Zeroes {lba + first}"))
+               for first in range(0, count, step)])
 
     def trim(self, lba: int, count: int) -> None:
         """Deallocate ``count`` blocks (Dataset Management, AD)."""
         self._check_range(lba, count)
-        cmd = IoRequest(NvmOpc.DATASET_MANAGEMENT, self.nsid, 0, 0, 0,
-                       encode_dsm_ranges([(lba, count)]), None, None, f"Deallocate {lba}+{count}")
-        cmd.c10, cmd.c11 = 0, DSM_DEALLOCATE  # one range; Attribute - Deallocate
-        self.controller._queue().submit(cmd).result()
+        cmds = []
+        for first in range(lba, lba + count, self._trim_step):
+            n = min(self._trim_step, lba + count - first)
+            cmd = IoRequest(NvmOpc.DATASET_MANAGEMENT, self.nsid, 0, 0, 0,
+                            encode_dsm_ranges([(first, n)]), None, None, f"Deallocate {first}+{n}")
+            cmd.c10, cmd.c11 = 0, DSM_DEALLOCATE  # one range; Attribute - Deallocate
+            cmds.append(self._submit(cmd))
+        _wait(cmds)
 
 
 def _wait(futures: list) -> None:
     for f in futures:
         f.result()
+
+
+# -- the three ways to a controller ------------------------------------------------------
+
+class _Link:
+    """How a Controller reaches its controller: admin access, I/O channels, the end.
+
+    ``lost`` is the error that ended it under us (None while it works).
+    """
+
+    access: AdminAccess
+    name = subnqn = address = ""
+    cntlid = 0
+    cdata = None
+    lost: NvmeControlError | None = None
+
+    def start(self, admin_lock: threading.Lock) -> None:
+        """Begin what runs beside the caller (our association's keep-alive)."""
+
+    def channel(self, nsid: int, block_size: int):
+        """The I/O channel of namespace ``nsid``: ``submit(IoRequest)``, ``max_bytes``, ``close``."""
+        raise NotImplementedError
+
+    def close(self, error: NvmeControlError) -> None:
+        self.access.close()
+
+    def _learn_identity(self) -> None:
+        """Identify Controller through the admin access (kernel and session links)."""
+        _, raw = self.access.admin_command(A.build_identify(CNS_CONTROLLER),
+                                           "Identify controller", read_len=IDENTIFY_DATA_SIZE)
+        self.cdata = decode_identify_controller(raw)
+        self.subnqn = self.cdata.subnqn
+        self.cntlid = self.cdata.cntlid
+
+
+class _AssociationLink(_Link):
+    """An association of ours: its I/O queues and the keep-alive are ours to run."""
+
+    def __init__(self, assoc: Association):
+        self.assoc = assoc
+        self.name = self.address = assoc.peer
+        self.access = AssociationAccess(assoc.peer, assoc)
+        self.subnqn, self.cntlid, self.cdata = assoc.subnqn, assoc.cntlid, assoc.cdata
+        self.queues = [_IoQueue(q.driver, i) for i, q in enumerate(assoc.io)]
+        self._next_queue = itertools.count()
+        self._admin_lock: threading.Lock | None = None
+        self._stop = threading.Event()
+        mdts = assoc.cdata.mdts if assoc.cdata else 0
+        page = 4096 << (assoc.cap.mpsmin if assoc.cap else 0)  # MDTS counts CAP.MPSMIN pages
+        self.max_bytes = (1 << mdts) * page if mdts else 1 << 62
+        self.kato = assoc.params.kato_s
+
+    def start(self, admin_lock: threading.Lock) -> None:
+        self._admin_lock = admin_lock
+        if self.kato:
+            threading.Thread(target=self._keep_alive, daemon=True, name="api-keep-alive").start()
+
+    def _keep_alive(self) -> None:
+        kato = self.kato
+        while not self._stop.wait(kato / 2):
+            try:
+                with self._admin_lock:
+                    if self._stop.is_set():
+                        return
+                    self.assoc.keep_alive(timeout=kato)
+            except NvmeControlError as e:
+                self.lost = ConnectionLost(f"{self.address}: keep-alive failed: {e}")
+                for q in self.queues:
+                    q.fail(self.lost)
+                return
+
+    def channel(self, nsid: int, block_size: int) -> "_QueueChannel":
+        if not self.queues:
+            raise UsageError("this association has no I/O queues (io_queues=0)")
+        return _QueueChannel(self)
+
+    def close(self, error: NvmeControlError) -> None:
+        self._stop.set()
+        for q in self.queues:
+            q.fail(error)
+        self.assoc.shutdown()
+
+
+class _QueueChannel:
+    """A namespace's commands on the association's I/O queues, round robin."""
+
+    def __init__(self, link: _AssociationLink):
+        self._queues, self._next = link.queues, link._next_queue
+        self.max_bytes = link.max_bytes
+
+    def submit(self, cmd: "IoRequest") -> "IoRequest":
+        queues = self._queues
+        return queues[next(self._next) % len(queues)].submit(cmd)
+
+    def close(self, error: NvmeControlError) -> None:
+        """The queues are the association's: they end with it."""
+
+
+class _KernelLink(_Link):
+    """A controller of the Linux kernel: passthrough ioctls on its device nodes."""
+
+    def __init__(self, access: KernelAccess):
+        self.access = access
+        self.name = self.address = access.name
+        self._device = access.device
+        self._learn_identity()
+
+    def channel(self, nsid: int, block_size: int) -> "_KernelChannel":
+        dev = self._device
+        if dev.nsid == nsid:
+            # The namespace node we were opened on: a descriptor of its own.
+            node = open_device(dev.name)
+        else:
+            node = open_namespace_node(dev.name.controller, nsid)
+        mdts = self.cdata.mdts if self.cdata else 0
+        limit = (1 << mdts) * 4096 if mdts else KERNEL_MAX_TRANSFER
+        return _KernelChannel(node, min(limit, KERNEL_MAX_TRANSFER))
+
+
+class _SessionLink(_Link):
+    """A userspace session: its control socket, and its NBD export per namespace."""
+
+    def __init__(self, access: SessionAccess):
+        self.access = access
+        self.name = self.address = access.name
+        self._nbd_socket = str(UserspaceBackend(environ=access.environ).paths(access.name).nbd)
+        self._learn_identity()
+
+    def channel(self, nsid: int, block_size: int) -> "_NbdChannel":
+        return _NbdChannel(self._nbd_socket, export_name(nsid), block_size)
+
+
+# -- futures and the channels that complete them -----------------------------------------
+
+class _Completions:
+    """Where threads wait for the commands of one queue or channel (one condition)."""
+
+    def __init__(self) -> None:
+        self._completed = threading.Condition(threading.Lock())  # woken once per batch
+        self._waiting = 0  # threads in wait_for
+
+    def _wake_waiters(self) -> None:
+        if self._waiting:
+            with self._completed:
+                self._completed.notify_all()
+
+    def wait_for(self, cmd: "IoRequest", timeout: float | None) -> None:
+        """Until ``cmd`` finished; PeerTimeout after ``timeout`` seconds."""
+        with self._completed:
+            self._waiting += 1
+            try:
+                if not self._completed.wait_for(lambda: cmd.finished, timeout):
+                    raise PeerTimeout(f"{cmd.what}: not completed within {timeout:g} s")
+            finally:
+                self._waiting -= 1
+
+    def _finish(self, cmd: "IoRequest", error: NvmeControlError | None) -> None:
+        cmd.error = error
+        with self._completed:
+            cmd.finished = True
+            self._completed.notify_all()
+
+
+def _slba(cmd: "IoRequest") -> int:
+    return cmd.c10 | cmd.c11 << 32
+
+
+def _nlb(cmd: "IoRequest") -> int:
+    return (cmd.c12 & 0xFFFF) + 1
+
+
+class _KernelChannel(_Completions):
+    """A namespace's NVM commands through NVME_IOCTL_IO_CMD, from a few threads.
+
+    The kernel completes them on its own I/O queues; an NVMe error status
+    comes back as the ioctl's return value (``CommandFailed`` with it).
+    """
+
+    def __init__(self, node: KernelController, max_bytes: int):
+        super().__init__()
+        self.node, self.max_bytes = node, max_bytes
+        self._todo: _queue.SimpleQueue = _queue.SimpleQueue()
+        self._failed: NvmeControlError | None = None
+        self._threads = [threading.Thread(target=self._work, daemon=True,
+                                          name=f"api-ioctl{i}")
+                         for i in range(KERNEL_IO_THREADS)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, cmd: "IoRequest") -> "IoRequest":
+        if self._failed is not None:
+            raise self._failed
+        cmd.queue = self
+        self._todo.put(cmd)
+        return cmd
+
+    def _work(self) -> None:
+        while True:
+            cmd = self._todo.get()
+            if cmd is None:
+                return
+            if self._failed is not None:
+                self._finish(cmd, self._failed)
+                continue
+            sqe = SQE(cmd.opc, nsid=cmd.nsid, cdw10=cmd.c10, cdw11=cmd.c11, cdw12=cmd.c12)
+            try:
+                read_len = len(cmd.into) if cmd.into is not None else 0
+                _, data = self.node.io_command(sqe, cmd.what, write_data=cmd.data,
+                                               read_len=read_len)
+                if read_len:
+                    cmd.into[:] = data
+                self._finish(cmd, None)
+            except NvmeControlError as e:
+                self._finish(cmd, e)
+
+    def close(self, error: NvmeControlError) -> None:
+        self._failed = error
+        for _ in self._threads:
+            self._todo.put(None)
+        for t in self._threads:
+            t.join()
+        while True:  # what the workers left when they stopped
+            try:
+                cmd = self._todo.get_nowait()
+            except _queue.Empty:
+                break
+            if cmd is not None and not cmd.finished:
+                self._finish(cmd, error)
+        self.node.close()
+
+
+class _NbdChannel(_Completions):
+    """A namespace's commands as NBD requests on the session's export, pipelined.
+
+    NBD replies carry an errno, not the NVMe status (the session logs that):
+    a failed command raises DeviceError naming the errno.
+    """
+
+    def __init__(self, socket_path: str, export: str, block_size: int):
+        super().__init__()
+        self.export, self.block_size = export, block_size
+        self.client = NbdClient.connect_unix(socket_path, export, on_reply=self._on_reply,
+                                             on_lost=self._on_lost)
+        self.max_bytes = self.client.info.max_block // block_size * block_size
+
+    def submit(self, cmd: "IoRequest") -> "IoRequest":
+        cmd.queue = self
+        bs, opc = self.block_size, cmd.opc
+        if opc == NvmOpc.READ:
+            self.client.send(_nbd.CMD_READ, _slba(cmd) * bs, len(cmd.into), cmd, into=cmd.into)
+        elif opc == NvmOpc.WRITE:
+            flags = _nbd.CMD_FLAG_FUA if cmd.c12 & FUA else 0
+            self.client.send(_nbd.CMD_WRITE, _slba(cmd) * bs, len(cmd.data), cmd,
+                             data=cmd.data, flags=flags)
+        elif opc == NvmOpc.FLUSH:
+            self.client.send(_nbd.CMD_FLUSH, 0, 0, cmd)
+        elif opc == NvmOpc.WRITE_ZEROES:
+            self.client.send(_nbd.CMD_WRITE_ZEROES, _slba(cmd) * bs, _nlb(cmd) * bs, cmd)
+        elif opc == NvmOpc.DATASET_MANAGEMENT:
+            ((slba, nlb),) = decode_dsm_ranges(cmd.data, 1)
+            self.client.send(_nbd.CMD_TRIM, slba * bs, nlb * bs, cmd)
+        else:
+            raise UsageError(f"{cmd.what}: not a command an NBD export carries")
+        return cmd
+
+    def _on_reply(self, cmd: "IoRequest", error: int) -> None:
+        failed = None
+        if error:
+            name = _errno.errorcode.get(error, str(error))
+            failed = DeviceError(f"{cmd.what} failed on {self.export}: {name} (NBD carries "
+                                 "no NVMe status; the session's log names it)")
+        self._finish(cmd, failed)
+
+    def _on_lost(self, error: NvmeControlError, cmds: list) -> None:
+        for cmd in cmds:
+            self._finish(cmd, error)
+
+    def close(self, error: NvmeControlError) -> None:
+        self.client.close()
 
 
 class IoRequest:
@@ -369,7 +729,7 @@ class IoRequest:
         return self.value
 
 
-class _IoQueue:
+class _IoQueue(_Completions):
     """One I/O queue: submissions from any thread, a receiver completing futures.
 
     The receiver never sends itself (the controller may be blocked sending to
@@ -378,13 +738,12 @@ class _IoQueue:
     """
 
     def __init__(self, driver, index: int):
+        super().__init__()
         self.driver, self.qp, self.lock = driver, driver.qp, driver.lock
         self.backlog: deque = deque()  # commands waiting for a free CID
         self.failed: NvmeControlError | None = None
         self._deferred: list = []
         self._deferred_cv = threading.Condition(threading.Lock())
-        self._completed = threading.Condition(threading.Lock())  # woken once per batch
-        self._waiting = 0  # threads in wait_for
         driver.set_timeout(None)  # silence is the keep-alive's business
         threading.Thread(target=self._receive, daemon=True, name=f"api-ioq{index + 1}").start()
         threading.Thread(target=self._sender, daemon=True, name=f"api-ioq{index + 1}-tx").start()
@@ -471,21 +830,6 @@ class _IoQueue:
         if out:
             self._defer(out)
         return True
-
-    def _wake_waiters(self) -> None:
-        if self._waiting:
-            with self._completed:
-                self._completed.notify_all()
-
-    def wait_for(self, cmd: IoRequest, timeout: float | None) -> None:
-        """Until ``cmd`` finished; PeerTimeout after ``timeout`` seconds."""
-        with self._completed:
-            self._waiting += 1
-            try:
-                if not self._completed.wait_for(lambda: cmd.finished, timeout):
-                    raise PeerTimeout(f"{cmd.what}: not completed within {timeout:g} s")
-            finally:
-                self._waiting -= 1
 
     def _sender(self) -> None:
         while True:

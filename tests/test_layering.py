@@ -1,12 +1,26 @@
 """The import table of the design (shared/design/architecture.md), enforced.
 
-Every module of the package is parsed (not imported) and each import of
-another nvmecontrol module, or of typer/rich/tabulate, is checked against
-what its layer may use.
+Every module of the package is parsed (not imported) and checked:
+
+* each import of another nvmecontrol module, or of typer/rich/tabulate, is
+  one its layer may use (imports inside functions and dynamic imports with a
+  literal name count as well);
+* the protocol packages (``wire``, ``nbd``) are sans-IO: no I/O, process,
+  thread or clock modules, no ``open()``, no device or sysfs paths, no
+  dynamic imports (which would hide what they load from this test);
+* only ``backends`` touches ``/dev``, ``/sys`` or ioctls (and ``hostid``,
+  which reads DMI's product_uuid by design).
+
+Each rule is also run on a package planted in tmp_path with one violation
+per module, to prove that it fails when it should.
 """
+
+from __future__ import annotations
 
 import ast
 import pathlib
+import re
+import textwrap
 
 import pytest
 
@@ -25,7 +39,7 @@ ALLOWED = {
     "backends": {"errors", "nqn", "hostid", "wire", "transport", "host", "nbd"},
     "target": {"errors", "nqn", "hostid", "wire", "transport"},
     # The public API (docs/api.md): what the CLI does, for programs.
-    "api": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends"},
+    "api": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends", "nbd"},
     "cli": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends", "nbd", "api",
             "__init__"},
     "__init__": set(),
@@ -34,15 +48,51 @@ ALLOWED = {
 }
 UI_LIBS = {"typer", "rich", "tabulate"}
 
+# What a sans-IO package may not import: sockets and polling, files and
+# processes, threads and the clock, raw memory and ioctls, and the import
+# machinery.  (recvbuf.py, outside wire, owns the receive buffer's mmap.)
+SANS_IO_PACKAGES = ("wire", "nbd")
+IO_MODULES = frozenset({
+    "socket", "ssl", "select", "selectors", "asyncio", "socketserver", "http", "urllib",
+    "os", "io", "pathlib", "shutil", "tempfile", "glob", "fileinput", "sys", "builtins",
+    "subprocess", "multiprocessing", "signal", "pty", "fcntl", "termios", "mmap", "ctypes",
+    "threading", "_thread", "queue", "concurrent", "time", "sched", "importlib", "pkgutil",
+    "runpy",
+})
+# Calls that do I/O or import behind this test's back.
+IO_CALLS = frozenset({"open", "__import__", "exec", "eval", "compile"})
+# "/dev/nvme0", "/sys/class/nvme", and the relative "sys/class/..." a sysroot joins.
+DEVICE_PATH = re.compile(r"^/?(dev|sys)(/|$)")
+# Layers allowed to name device and sysfs paths and to call ioctl.
+DEVICE_LAYERS = {"backends", "hostid"}
 
-def layer_of(path: pathlib.Path) -> str:
-    rel = path.relative_to(ROOT)
+
+# -- what a module does, from its syntax tree -----------------------------------------------
+
+def layer_of(root: pathlib.Path, path: pathlib.Path) -> str:
+    rel = path.relative_to(root)
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def imported_modules(path: pathlib.Path):
+def _called_name(call: ast.Call) -> str | None:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+def _literal_prefix(node: ast.AST) -> str | None:
+    """A string literal, or the literal start of an f-string."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values \
+            and isinstance(node.values[0], ast.Constant):
+        return node.values[0].value
+    return None
+
+
+def imported_modules(root: pathlib.Path, path: pathlib.Path):
+    """(line, module) for every import, literal dynamic imports included."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    pkg = ".".join(("nvmecontrol",) + path.relative_to(ROOT).parent.parts)
+    pkg = ".".join((root.name,) + path.relative_to(root).parent.parts)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -54,48 +104,186 @@ def imported_modules(path: pathlib.Path):
             else:
                 mod = node.module or ""
             yield node.lineno, mod
-            if mod == "nvmecontrol":
+            if mod == root.name:
                 for alias in node.names:
                     if not alias.name.startswith("__"):  # package attributes
-                        yield node.lineno, f"nvmecontrol.{alias.name}"
+                        yield node.lineno, f"{root.name}.{alias.name}"
+        elif isinstance(node, ast.Call) and _called_name(node) in ("import_module", "__import__") \
+                and node.args:
+            name = _literal_prefix(node.args[0])
+            if name:
+                yield node.lineno, name
 
 
-MODULES = sorted(p for p in ROOT.rglob("*.py"))
+def layer_violations(root: pathlib.Path, path: pathlib.Path) -> list[str]:
+    layer = layer_of(root, path)
+    if layer not in ALLOWED:
+        return [f"{path.name}: {layer} is not a layer of the design"]
+    found = []
+    for lineno, mod in imported_modules(root, path):
+        top = mod.split(".")[0]
+        if top in UI_LIBS and layer != "cli":
+            found.append(f"{path.name}:{lineno} imports {top}; only cli may")
+        if top != root.name or mod == root.name:
+            continue
+        target = mod.split(".")[1]
+        if target != layer and target not in ALLOWED[layer]:
+            found.append(f"{path.name}:{lineno}: {layer} may not import {mod}")
+    return found
+
+
+def io_violations(root: pathlib.Path, path: pathlib.Path) -> list[str]:
+    """What a sans-IO module may not do."""
+    found = [f"{path.name}:{lineno} imports {mod}"
+             for lineno, mod in imported_modules(root, path)
+             if mod.split(".")[0] in IO_MODULES]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in IO_CALLS:
+            found.append(f"{path.name}:{node.lineno} calls {node.func.id}()")
+    return list(dict.fromkeys(found + device_violations(path)))  # fcntl: one finding
+
+
+def device_violations(path: pathlib.Path) -> list[str]:
+    """Device or sysfs paths named, ioctls called."""
+    found = []
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        # Constants only: an f-string's literal parts are constants of their own.
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and DEVICE_PATH.match(node.value):
+            found.append(f"{path.name}:{node.lineno} names {node.value!r}")
+        elif isinstance(node, ast.Call) and _called_name(node) == "ioctl":
+            found.append(f"{path.name}:{node.lineno} calls ioctl()")
+    for lineno, mod in imported_modules(path.parent, path):
+        if mod.split(".")[0] == "fcntl":
+            found.append(f"{path.name}:{lineno} imports fcntl")
+    return found
+
+
+def modules(root: pathlib.Path, layers=None) -> list[pathlib.Path]:
+    return sorted(p for p in root.rglob("*.py")
+                  if layers is None or layer_of(root, p) in layers)
+
+
+# -- the package --------------------------------------------------------------------------------
+
+MODULES = modules(ROOT)
 
 
 def test_package_has_modules():
     assert len(MODULES) > 20
+    assert len(modules(ROOT, SANS_IO_PACKAGES)) > 10
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_follow_the_layers(path):
-    layer = layer_of(path)
-    assert layer in ALLOWED, f"{layer} is not a layer of the design"
-    for lineno, mod in imported_modules(path):
-        top = mod.split(".")[0]
-        if top in UI_LIBS:
-            assert layer == "cli", f"{path.name}:{lineno} imports {top}; only cli may"
-        if top != "nvmecontrol" or mod == "nvmecontrol":
-            continue
-        target = mod.split(".")[1]
-        if target == layer:
-            continue
-        assert target in ALLOWED[layer], f"{path.name}:{lineno}: {layer} may not import {mod}"
+    assert layer_violations(ROOT, path) == []
 
 
-@pytest.mark.parametrize("package", ["wire", "nbd"])
-def test_protocol_packages_do_no_io(package):
-    forbidden = {"socket", "select", "selectors", "threading", "time", "os", "asyncio"}
-    for path in (ROOT / package).rglob("*.py"):
-        for lineno, mod in imported_modules(path):
-            assert mod.split(".")[0] not in forbidden, f"{package}/{path.name}:{lineno} imports {mod}"
+@pytest.mark.parametrize("path", modules(ROOT, SANS_IO_PACKAGES),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_protocol_packages_do_no_io(path):
+    assert io_violations(ROOT, path) == []
 
 
 def test_only_backends_touch_dev_and_sys():
-    # hostid reads DMI's product_uuid by design (host identity resolution).
-    for path in MODULES:
-        if layer_of(path) in ("backends", "hostid"):
-            continue
-        text = path.read_text()
-        for needle in ('"/dev/', '"/sys/', "ioctl("):
-            assert needle not in text, f"{path.relative_to(ROOT)} touches {needle}"
+    found = [v for p in MODULES if layer_of(ROOT, p) not in DEVICE_LAYERS
+             for v in device_violations(p)]
+    assert found == []
+
+
+def test_backends_do_name_devices():
+    # The rule looks at the right things: the backends are full of them.
+    assert any(device_violations(p) for p in modules(ROOT, {"backends"}))
+
+
+# -- the rules, proven on planted violations ------------------------------------------------------
+
+PLANTED_IO = {
+    "imports_socket.py": ("import socket\n", "imports socket"),
+    "imports_subprocess.py": ("from subprocess import run\n", "imports subprocess"),
+    "imports_fcntl.py": ("import fcntl\n", "imports fcntl"),
+    "imports_os_path.py": ("import os.path\n", "imports os.path"),
+    "imports_select.py": ("import select\n", "imports select"),
+    "imports_mmap.py": ("import mmap\n", "imports mmap"),
+    "imports_threading.py": ("import threading\n", "imports threading"),
+    "imports_time.py": ("def now():\n    import time\n    return time.time()\n", "imports time"),
+    "calls_open.py": ("def load(p):\n    return open(p).read()\n", "calls open()"),
+    "names_dev.py": ("NODE = '/dev/nvme0'\n", "names '/dev/nvme0'"),
+    "names_sys.py": ("def attr(n):\n    return f'/sys/class/nvme/{n}'\n",
+                     "names '/sys/class/nvme/'"),
+    "names_sysroot.py": ("CLASS = 'sys/class/nvme'\n", "names 'sys/class/nvme'"),
+    "imports_importlib.py": ("import importlib\n", "imports importlib"),
+    "dunder_import.py": ("def load(n):\n    return __import__(n)\n", "calls __import__()"),
+    "calls_ioctl.py": ("def f(x, fd):\n    return x.ioctl(fd, 1)\n", "calls ioctl()"),
+}
+CLEAN_WIRE = textwrap.dedent('''\
+    """A PDU: see /dev and /sys mentioned in prose, which is fine."""
+    import struct
+    from enum import IntEnum
+
+    from nvmecontrol.errors import PeerProtocolError
+
+    HEADER = struct.Struct("<BBBBI")
+    NOTE = "the device /dev/nvme0 in a sentence"
+''')
+
+
+@pytest.fixture
+def planted(tmp_path) -> pathlib.Path:
+    """A package named nvmecontrol under tmp_path, with violations in wire/ and cli/."""
+    root = tmp_path / "nvmecontrol"
+    (root / "wire").mkdir(parents=True)
+    (root / "cli").mkdir()
+    (root / "host").mkdir()
+    for name, (src, _) in PLANTED_IO.items():
+        (root / "wire" / name).write_text(src)
+    (root / "wire" / "clean.py").write_text(CLEAN_WIRE)
+    (root / "wire" / "imports_host.py").write_text("from nvmecontrol.host import queue\n")
+    (root / "wire" / "imports_host_late.py").write_text(
+        "def f():\n    from ..host import queue\n    return queue\n")
+    (root / "wire" / "imports_host_dynamically.py").write_text(
+        "import importlib\nq = importlib.import_module('nvmecontrol.host.queue')\n")
+    (root / "host" / "imports_rich.py").write_text("import rich\n")
+    (root / "host" / "imports_cli.py").write_text("from nvmecontrol import cli\n")
+    (root / "cli" / "names_dev.py").write_text("DEFAULT = '/dev/nvme0'\n")
+    (root / "cli" / "calls_ioctl.py").write_text("import fcntl\nfcntl.ioctl(0, 1)\n")
+    (root / "cli" / "fine.py").write_text("import rich\nfrom nvmecontrol.host import queue\n")
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED_IO))
+def test_each_io_rule_fails_on_its_violation(planted, name):
+    found = io_violations(planted, planted / "wire" / name)
+    assert len(found) == 1 and found[0].endswith(PLANTED_IO[name][1]), found
+
+
+def test_a_clean_protocol_module_passes(planted):
+    assert io_violations(planted, planted / "wire" / "clean.py") == []
+    assert layer_violations(planted, planted / "wire" / "clean.py") == []
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("wire/imports_host.py", "wire may not import nvmecontrol.host"),
+    ("wire/imports_host_late.py", "wire may not import nvmecontrol.host"),
+    ("wire/imports_host_dynamically.py", "wire may not import nvmecontrol.host.queue"),
+    ("host/imports_rich.py", "imports rich; only cli may"),
+    ("host/imports_cli.py", "host may not import nvmecontrol.cli"),
+])
+def test_layer_rule_fails_on_planted_imports(planted, name, expected):
+    found = layer_violations(planted, planted / name)
+    assert len(found) == 1 and found[0].endswith(expected), found
+
+
+def test_layer_rule_passes_what_cli_may_do(planted):
+    assert layer_violations(planted, planted / "cli" / "fine.py") == []
+
+
+def test_device_rule_fails_outside_backends(planted):
+    assert device_violations(planted / "cli" / "names_dev.py") == \
+        ["names_dev.py:1 names '/dev/nvme0'"]
+    assert device_violations(planted / "cli" / "calls_ioctl.py") == \
+        ["calls_ioctl.py:2 calls ioctl()", "calls_ioctl.py:1 imports fcntl"]
+    assert device_violations(planted / "cli" / "fine.py") == []

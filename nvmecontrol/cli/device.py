@@ -12,17 +12,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
+from nvmecontrol.backends.admin_access import AdminAccess, AssociationAccess, open_admin
+from nvmecontrol.backends.linux_admin import parse_device_name
 from nvmecontrol.backends.userspace.backend import parse_session_name
-from nvmecontrol.backends.userspace.session_admin import SessionAdmin
 from nvmecontrol.cli.refusal import Asked, explained
 from nvmecontrol.errors import UsageError
-from nvmecontrol.host.association import Association, AssociationParams, connect_association
+from nvmecontrol.host.association import AssociationParams, connect_association
 from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
 from nvmecontrol.transport.address import DISCOVERY_PORT, IO_PORT, parse_address
 from nvmecontrol.wire import admin
-from nvmecontrol.wire.identify import CNS_CONTROLLER
+from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE
 
 # A CLI association lives for a few commands; the controller may drop it
 # after this long without a keep-alive, which bounds leaks if we are killed.
@@ -43,16 +43,20 @@ class ConnectOptions:
 
 
 class Controller:
-    """One interface over a kernel device and a userspace association."""
+    """The admin commands ``identify`` and ``logpage`` send, on any kind of controller."""
 
-    def __init__(self, name: str, backend, *, namespace_nsid: int | None = None):
+    def __init__(self, name: str, access: AdminAccess, *, namespace_nsid: int | None = None,
+                 cdata: bytes | None = None):
         self.name = name
-        self._backend = backend
+        self._access = access
         self.namespace_nsid = namespace_nsid  # set when the target named a namespace
-        self._cdata: bytes | None = backend.cdata_raw if isinstance(backend, Association) else None
+        self._cdata = cdata  # Identify Controller, when the connection already read it
 
     def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
-        return self._backend.identify(cns, nsid, cntid)
+        _, data = self._access.admin_command(admin.build_identify(cns, nsid, cntid),
+                                             f"Identify CNS {cns:#04x}",
+                                             read_len=IDENTIFY_DATA_SIZE)
+        return data
 
     def identify_controller(self) -> bytes:
         if self._cdata is None:
@@ -60,13 +64,12 @@ class Controller:
         return self._cdata
 
     def get_log_page(self, g: admin.GetLogPage) -> bytes:
-        return self._backend.get_log_page(g)
+        _, data = self._access.admin_command(admin.build_get_log_page(g),
+                                             f"Get Log Page {g.lid:#04x}", read_len=g.length)
+        return data
 
     def close(self) -> None:
-        if isinstance(self._backend, Association):
-            self._backend.shutdown()
-        else:
-            self._backend.close()
+        self._access.close()
 
     def __enter__(self):
         return self
@@ -77,18 +80,13 @@ class Controller:
 
 def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Controller:
     """Open what ``target`` (and ``subnqn``) name."""
-    session = parse_session_name(target)
-    if session is not None:
+    kind = "session" if parse_session_name(target) is not None else \
+        "device" if parse_device_name(target) is not None else None
+    if kind is not None:
         if subnqn is not None:
-            raise UsageError(f"{target} is a session; a subsystem NQN goes only with an address")
-        admin_ = SessionAdmin(target)
-        return Controller(target, admin_, namespace_nsid=admin_.nsid)
-    dev = parse_device_name(target)
-    if dev is not None:
-        if subnqn is not None:
-            raise UsageError(f"{target} is a device; a subsystem NQN goes only with an address")
-        kc = KernelController(dev)
-        return Controller(target, kc, namespace_nsid=kc.nsid)
+            raise UsageError(f"{target} is a {kind}; a subsystem NQN goes only with an address")
+        access = open_admin(target)
+        return Controller(target, access, namespace_nsid=access.nsid)
     # An empty SubNQN is a mistake, not "the discovery controller" (which is
     # what leaving it out means).
     nqn = DISCOVERY_NQN if subnqn is None else subnqn
@@ -104,4 +102,5 @@ def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Co
                                dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
     with explained(Asked(nqn, host.hostnqn, str(host.hostid))):
         assoc = connect_association(address, nqn, host, params)
-    return Controller(f"{address.text} {nqn}", assoc)
+    name = f"{address.text} {nqn}"
+    return Controller(name, AssociationAccess(name, assoc), cdata=assoc.cdata_raw or None)
