@@ -97,6 +97,9 @@ class Connection:
         self.arena = mmap.mmap(-1, K.READ_ARENA_BYTES, flags=mmap.MAP_PRIVATE)
         self.arena_view = memoryview(self.arena)
         self.arena_used = 0
+        # RAM namespace ranges queued straight from their mapping
+        # (MemBackend.lend): (backend, start, end), given back once sent.
+        self.lent: list = []
         self.closing = False
         self.connecting = False  # Connect data is being collected through R2T
         self.errors = 0
@@ -167,6 +170,8 @@ class Connection:
         with self.lock:
             self.transfers.clear()
             self.arena_used = 0
+            if self.lent:
+                self.give_back()
             try:
                 self.arena_view.release()
                 self.arena.close()
@@ -233,9 +238,19 @@ class Connection:
     def flush(self) -> None:
         """Send everything queued (caller holds ``lock``); the arena is free again."""
         out = self.qp.take_outgoing()
-        if out:
-            self.driver.send(out)
-        self.arena_used = 0
+        try:
+            if out:
+                self.driver.send(out)
+        finally:
+            self.arena_used = 0
+            if self.lent:
+                self.give_back()
+
+    def give_back(self) -> None:
+        """Writes may land in the ranges this connection sent (or will never send)."""
+        lent, self.lent = self.lent, []
+        for backend, start, end in lent:
+            backend.give_back(start, end)
 
     def read_buffer(self, n: int) -> memoryview:
         """Space for ``n`` bytes of read data, valid until the next flush."""

@@ -119,20 +119,60 @@ class Backend(abc.ABC):
 
 
 class MemBackend(Backend):
+    """A RAM namespace.
+
+    Large reads leave straight from the mapping (``lend``): the kernel
+    copies them during ``sendmsg`` without the GIL, so a write landing in
+    that range meanwhile would send a block half old, half new (NVMe keeps
+    each block of a read atomic against writes).  Writes therefore wait
+    while their range is lent; a connection gives its ranges back once its
+    send returned, and never waits for a write while it holds some (it
+    sends first), so no two connections can wait for each other.
+    """
+
     kind = "mem"
 
     def __init__(self, size: int):
         self.size = size
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
         self._view = self.ram = memoryview(self._map)
+        self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)
+        self._lent: list[tuple[int, int]] = []  # [start, end) ranges being sent
+
+    def lend(self, start: int, end: int) -> memoryview:
+        """The bytes [start, end) for sending; no write lands there until ``give_back``."""
+        with self._lock:
+            self._lent.append((start, end))
+        return self._view[start:end]
+
+    def give_back(self, start: int, end: int) -> None:
+        with self._lock:
+            self._lent.remove((start, end))
+            self._returned.notify_all()
+
+    def _wait_unlent(self, start: int, end: int) -> None:
+        """Caller holds the lock: wait until no lent range overlaps [start, end)."""
+        while any(s < end and start < e for s, e in self._lent):
+            self._returned.wait()
 
     def read_into(self, view, offset):
         view[:] = self._view[offset:offset + len(view)]
 
     def write(self, data, offset):
-        self._view[offset:offset + len(data)] = data
+        end = offset + len(data)
+        with self._lock:
+            if self._lent:
+                self._wait_unlent(offset, end)
+            self._view[offset:end] = data
 
     def write_zeroes(self, offset, length):
+        with self._lock:
+            if self._lent:
+                self._wait_unlent(offset, offset + length)
+            self._write_zeroes(offset, length)
+
+    def _write_zeroes(self, offset, length):
         end = offset + length
         page = mmap.PAGESIZE
         lo = -(-offset // page) * page

@@ -228,3 +228,28 @@ def test_random_batches_answer_every_command_once(nvmfd_server, sqfc):
         assert run(a.io[0], nvm.build_read(1, 0, 8), read_len=4096)[0].status == 0
     finally:
         a.close()
+
+
+def test_large_reads_and_overlapping_writes_in_one_batch(nvmfd_factory, params):
+    """Reads of 32 KiB and more leave straight from a RAM namespace's mapping
+    (lent until sent); a write to the same blocks later in the same batch
+    must neither wait for itself nor change what the earlier read returns."""
+    h = nvmfd_factory(namespaces=("mem:16M",))
+    a = connect(h, num_io_queues=1, io_queue_size=64, **params)
+    try:
+        q = a.io[0]
+        old = _pattern(64 << 10, 4)
+        assert run(q, nvm.build_write(1, 0, 128), write_data=old)[0].status == 0
+        new = _pattern(4096, 5)
+        cmds = [(_READ, 0, 128, 0, dict(read_len=64 << 10)),      # lent
+                (_WRITE, 8, 8, 0, dict(write_data=new)),          # into the lent range
+                (_READ, 0, 128, 0, dict(read_len=64 << 10)),      # lent again, new data
+                (_FLUSH, 0, 0, 0, {}),                            # the general path
+                (_READ, 64, 64, 0, dict(read_len=32 << 10))]
+        results, cids = _batch(q, cmds)
+        assert [results[c][0] for c in cids] == [0] * 5
+        assert results[cids[0]][1] == old
+        assert results[cids[2]][1] == old[:4096] + new + old[8192:]
+        assert results[cids[4]][1] == old[32 << 10:]
+    finally:
+        a.shutdown()
