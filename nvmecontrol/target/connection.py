@@ -98,8 +98,12 @@ class Connection:
         self.arena_view = memoryview(self.arena)
         self.arena_used = 0
         # RAM namespace ranges queued straight from their mapping
-        # (MemBackend.lend): (backend, start, end), given back once sent.
+        # (MemBackend.lend): (backend, start, end, view), given back once sent.
         self.lent: list = []
+        self.lent_bytes = 0  # at most READ_ARENA_BYTES between two flushes
+        # Where lent data that a send could not take at once are copied
+        # (made on first need, anonymous memory like the arena).
+        self.spill: mmap.mmap | None = None
         self.closing = False
         self.connecting = False  # Connect data is being collected through R2T
         self.errors = 0
@@ -175,6 +179,8 @@ class Connection:
             try:
                 self.arena_view.release()
                 self.arena.close()
+                if self.spill is not None:
+                    self.spill.close()
             except (BufferError, ValueError):
                 pass  # a view is still out there: the collector frees it
             self.io = None
@@ -239,6 +245,8 @@ class Connection:
         """Send everything queued (caller holds ``lock``); the arena is free again."""
         out = self.qp.take_outgoing()
         try:
+            if out and self.lent:
+                out = self._send_lent(out)
             if out:
                 self.driver.send(out)
         finally:
@@ -246,10 +254,43 @@ class Connection:
             if self.lent:
                 self.give_back()
 
+    def _send_lent(self, out: list) -> list:
+        """One send that cannot block, then the lent ranges are given back;
+        returns what is left to send, the lent data in it copied.
+
+        A host reading slowly would otherwise hold the ranges, and every
+        other host's writes to them, for as long as it liked.
+        """
+        sent = self.driver.send_nowait(out)
+        lent_views = {id(entry[3]) for entry in self.lent}
+        rest = []
+        spilled = 0
+        for b in out:
+            n = len(b)
+            if sent >= n:
+                sent -= n
+                continue
+            copy = id(b) in lent_views
+            if sent:
+                b, sent = b[sent:], 0
+            if copy:
+                # Into memory this connection keeps (a fresh 1 MiB bytes
+                # object costs its page faults on every copy).
+                if self.spill is None:
+                    self.spill = mmap.mmap(-1, K.READ_ARENA_BYTES, flags=mmap.MAP_PRIVATE)
+                n = len(b)
+                self.spill[spilled:spilled + n] = b
+                b = memoryview(self.spill)[spilled:spilled + n]
+                spilled += n
+            rest.append(b)
+        self.give_back()
+        return rest
+
     def give_back(self) -> None:
         """Writes may land in the ranges this connection sent (or will never send)."""
         lent, self.lent = self.lent, []
-        for backend, start, end in lent:
+        self.lent_bytes = 0
+        for backend, start, end, _view in lent:
             backend.give_back(start, end)
 
     def read_buffer(self, n: int) -> memoryview:

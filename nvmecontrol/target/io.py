@@ -182,19 +182,28 @@ class IoQueue:
                         nlb = (c12 & 0xFFFF) + 1
                         shift = ns.shift
                         n = nlb << shift
-                        if slba + nlb <= ns.nblocks and n == slen and n <= _MAX_TRANSFER \
-                                and n >= _LEND_MIN and ns.backend.ram is not None:
+                        data = None
+                        if n >= _LEND_MIN and ns.backend.ram is not None \
+                                and slba + nlb <= ns.nblocks and n == slen and n <= _MAX_TRANSFER:
                             # Header (and digests, response) in the arena, data
-                            # from the mapping, given back once sent.
-                            if used + c2h_pdo + dd + resp_len > room:
+                            # from the mapping, given back once sent.  At most
+                            # an arena's worth lent per send: what a send cannot
+                            # take at once is copied to the connection's spill
+                            # buffer of that size.
+                            if used + c2h_pdo + dd + resp_len > room \
+                                    or conn.lent_bytes + n > room:
                                 if used > start:
                                     qp.outgoing.append(view[start:used])
                                 conn.flush()
                                 used = start = 0
-                            off = slba << shift
+                            # None while a write waits for these blocks: the
+                            # read is copied through the arena below instead.
                             backend = ns.backend
+                            off = slba << shift
                             data = backend.lend(off, off + n)
-                            conn.lent.append((backend, off, off + n))
+                        if data is not None:
+                            conn.lent.append((backend, off, off + n, data))
+                            conn.lent_bytes += n
                             _pack_c2h(arena, used, _C2H, c2h_flags, _DATA_HLEN, c2h_pdo,
                                       c2h_pdo + n + dd, cid, 0, 0, n)
                             if hd:

@@ -125,9 +125,12 @@ class MemBackend(Backend):
     copies them during ``sendmsg`` without the GIL, so a write landing in
     that range meanwhile would send a block half old, half new (NVMe keeps
     each block of a read atomic against writes).  Writes therefore wait
-    while their range is lent; a connection gives its ranges back once its
-    send returned, and never waits for a write while it holds some (it
-    sends first), so no two connections can wait for each other.
+    while their range is lent.  A range is lent for one send that cannot
+    block (``Connection.flush`` copies what did not fit), so a host that
+    reads slowly cannot hold other hosts' writes; a connection never waits
+    for a write while it holds ranges (it sends first), so no two
+    connections can wait for each other; and no range is lent while a write
+    waits for it (the read is copied instead), so writers are not starved.
     """
 
     kind = "mem"
@@ -139,10 +142,15 @@ class MemBackend(Backend):
         self._lock = threading.Lock()
         self._returned = threading.Condition(self._lock)
         self._lent: list[tuple[int, int]] = []  # [start, end) ranges being sent
+        self._waiting: list[tuple[int, int]] = []  # ranges writers wait for
 
-    def lend(self, start: int, end: int) -> memoryview:
-        """The bytes [start, end) for sending; no write lands there until ``give_back``."""
+    def lend(self, start: int, end: int) -> memoryview | None:
+        """The bytes [start, end) for sending; no write lands there until
+        ``give_back``.  None while a write waits for any of them."""
         with self._lock:
+            for s, e in self._waiting:
+                if s < end and start < e:
+                    return None
             self._lent.append((start, end))
         return self._view[start:end]
 
@@ -153,8 +161,14 @@ class MemBackend(Backend):
 
     def _wait_unlent(self, start: int, end: int) -> None:
         """Caller holds the lock: wait until no lent range overlaps [start, end)."""
-        while any(s < end and start < e for s, e in self._lent):
-            self._returned.wait()
+        if not any(s < end and start < e for s, e in self._lent):
+            return
+        self._waiting.append((start, end))
+        try:
+            while any(s < end and start < e for s, e in self._lent):
+                self._returned.wait()
+        finally:
+            self._waiting.remove((start, end))
 
     def read_into(self, view, offset):
         view[:] = self._view[offset:offset + len(view)]

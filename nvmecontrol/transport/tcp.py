@@ -153,6 +153,17 @@ class TcpQueuePair:
             raise ConnectionLost(f"{self.peer_text}: send failed: "
                                  f"{os.strerror(e.errno or errno.EIO)}") from None
 
+    def send_nowait(self, buffers: list) -> int:
+        """One ``sendmsg`` that does not block; returns the bytes it took (0: none fit)."""
+        try:
+            with self.send_lock:
+                return self.sock.sendmsg(buffers[:_IOV_MAX], [], socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError as e:
+            raise ConnectionLost(f"{self.peer_text}: send failed: "
+                                 f"{os.strerror(e.errno or errno.EIO)}") from None
+
     def flush(self) -> None:
         out = self.qp.take_outgoing()
         if out:
