@@ -57,7 +57,10 @@ def test_api_open_kernel_controller_and_namespace(linux_guest, guest_cli, nvmfd_
                       f"&& basename $c; done").stdout.split()
         assert len(ctrls) == 1, ctrls
         g.write_file("/tmp/api_open.py", SNIPPET)
-        res = g.run(f"cd {shlex.quote(guest_cli.repo)} && {shlex.quote(guest_cli.python)} "
+        # PYTHONPATH: the venv's editable install names the host's path of
+        # the checkout, which the guest sees elsewhere.
+        res = g.run(f"cd {shlex.quote(guest_cli.repo)} && PYTHONPATH={shlex.quote(guest_cli.repo)} "
+                    f"{shlex.quote(guest_cli.python)} "
                     f"/tmp/api_open.py {ctrls[0]} {shlex.quote(srv.subnqn)}", timeout=120)
         assert res.ok, res.stdout + res.stderr
         assert "status 0x2" in res.stdout  # Invalid Field in Command, through the ioctl
