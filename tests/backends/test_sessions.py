@@ -97,6 +97,21 @@ def test_connect_json_fields(target, session_guard):
     cli_ok("disconnect", "nvmeu0")
 
 
+def test_devlist_shows_the_negotiated_queue_size_not_the_request(target, session_guard):
+    # No -Q asks for CAP.MQES + 1 (capped); what the session shows is the
+    # size its I/O queues were created with.
+    cli_ok("connect", "--backend", "nbd", "-q", HOST, "-I", HOSTID,
+           f"127.0.0.1:{target.port}", SUBNQN)
+    rc, out, err = cli("devlist", "-o", "json")
+    assert rc == 0, err
+    (c,) = json.loads(out)["controllers"]
+    assert c["params"]["queue_size"] > 1
+    (ctrl,) = [x for x in target.server.controllers.values() if not x.discovery]
+    sizes = {conn.qp.sqsize for conn in ctrl.io_queues.values()}
+    assert sizes == {c["params"]["queue_size"]}
+    cli_ok("disconnect", "nvmeu0")
+
+
 def test_second_connect_reports_the_existing_session(target, session_guard):
     first = connect(target)
     rc, out, err = cli("connect", "--backend", "nbd", "-q", HOST, "-I", HOSTID,

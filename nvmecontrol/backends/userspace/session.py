@@ -690,7 +690,10 @@ class Session:
             trsvcid=str(self.params.trsvcid), hostnqn=self.params.hostnqn, cntlid=assoc.cntlid,
             state=state, connected=state == LIVE,
             disconnected_since=lost_at if state != LIVE else None, namespaces=namespaces,
-            pid=os.getpid(), params=self.params)
+            pid=os.getpid(),
+            # What was negotiated, not what was asked (0 asks for CAP.MQES + 1).
+            params=replace(self.params, queue_size=assoc.io_queue_size)
+            if assoc.io_queue_size else self.params)
 
     def write_state(self) -> None:
         data = self.info().to_json()
