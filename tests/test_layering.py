@@ -9,7 +9,9 @@ Every module of the package is parsed (not imported) and checked:
   thread or clock modules, no ``open()``, no device or sysfs paths, no
   dynamic imports (which would hide what they load from this test);
 * only ``backends`` touches ``/dev``, ``/sys`` or ioctls (and ``hostid``,
-  which reads DMI's product_uuid by design).
+  which reads DMI's product_uuid by design);
+* the cli modules listed in ``CLI_ON_THE_API`` import only the public API
+  (issue 14), and every cli module that does is listed.
 
 Each rule is also run on a package planted in tmp_path with one violation
 per module, to prove that it fails when it should.
@@ -29,24 +31,41 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "nvmecontrol"
 # layer -> layers it may import (besides itself)
 ALLOWED = {
     "errors": set(),
+    "exitcodes": set(),  # the sysexits table both programs share
+    "options": set(),  # the option table: spellings, defaults, bounds, help
     "nqn": {"errors"},
     "hostid": {"errors", "nqn"},
     "recvbuf": set(),
     "wire": {"errors", "nqn", "recvbuf"},
     "nbd": {"errors", "recvbuf"},
     "transport": {"errors", "nqn", "wire"},
-    "host": {"errors", "nqn", "hostid", "wire", "transport"},
-    "backends": {"errors", "nqn", "hostid", "wire", "transport", "host", "nbd"},
-    "target": {"errors", "nqn", "hostid", "wire", "transport"},
+    "host": {"errors", "options", "nqn", "hostid", "wire", "transport"},
+    "backends": {"errors", "options", "nqn", "hostid", "wire", "transport", "host", "nbd"},
+    "target": {"errors", "exitcodes", "nqn", "hostid", "wire", "transport"},
     # The public API (docs/api.md): what the CLI does, for programs.
-    "api": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends", "nbd"},
-    "cli": {"errors", "nqn", "hostid", "wire", "transport", "host", "backends", "nbd", "api",
-            "__init__"},
+    "api": {"errors", "options", "nqn", "hostid", "wire", "transport", "host", "backends",
+            "nbd"},
+    "cli": {"errors", "exitcodes", "options", "nqn", "hostid", "wire", "transport", "host",
+            "backends", "nbd", "api", "__init__"},
     "__init__": set(),
     "__main__": {"cli"},
-    "install_extras": set(),  # stdlib only: runs before anything else is set up
+    "install_extras": {"exitcodes"},  # nothing else: runs before anything else is set up
 }
 UI_LIBS = {"typer", "rich", "tabulate"}
+
+# Issue 14: the CLI becomes a shell over the public API.  What a cli module
+# may import once it is there: the cli package itself, the API with its
+# error families (re-exported by nvmecontrol.api), and the two standard
+# library tables both programs share.
+PUBLIC_API = {"api", "errors", "exitcodes", "options", "__init__"}
+# The cli modules that import nothing else, relative to nvmecontrol/cli.  A
+# module moved onto the API is added here (test_cli_on_the_api_is_listed
+# asks for it) and can never go back: the set only grows.
+CLI_ON_THE_API = {
+    "__init__.py", "app.py", "commands.py", "devlist.py", "discovery_cache.py",
+    "discovery_conf.py", "entry.py", "errorhandler.py", "exitcodes.py", "fastpath.py",
+    "numbers.py", "output.py", "render/__init__.py", "table.py",
+}
 
 # What a sans-IO package may not import: sockets and polling, files and
 # processes, threads and the clock, raw memory and ioctls, and the import
@@ -132,6 +151,17 @@ def layer_violations(root: pathlib.Path, path: pathlib.Path) -> list[str]:
     return found
 
 
+def api_violations(root: pathlib.Path, path: pathlib.Path) -> list[str]:
+    """What a cli module on the public API may not import: the layers below it."""
+    found = []
+    for lineno, mod in imported_modules(root, path):
+        parts = mod.split(".")
+        if parts[0] == root.name and mod != root.name \
+                and parts[1] not in PUBLIC_API | {"cli"}:
+            found.append(f"{path.name}:{lineno} imports {mod}; only the public API")
+    return found
+
+
 def io_violations(root: pathlib.Path, path: pathlib.Path) -> list[str]:
     """What a sans-IO module may not do."""
     found = [f"{path.name}:{lineno} imports {mod}"
@@ -192,6 +222,19 @@ def test_only_backends_touch_dev_and_sys():
     found = [v for p in MODULES if layer_of(ROOT, p) not in DEVICE_LAYERS
              for v in device_violations(p)]
     assert found == []
+
+
+@pytest.mark.parametrize("name", sorted(CLI_ON_THE_API))
+def test_cli_modules_on_the_api_stay_there(name):
+    assert api_violations(ROOT, ROOT / "cli" / name) == []
+
+
+def test_cli_on_the_api_is_listed():
+    # Every cli module that imports only the API is in the set, so the set
+    # says where the move stands, and what moved cannot move back unnoticed.
+    on_api = {str(p.relative_to(ROOT / "cli")) for p in modules(ROOT, {"cli"})
+              if not api_violations(ROOT, p)}
+    assert on_api - CLI_ON_THE_API == set()
 
 
 def test_backends_do_name_devices():
@@ -275,6 +318,20 @@ def test_a_clean_protocol_module_passes(planted):
 def test_layer_rule_fails_on_planted_imports(planted, name, expected):
     found = layer_violations(planted, planted / name)
     assert len(found) == 1 and found[0].endswith(expected), found
+
+
+def test_api_rule_fails_on_a_cli_module_below_the_api(planted):
+    (planted / "cli" / "on_api.py").write_text(
+        "from nvmecontrol import api\nfrom nvmecontrol.errors import UsageError\n"
+        "from nvmecontrol.cli import output\nfrom . import table\n")
+    (planted / "cli" / "late_wire.py").write_text(
+        "from nvmecontrol import api\ndef f():\n    from ..wire import identify\n"
+        "    return identify\n")
+    assert api_violations(planted, planted / "cli" / "on_api.py") == []
+    assert api_violations(planted, planted / "cli" / "late_wire.py") == \
+        ["late_wire.py:3 imports nvmecontrol.wire; only the public API"]
+    assert api_violations(planted, planted / "cli" / "fine.py") == \
+        ["fine.py:2 imports nvmecontrol.host; only the public API"]
 
 
 def test_layer_rule_passes_what_cli_may_do(planted):

@@ -13,20 +13,18 @@ from dataclasses import asdict, dataclass, field, fields
 
 from typing import TYPE_CHECKING
 
-# wire.fabrics.CNTLID_DYNAMIC (FFFFh, the dynamic controller model), not
-# imported: listing devices reads this module and needs no wire code
-# (tests/backends/test_linux_backend.py checks the two agree).
-CNTLID_DYNAMIC = 0xFFFF
+from nvmecontrol.options import CNTLID_DYNAMIC, default
 
 if TYPE_CHECKING:  # imported when used: listing devices needs no host machinery
     from nvmecontrol.host.association import AssociationParams
 
-# FreeBSD connect.c defaults (NVMF_KATO_DEFAULT, NVMF_DEFAULT_RECONNECT_DELAY,
-# NVMF_DEFAULT_CONTROLLER_LOSS); one I/O queue unless asked.
-DEFAULT_KATO_S = 120
-DEFAULT_RECONNECT_DELAY_S = 10
-DEFAULT_CTRL_LOSS_TMO_S = 600
-DEFAULT_NUM_IO_QUEUES = 1
+# The option table's defaults (FreeBSD connect.c: NVMF_KATO_DEFAULT,
+# NVMF_DEFAULT_RECONNECT_DELAY, NVMF_DEFAULT_CONTROLLER_LOSS), by the names
+# the backends read them under.
+DEFAULT_KATO_S = default("kato_s")
+DEFAULT_RECONNECT_DELAY_S = default("reconnect_delay_s")
+DEFAULT_CTRL_LOSS_TMO_S = default("ctrl_loss_tmo_s")
+DEFAULT_NUM_IO_QUEUES = default("num_io_queues")
 
 
 REDACTED = "<set>"
@@ -51,20 +49,22 @@ class ConnectParams:
     hostnqn: str
     hostid: str  # UUID text
     transport: str = "tcp"
-    num_io_queues: int = DEFAULT_NUM_IO_QUEUES
-    queue_size: int = 0  # 0: CAP.MQES + 1 (capped)
-    kato_s: int = DEFAULT_KATO_S
-    reconnect_delay_s: int = DEFAULT_RECONNECT_DELAY_S
-    ctrl_loss_tmo_s: int = DEFAULT_CTRL_LOSS_TMO_S
-    hdgst: bool = False
-    ddgst: bool = False
-    sq_flow_control: bool = False
+    # How the association is tuned: Tuning's fields (cli/connect_options.py),
+    # with the option table's defaults (nvmecontrol/options.py).
+    num_io_queues: int = default("num_io_queues")
+    queue_size: int = default("queue_size")  # 0: CAP.MQES + 1 (capped)
+    kato_s: int = default("kato_s")
+    reconnect_delay_s: int = default("reconnect_delay_s")
+    ctrl_loss_tmo_s: int = default("ctrl_loss_tmo_s")
+    hdgst: bool = default("hdgst")
+    ddgst: bool = default("ddgst")
+    sq_flow_control: bool = default("sq_flow_control")
     cntlid: int = CNTLID_DYNAMIC
-    timeout_s: float = 30.0
+    timeout_s: float = default("timeout_s")
     # DH-HMAC-CHAP secrets in DHHC-1 form (checked by the CLI); every
     # association built from these params, reconnects included, authenticates.
-    dhchap_secret: str | None = None
-    dhchap_ctrl_secret: str | None = None
+    dhchap_secret: str | None = default("dhchap_secret")
+    dhchap_ctrl_secret: str | None = default("dhchap_ctrl_secret")
 
     @property
     def address_text(self) -> str:
@@ -72,6 +72,7 @@ class ConnectParams:
         return f"{host}:{self.trsvcid}"
 
     def association_params(self) -> "AssociationParams":
+        """The one conversion to what the host logic takes (secrets parsed)."""
         from nvmecontrol.host.association import AssociationParams
 
         return AssociationParams(hdgst=self.hdgst, ddgst=self.ddgst, kato_s=self.kato_s,

@@ -21,16 +21,19 @@ from typing import TYPE_CHECKING
 import typer
 
 from nvmecontrol.cli import backend_choice
-from nvmecontrol.cli.connect_options import (Backend, ConfigFile, CtrlLossTmo, DisableSqflow,
-                                             DumpConfig, FlowControl, KeepAliveTmo, NbdListen,
-                                             NoAttach, NrIoQueues, QueueSize, ReconnectDelay,
-                                             Tuning, check_flow_control, parse_cntlid)
+from nvmecontrol.cli.connect_options import (Backend, Cntlid, ConfigFile, CtrlLossTmo,
+                                             DisableSqflow, DumpConfig, FlowControl, KeepAliveTmo,
+                                             NbdListen, NoAttach, NrIoQueues, QueueSize,
+                                             ReconnectDelay, Tuning, check_flow_control,
+                                             parse_cntlid)
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS, Transport, check_dhchap,
                                      check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
 from nvmecontrol.cli.refusal import Asked, explained
 from nvmecontrol.errors import UsageError
+from nvmecontrol.options import CNTLID_DYNAMIC
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.backends.base import AssociationBackend
@@ -46,7 +49,8 @@ class Connected:
 
 
 def establish(backend: AssociationBackend, address: Address, subnqn: str, host: HostIdentity,
-              tuning: Tuning, *, cntlid: int = 0xFFFF, dle: bytes | None = None) -> Connected:
+              tuning: Tuning, *, cntlid: int = CNTLID_DYNAMIC, dle: bytes | None = None
+              ) -> Connected:
     """Connect ``subnqn`` at ``address`` unless the same association exists.
 
     Find-or-create runs under one lock per (SubNQN, host NQN), across
@@ -111,29 +115,28 @@ def command(
     ctx: typer.Context,
     address: Annotated[str, typer.Argument(help="host:port of the I/O controller (port required).")],
     subnqn: Annotated[str, typer.Argument(metavar="SUBNQN", help="Subsystem NQN.")],
-    flow_control: FlowControl = False,
-    disable_sqflow: DisableSqflow = False,
-    hdr_digests: HdrDigest = False,
-    data_digests: DataDigest = False,
-    cntlid: Annotated[str, typer.Option("-c", "--cntlid", metavar="dynamic|static|ID",
-                                        help="Controller ID to ask for.")] = "dynamic",
-    nr_io_queues: NrIoQueues = 1,
-    keep_alive_tmo: KeepAliveTmo = 120,
-    ctrl_loss_tmo: CtrlLossTmo = 600,
-    reconnect_delay: ReconnectDelay = 10,
-    transport: Transport = "tcp",
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    queue_size: QueueSize = 0,
-    backend: Backend = "auto",
-    nbd_listen: NbdListen = None,
-    no_attach: NoAttach = False,
+    flow_control: FlowControl = D.flow_control,
+    disable_sqflow: DisableSqflow = D.disable_sqflow,
+    hdr_digests: HdrDigest = D.hdr_digests,
+    data_digests: DataDigest = D.data_digests,
+    cntlid: Cntlid = D.cntlid,
+    nr_io_queues: NrIoQueues = D.nr_io_queues,
+    keep_alive_tmo: KeepAliveTmo = D.keep_alive_tmo,
+    ctrl_loss_tmo: CtrlLossTmo = D.ctrl_loss_tmo,
+    reconnect_delay: ReconnectDelay = D.reconnect_delay,
+    transport: Transport = D.transport,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
+    queue_size: QueueSize = D.queue_size,
+    backend: Backend = D.backend,
+    nbd_listen: NbdListen = D.nbd_listen,
+    no_attach: NoAttach = D.no_attach,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
-    dhchap_secret: DhchapSecret = None,
-    dhchap_ctrl_secret: DhchapCtrlSecret = None,
-    config: ConfigFile = None,
-    dump_config: DumpConfig = False,
+    timeout: TimeoutS = D.timeout,
+    dhchap_secret: DhchapSecret = D.dhchap_secret,
+    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
+    config: ConfigFile = D.config,
+    dump_config: DumpConfig = D.dump_config,
 ):
     from nvmecontrol.cli import fabrics_config
     from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
@@ -145,9 +148,11 @@ def command(
     if subnqn == DISCOVERY_NQN:
         raise UsageError("cannot connect to the discovery subsystem; use discover or connect-all")
     addr = parse_address(address, default_port=None, command="connect")
-    tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
-                    hdr_digests, data_digests, flow_control, timeout,
-                    dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    tuning = Tuning.from_options(
+        nr_io_queues=nr_io_queues, queue_size=queue_size, keep_alive_tmo=keep_alive_tmo,
+        reconnect_delay=reconnect_delay, ctrl_loss_tmo=ctrl_loss_tmo, hdr_digests=hdr_digests,
+        data_digests=data_digests, flow_control=flow_control, timeout=timeout,
+        dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     # config.json: the matching port's settings for what the command line left out.
     port = fabrics_config.port_for_address(fabrics_config.load(config), subnqn, address, addr,
                                            hostnqn)

@@ -31,11 +31,13 @@ from nvmecontrol.cli.connect_options import (Backend, ConfigFile, CtrlLossTmo, D
                                              NoAttach, NrIoQueues, QueueSize, ReconnectDelay,
                                              Tuning, check_flow_control, parse_cntlid)
 from nvmecontrol.cli.exitcodes import exit_code_for
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS, Transport, check_dhchap,
-                                     check_transport, dhchap_keys)
+                                     check_transport, dhchap_keys, table_option)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
 from nvmecontrol.errors import NvmeControlError
+from nvmecontrol.options import CNTLID_DYNAMIC, DISCOVERY_KATO_S
 
 
 @dataclass(slots=True)
@@ -82,30 +84,30 @@ def command(
     address: Annotated[Optional[str], typer.Argument(
         help="host[:port] of a discovery controller (port 8009 by default; none: every one "
              "of /etc/nvme/discovery.conf, and every port of /etc/nvme/config.json).")] = None,
-    flow_control: FlowControl = False,
-    disable_sqflow: DisableSqflow = False,
-    cntlid: Annotated[Optional[str], typer.Option(
-        "-c", "--cntlid", metavar="dynamic|static|ID",
-        help="Controller ID to ask every subsystem for (default: each entry's).")] = None,
-    hdr_digests: HdrDigest = False,
-    data_digests: DataDigest = False,
-    nr_io_queues: NrIoQueues = 1,
-    keep_alive_tmo: KeepAliveTmo = 120,
-    ctrl_loss_tmo: CtrlLossTmo = 600,
-    reconnect_delay: ReconnectDelay = 10,
-    transport: Transport = "tcp",
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    queue_size: QueueSize = 0,
-    backend: Backend = "auto",
-    nbd_listen: NbdListen = None,
-    no_attach: NoAttach = False,
+    flow_control: FlowControl = D.flow_control,
+    disable_sqflow: DisableSqflow = D.disable_sqflow,
+    cntlid: Annotated[Optional[str], table_option(
+        "cntlid", help="Controller ID to ask every subsystem for (default: each entry's).")
+    ] = None,
+    hdr_digests: HdrDigest = D.hdr_digests,
+    data_digests: DataDigest = D.data_digests,
+    nr_io_queues: NrIoQueues = D.nr_io_queues,
+    keep_alive_tmo: KeepAliveTmo = D.keep_alive_tmo,
+    ctrl_loss_tmo: CtrlLossTmo = D.ctrl_loss_tmo,
+    reconnect_delay: ReconnectDelay = D.reconnect_delay,
+    transport: Transport = D.transport,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
+    queue_size: QueueSize = D.queue_size,
+    backend: Backend = D.backend,
+    nbd_listen: NbdListen = D.nbd_listen,
+    no_attach: NoAttach = D.no_attach,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
-    dhchap_secret: DhchapSecret = None,
-    dhchap_ctrl_secret: DhchapCtrlSecret = None,
-    config: ConfigFile = None,
-    dump_config: DumpConfig = False,
+    timeout: TimeoutS = D.timeout,
+    dhchap_secret: DhchapSecret = D.dhchap_secret,
+    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
+    config: ConfigFile = D.config,
+    dump_config: DumpConfig = D.dump_config,
 ):
     from nvmecontrol.cli import fabrics_config
     from nvmecontrol.cli.discover import remember_nqns
@@ -142,7 +144,7 @@ def command(
                 config_ports, where_, disc_address, hosts[key].hostnqn, dhchap_secret,
                 dhchap_ctrl_secret, line_secret)
             walk = walk_referrals(disc_address, hosts[key], AssociationParams(
-                kato_s=0, timeout_s=timeout,
+                kato_s=DISCOVERY_KATO_S, timeout_s=timeout,
                 **dict(zip(("dhchap_secret", "dhchap_ctrl_secret"),
                            dhchap_keys(disc_secret, disc_ctrl_secret)))))
         except NvmeControlError as err:
@@ -156,9 +158,11 @@ def command(
         for err in walk.errors:
             warn(f"referral skipped: {err}")
         found += [(e, hosts[key], disc_secret) for e in walk.entries]
-    tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
-                    hdr_digests, data_digests, flow_control, timeout,
-                    dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
+    tuning = Tuning.from_options(
+        nr_io_queues=nr_io_queues, queue_size=queue_size, keep_alive_tmo=keep_alive_tmo,
+        reconnect_delay=reconnect_delay, ctrl_loss_tmo=ctrl_loss_tmo, hdr_digests=hdr_digests,
+        data_digests=data_digests, flow_control=flow_control, timeout=timeout,
+        dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     chosen = backend_choice.choose(backend, nbd_listen=nbd_listen, attach=not no_attach)
     results = []
     for port in ports:
@@ -213,7 +217,7 @@ def _connect_port(ctx, chosen, port, tuning: Tuning, forced_cntlid, *, host_for_
         check_dhchap(t.dhchap_secret, t.dhchap_ctrl_secret)
         addr = parse_address(port.address, default_port=None, command="connect")
         r.connected = establish(chosen, addr, port.subnqn, host, t,
-                                cntlid=0xFFFF if forced_cntlid is None else forced_cntlid)
+                                cntlid=CNTLID_DYNAMIC if forced_cntlid is None else forced_cntlid)
     except NvmeControlError as err:
         r.error = err
     return r

@@ -17,24 +17,27 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DhchapCtrlSecret, DhchapSecret, HostId, HostNqn, OutputFormat,
                                      TimeoutS, Transport, check_transport, dhchap_keys)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
+from nvmecontrol.options import DISCOVERY_KATO_S
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.host.discovery import DiscoveryLog
+    from nvmecontrol.wire.identify import IdentifyController
 
 
 @dataclass(slots=True)
 class DiscoverResult:
     log: DiscoveryLog
-    cdata_raw: bytes | None = None  # with -v
+    cdata: IdentifyController | None = None  # with -v, as the association decoded it
     visited: list[str] | None = None  # with --walk
     errors: list[str] | None = None
 
 
 def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=False,
-        timeout_s=30.0, dhchap_secret=None, dhchap_ctrl_secret=None) -> DiscoverResult:
+        timeout_s=D.timeout, dhchap_secret=None, dhchap_ctrl_secret=None) -> DiscoverResult:
     from nvmecontrol.host.association import AssociationParams
     from nvmecontrol.host.discovery import DiscoveryLog, discover, walk_referrals
     from nvmecontrol.hostid import resolve_host_identity
@@ -46,8 +49,8 @@ def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=Fal
     host = resolve_host_identity(hostnqn, hostid)
     for w in host.warnings:
         warn(w)
-    params = AssociationParams(kato_s=0, timeout_s=timeout_s, dhchap_secret=host_key,
-                               dhchap_ctrl_secret=ctrl_key)
+    params = AssociationParams(kato_s=DISCOVERY_KATO_S, timeout_s=timeout_s,
+                               dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
     if walk:
         res = walk_referrals(address, host, params)
         header = DiscoveryHeader(0, len(res.entries), 0)
@@ -59,7 +62,7 @@ def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=Fal
     log, assoc = discover(address, host, params, verbose=verbose)
     cdata = None
     if assoc is not None:
-        cdata = assoc.cdata_raw
+        cdata = assoc.cdata
         assoc.shutdown()
     return DiscoverResult(log, cdata)
 
@@ -89,11 +92,10 @@ def remember_nqns(address_text: str, entries) -> None:
 def render_text(r: DiscoverResult) -> str:
     from nvmecontrol.cli.render.discovery import render_discovery_text
     from nvmecontrol.cli.render.identify import render_controller_text
-    from nvmecontrol.wire.identify import decode_identify_controller
 
     parts = []
-    if r.cdata_raw is not None:
-        parts.append(render_controller_text(decode_identify_controller(r.cdata_raw)) + "\n")
+    if r.cdata is not None:
+        parts.append(render_controller_text(r.cdata) + "\n")
     parts.append(render_discovery_text(r.log.header, r.log.entries))
     return "".join(parts)
 
@@ -101,11 +103,10 @@ def render_text(r: DiscoverResult) -> str:
 def render_json(r: DiscoverResult) -> dict:
     from nvmecontrol.cli.render.discovery import discovery_to_json
     from nvmecontrol.cli.render.identify import controller_to_json
-    from nvmecontrol.wire.identify import decode_identify_controller
 
     out = discovery_to_json(r.log.header, r.log.entries)
-    if r.cdata_raw is not None:
-        out["controller"] = controller_to_json(decode_identify_controller(r.cdata_raw))
+    if r.cdata is not None:
+        out["controller"] = controller_to_json(r.cdata)
     if r.visited is not None:
         out["visited"] = r.visited
         out["errors"] = r.errors
@@ -118,14 +119,14 @@ def command(
         help="host[:port], [v6addr][:port]; port defaults to 8009 (none: every discovery "
              "controller of /etc/nvme/discovery.conf).")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the discovery controller's identify data first.")] = False,
-    transport: Transport = "tcp",
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
+    transport: Transport = D.transport,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
     walk: Annotated[bool, typer.Option("--walk", help="Follow referrals to other discovery controllers.")] = False,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
-    dhchap_secret: DhchapSecret = None,
-    dhchap_ctrl_secret: DhchapCtrlSecret = None,
+    timeout: TimeoutS = D.timeout,
+    dhchap_secret: DhchapSecret = D.dhchap_secret,
+    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
 ):
     check_transport(transport)
     if address is None:

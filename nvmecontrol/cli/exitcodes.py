@@ -1,6 +1,8 @@
-"""The one table from error families to sysexits(3) exit codes.
+"""nvmecontrol's map from error families to exit statuses.
 
-Documented in man/nvmecontrol.8 (EXIT STATUS); a test keeps the two in step.
+The statuses are the shared sysexits table (``nvmecontrol.exitcodes``);
+man/nvmecontrol.8 (EXIT STATUS) lists exactly those the CLI uses, and a test
+keeps the two in step.
 """
 
 from __future__ import annotations
@@ -9,20 +11,10 @@ import errno
 
 from nvmecontrol import errors as E
 
-EX_OK = 0
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOINPUT = 66
-EX_NOHOST = 68
-EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
-EX_OSERR = 71
-EX_IOERR = 74
-EX_TEMPFAIL = 75
-EX_PROTOCOL = 76
-EX_NOPERM = 77
-# Interrupted by the user (128 + SIGINT), as shells report it.
-EX_INTERRUPTED = 130
+# The statuses themselves are shared with nvmfd; re-exported for the callers here.
+from nvmecontrol.exitcodes import (EX_INTERRUPTED, EX_IOERR, EX_NOHOST, EX_NOINPUT,  # noqa: F401
+                                   EX_NOPERM, EX_OK, EX_OSERR, EX_PROTOCOL, EX_SOFTWARE,
+                                   EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE)
 
 # Most specific first: the first matching family wins.
 EXIT_CODES: list[tuple[type, int, str]] = [

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from nvmecontrol.cli.numbers import NumberOption
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_json
@@ -20,6 +21,7 @@ from nvmecontrol.errors import NotFound, UsageError
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.wire.identify import IdentifyController, IdentifyNamespace
 
 
 # Without -v, hex dumps stop where the reserved/vendor areas begin, as
@@ -31,25 +33,31 @@ NAMESPACE_DUMP_LEN = 384
 
 @dataclass(slots=True)
 class IdentifyResult:
+    """The structure as read (for -x) and decoded once, here."""
+
     raw: bytes
     nsid: int  # 0 = controller
+    data: IdentifyController | IdentifyNamespace
 
 
 def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions) -> IdentifyResult:
     from nvmecontrol.cli.device import open_controller
-    from nvmecontrol.wire.identify import CNS_NAMESPACE, NSID_BROADCAST, decode_identify_namespace
+    from nvmecontrol.wire.identify import (CNS_NAMESPACE, NSID_BROADCAST,
+                                           decode_identify_controller, decode_identify_namespace)
 
     with open_controller(target, subnqn, opts) as ctrl:
         if nsid is None:
             nsid = ctrl.namespace_nsid or 0
         if nsid == 0:
-            return IdentifyResult(ctrl.identify_controller(), 0)
+            raw = ctrl.identify_controller()
+            return IdentifyResult(raw, 0, decode_identify_controller(raw))
         raw = ctrl.identify(CNS_NAMESPACE, nsid)
+        ns = decode_identify_namespace(raw)
         # An inactive NSID gets a zero-filled structure (NVMe 2.0, Identify
         # Namespace): NSZE 0 is a namespace that is not there.
-        if nsid != NSID_BROADCAST and decode_identify_namespace(raw).nsze == 0:
+        if nsid != NSID_BROADCAST and ns.nsze == 0:
             raise NotFound(f"{target}: no such namespace (NSID {nsid} is not active)")
-        return IdentifyResult(raw, nsid)
+        return IdentifyResult(raw, nsid, ns)
 
 
 def command(
@@ -60,20 +68,19 @@ def command(
                                                 help="Namespace ID (0: the controller).")] = None,
     hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -x: dump the whole structure.")] = False,
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    hdr_digests: HdrDigest = False,
-    data_digests: DataDigest = False,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
+    hdr_digests: HdrDigest = D.hdr_digests,
+    data_digests: DataDigest = D.data_digests,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
-    dhchap_secret: DhchapSecret = None,
-    dhchap_ctrl_secret: DhchapCtrlSecret = None,
+    timeout: TimeoutS = D.timeout,
+    dhchap_secret: DhchapSecret = D.dhchap_secret,
+    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
 ):
     from nvmecontrol.cli.fabrics_config import network_options
     from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
                                                  render_controller_text, render_namespace_text)
     from nvmecontrol.cli.render.logpage import hexdump
-    from nvmecontrol.wire.identify import decode_identify_controller, decode_identify_namespace
 
     if hex_ and fmt is Format.json:
         raise UsageError("-x cannot be combined with -o json")
@@ -85,8 +92,8 @@ def command(
         limit = len(r.raw) if verbose else (NAMESPACE_DUMP_LEN if r.nsid else CONTROLLER_DUMP_LEN)
         emit(hexdump(r.raw[:limit]))
     elif r.nsid:
-        ns = decode_identify_namespace(r.raw)
-        emit_json(namespace_to_json(ns)) if fmt is Format.json else emit(render_namespace_text(ns))
+        emit_json(namespace_to_json(r.data)) if fmt is Format.json \
+            else emit(render_namespace_text(r.data))
     else:
-        c = decode_identify_controller(r.raw)
-        emit_json(controller_to_json(c)) if fmt is Format.json else emit(render_controller_text(c))
+        emit_json(controller_to_json(r.data)) if fmt is Format.json \
+            else emit(render_controller_text(r.data))

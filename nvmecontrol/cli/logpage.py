@@ -4,7 +4,8 @@ FreeBSD syntax: ``logpage -p page [-x] [-b] [-v vendor] [-f LSP] [-i LSI]
 [-r] <device-id | namespace-id>``, plus the network form ``address subnqn``.
 ``-v help`` lists the known pages; ``-x`` dumps hex, ``-b`` writes the raw
 page; pages without a printer fall back to hex.  The discovery log (0x70)
-is readable here too (FreeBSD only shows it through ``discover``).
+is readable here too (FreeBSD only shows it through ``discover``), fetched by
+``host.discovery`` as ``discover`` fetches it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 
 from nvmecontrol.cli.exitcodes import EX_USAGE
 from nvmecontrol.cli.numbers import NumberOption, parse_number
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_binary, emit_json
@@ -24,6 +26,8 @@ from nvmecontrol.errors import Unsupported, UsageError
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.cli.render.logpage import DecodedPage
+    from nvmecontrol.wire.identify import IdentifyController
 
 
 # Names accepted by -p besides numbers (also offered by the completions).
@@ -51,64 +55,40 @@ def parse_page(text: str) -> int:
 
 @dataclass(slots=True)
 class LogPageResult:
-    page: int
-    data: bytes
-    cdata_raw: bytes
+    """The page and the controller's Identify data, each decoded once, here."""
 
-
-def _fetch_discovery(ctrl, lsp: int, rae: bool) -> bytes:
-    from nvmecontrol.wire.admin import GetLogPage
-    from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
-                                            MAX_DISCOVERY_RECORDS, decode_discovery_header)
-    from nvmecontrol.wire.logpages import LogPage
-
-    head = ctrl.get_log_page(GetLogPage(lid=LogPage.DISCOVERY, length=DISCOVERY_HEADER_SIZE,
-                                        nsid=0, lsp=lsp, rae=rae))
-    numrec = min(decode_discovery_header(head).numrec, MAX_DISCOVERY_RECORDS)
-    if not numrec:
-        return head
-    return ctrl.get_log_page(GetLogPage(lid=LogPage.DISCOVERY,
-                                        length=DISCOVERY_HEADER_SIZE + numrec * DISCOVERY_ENTRY_SIZE,
-                                        nsid=0, lsp=lsp, rae=rae))
+    page: DecodedPage  # for the discovery log, .log is host's DiscoveryLog
+    cdata: IdentifyController
 
 
 def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 0,
         rae: bool = False, nsid: int | None = None, opts: ConnectOptions) -> LogPageResult:
     from nvmecontrol.cli.device import open_controller
-    from nvmecontrol.cli.render.logpage import logpage_size
+    from nvmecontrol.cli.render.logpage import DecodedPage, decode_logpage, logpage_size
+    from nvmecontrol.host.discovery import fetch_discovery_log
     from nvmecontrol.wire.admin import GetLogPage
     from nvmecontrol.wire.identify import (LPA_SMART_PER_NS, NSID_BROADCAST,
                                            decode_identify_controller)
     from nvmecontrol.wire.logpages import LogPage
 
     with open_controller(target, subnqn, opts) as ctrl:
-        cdata_raw = ctrl.identify_controller()
+        cdata = decode_identify_controller(ctrl.identify_controller())
         if nsid is None:
             nsid = ctrl.namespace_nsid
         if nsid not in (None, 0, NSID_BROADCAST):
             if page != LogPage.SMART:
                 raise UsageError(f"log page {page} valid only at controller level")
             # FreeBSD checks LPA before asking: per-namespace SMART is optional.
-            if not decode_identify_controller(cdata_raw).lpa & LPA_SMART_PER_NS:
+            if not cdata.lpa & LPA_SMART_PER_NS:
                 raise Unsupported("controller does not support per namespace smart/health "
                                   "information (LPA bit 0); -n 0xffffffff asks for the "
                                   "controller's")
         if page == LogPage.DISCOVERY:
-            data = _fetch_discovery(ctrl, lsp, rae)
-        else:
-            size = logpage_size(page, decode_identify_controller(cdata_raw))
-            data = ctrl.get_log_page(GetLogPage(lid=page, length=size, lsp=lsp, lsi=lsi, rae=rae,
-                                                nsid=nsid or NSID_BROADCAST))
-        return LogPageResult(page, data, cdata_raw)
-
-
-def _discovery_parts(data: bytes):
-    from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
-                                            decode_discovery_entries, decode_discovery_header)
-
-    head = decode_discovery_header(data)
-    n = min(head.numrec, (len(data) - DISCOVERY_HEADER_SIZE) // DISCOVERY_ENTRY_SIZE)
-    return head, decode_discovery_entries(data[DISCOVERY_HEADER_SIZE:], n)
+            log = fetch_discovery_log(ctrl, lsp=lsp, rae=rae)
+            return LogPageResult(DecodedPage(page, log.raw, log), cdata)
+        raw = ctrl.get_log_page(GetLogPage(lid=page, length=logpage_size(page, cdata), lsp=lsp,
+                                           lsi=lsi, rae=rae, nsid=nsid or NSID_BROADCAST))
+        return LogPageResult(decode_logpage(page, raw), cdata)
 
 
 def command(
@@ -124,20 +104,19 @@ def command(
     rae: Annotated[bool, typer.Option("-r", "--rae", help="Retain Asynchronous Event.")] = False,
     nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=0, hi=0xFFFFFFFF,
                                                 help="Namespace ID (SMART per namespace).")] = None,
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    hdr_digests: HdrDigest = False,
-    data_digests: DataDigest = False,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
+    hdr_digests: HdrDigest = D.hdr_digests,
+    data_digests: DataDigest = D.data_digests,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
-    dhchap_secret: DhchapSecret = None,
-    dhchap_ctrl_secret: DhchapCtrlSecret = None,
+    timeout: TimeoutS = D.timeout,
+    dhchap_secret: DhchapSecret = D.dhchap_secret,
+    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
 ):
     from nvmecontrol.cli.fabrics_config import network_options
     from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
     from nvmecontrol.cli.render.logpage import (hexdump, logpage_to_json, render_logpage_help,
                                                 render_logpage_text)
-    from nvmecontrol.wire.identify import decode_identify_controller
     from nvmecontrol.wire.logpages import LogPage
 
     if fmt is Format.json and (hex_ or binary or vendor == "help"):
@@ -159,21 +138,21 @@ def command(
                            hdr_digests=hdr_digests, data_digests=data_digests, timeout=timeout,
                            dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, parse_page(page), lsp=lsp, lsi=lsi, rae=rae, nsid=nsid, opts=opts)
-    cdata = decode_identify_controller(r.cdata_raw)
     if binary:
-        emit_binary(r.data)
+        emit_binary(r.page.raw)
     elif hex_:
-        emit(hexdump(r.data))
-    elif r.page == LogPage.DISCOVERY:
-        head, entries = _discovery_parts(r.data)
+        emit(hexdump(r.page.raw))
+    elif r.page.lid == LogPage.DISCOVERY:
+        log = r.page.log
         if fmt is Format.json:
-            emit_json({"lid": r.page, "name": "Discovery", "log": discovery_to_json(head, entries)})
+            emit_json({"lid": r.page.lid, "name": "Discovery",
+                       "log": discovery_to_json(log.header, log.entries)})
         else:
-            emit(render_discovery_text(head, entries))
+            emit(render_discovery_text(log.header, log.entries))
     elif fmt is Format.json:
-        emit_json(logpage_to_json(r.page, r.data, cdata))
+        emit_json(logpage_to_json(r.page))
     else:
-        emit(render_logpage_text(r.page, r.data, cdata))
+        emit(render_logpage_text(r.page, r.cdata))
 
 
 def known_pages() -> list[int]:

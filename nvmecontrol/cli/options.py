@@ -1,41 +1,58 @@
 """Options shared by several commands, defined once (as FreeBSD's comnd.c does).
 
-Spellings follow FreeBSD nvmecontrol; nvme-cli long names are aliases where
-they do not clash.
+Spellings, defaults, bounds and help come from the option table
+(``nvmecontrol/options.py``): here they become typer options, and command
+signatures take their defaults from :data:`DEFAULTS`.  Spellings follow
+FreeBSD nvmecontrol; nvme-cli long names are aliases where they do not clash.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
 
+from nvmecontrol.cli.numbers import NumberOption
 from nvmecontrol.cli.output import Format
 from nvmecontrol.errors import UsageError
+from nvmecontrol.options import OPTIONS
 
-Transport = Annotated[str, typer.Option("-t", "--transport", help="Transport type (only tcp).",
-                                         metavar="tcp")]
-HostNqn = Annotated[Optional[str], typer.Option(
-    "-q", "--hostnqn", help="Host NQN (default: /etc/nvme/hostnqn, else from the host UUID).")]
-HostId = Annotated[Optional[str], typer.Option(
-    "--hostid", "-I", help="Host ID UUID (default: /etc/nvme/hostid, else the host UUID).")]
-HdrDigest = Annotated[bool, typer.Option("-g", "--hdr-digests", "--hdr_digests", "--hdr-digest",
-                                         help="Enable TCP header digests.")]
-DataDigest = Annotated[bool, typer.Option("-G", "--data-digests", "--data_digests", "--data-digest",
-                                          help="Enable TCP data digests.")]
+def table_option(name: str, **override):
+    """The typer option of ``name`` in the option table (nvmecontrol/options.py).
+
+    Integers with bounds read as FreeBSD reads them (``NumberOption``);
+    ``override`` changes what one command says differently (its help).
+    """
+    o = OPTIONS[name]
+    kw = {"help": o.help, **({"metavar": o.metavar} if o.metavar else {}), **override}
+    if isinstance(o.default, int) and not isinstance(o.default, bool) and o.lo is not None:
+        return NumberOption(*o.flags, lo=o.lo, hi=o.hi, also=o.also, **kw)
+    if o.lo is not None:
+        # A range lets NaN through (every comparison with it is false).
+        kw.update(min=o.lo, max=o.hi, callback=_finite)
+    return typer.Option(*o.flags, **kw)
+
+
+def _finite(value):
+    if isinstance(value, float) and value != value:
+        raise typer.BadParameter(f"{value} is not a number")
+    return value
+
+
+# The parameter defaults of the commands, read from the table.
+DEFAULTS = SimpleNamespace(**{name: o.default for name, o in OPTIONS.items()})
+
+Transport = Annotated[str, table_option("transport")]
+HostNqn = Annotated[Optional[str], table_option("hostnqn")]
+HostId = Annotated[Optional[str], table_option("hostid")]
+HdrDigest = Annotated[bool, table_option("hdr_digests")]
+DataDigest = Annotated[bool, table_option("data_digests")]
 OutputFormat = Annotated[Format, typer.Option("-o", "--format", "--output-format",
                                               help="Output format.")]
-# DH-HMAC-CHAP secrets (nvme-cli's long names; its -S/-C are not taken: no
-# FreeBSD spelling exists to follow).
-DhchapSecret = Annotated[Optional[str], typer.Option(
-    "--dhchap-secret", metavar="DHHC-1:NN:KEY:",
-    help="Host secret for DH-HMAC-CHAP authentication (see gen-dhchap-key).")]
-DhchapCtrlSecret = Annotated[Optional[str], typer.Option(
-    "--dhchap-ctrl-secret", metavar="DHHC-1:NN:KEY:",
-    help="Controller secret: authenticate the controller too (bidirectional).")]
-# A day at most: sockets take no infinite timeout (inf and 1e309 overflowed).
-TimeoutS = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the peer.",
-                                         min=0.1, max=86400)]
+DhchapSecret = Annotated[Optional[str], table_option("dhchap_secret")]
+DhchapCtrlSecret = Annotated[Optional[str], table_option("dhchap_ctrl_secret")]
+TimeoutS = Annotated[float, table_option("timeout")]
 
 
 def check_transport(transport: str) -> None:

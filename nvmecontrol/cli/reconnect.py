@@ -18,6 +18,7 @@ import typer
 from nvmecontrol.cli.connect_options import (CtrlLossTmo, DisableSqflow, FlowControl,
                                              KeepAliveTmo, NrIoQueues, QueueSize, ReconnectDelay,
                                              Tuning, check_flow_control)
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, OutputFormat,
                                      TimeoutS, Transport, check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json
@@ -28,20 +29,20 @@ def command(
     device: Annotated[str, typer.Argument(metavar="DEVICE", help="nvmeX or a session nvmeuN.")],
     address: Annotated[Optional[str], typer.Argument(metavar="[ADDRESS]",
                                                      help="New host:port (port required).")] = None,
-    flow_control: FlowControl = False,
-    disable_sqflow: DisableSqflow = False,
-    hdr_digests: HdrDigest = False,
-    data_digests: DataDigest = False,
-    nr_io_queues: NrIoQueues = 1,
-    keep_alive_tmo: KeepAliveTmo = 120,
-    ctrl_loss_tmo: CtrlLossTmo = 600,
-    reconnect_delay: ReconnectDelay = 10,
-    transport: Transport = "tcp",
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    queue_size: QueueSize = 0,
+    flow_control: FlowControl = D.flow_control,
+    disable_sqflow: DisableSqflow = D.disable_sqflow,
+    hdr_digests: HdrDigest = D.hdr_digests,
+    data_digests: DataDigest = D.data_digests,
+    nr_io_queues: NrIoQueues = D.nr_io_queues,
+    keep_alive_tmo: KeepAliveTmo = D.keep_alive_tmo,
+    ctrl_loss_tmo: CtrlLossTmo = D.ctrl_loss_tmo,
+    reconnect_delay: ReconnectDelay = D.reconnect_delay,
+    transport: Transport = D.transport,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
+    queue_size: QueueSize = D.queue_size,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
+    timeout: TimeoutS = D.timeout,
 ):
     from nvmecontrol.backends import select
     from nvmecontrol.cli.render.devices import address_text
@@ -61,8 +62,11 @@ def command(
             raise UsageError(f"{device} has no saved parameters to reconnect with")
         addr = parse_address(address, default_port=None, command="reconnect")
         host = resolve_host_identity(hostnqn or saved.hostnqn, hostid or saved.hostid)
-        tuning = Tuning(nr_io_queues, queue_size, keep_alive_tmo, reconnect_delay, ctrl_loss_tmo,
-                        hdr_digests, data_digests, flow_control, timeout)
+        tuning = Tuning.from_options(
+            nr_io_queues=nr_io_queues, queue_size=queue_size, keep_alive_tmo=keep_alive_tmo,
+            reconnect_delay=reconnect_delay, ctrl_loss_tmo=ctrl_loss_tmo,
+            hdr_digests=hdr_digests, data_digests=data_digests, flow_control=flow_control,
+            timeout=timeout)
         params = tuning.params(addr.host, str(addr.port), saved.subnqn, host, cntlid=saved.cntlid)
     info = backend.reconnect(device, params)
     if fmt is Format.json:

@@ -20,7 +20,9 @@ runs a new transaction on every queue, as the Linux host does when its key
 is written to sysfs (new secrets may be passed in); ``Association.execute``
 answers a controller that completes a command with Authentication Required
 (it withdrew a queue's authentication) by authenticating that queue again
-and retrying the command once.
+and retrying the command once; ``Association.authenticate_with`` runs the
+transaction through a queue that something else drives (the public API's
+I/O queues, which retry their refused commands the same way).
 
 Everything here speaks to queues through :class:`HostQueue`, so the same
 logic serves discovery, the CLI's one-shot associations and the sessions of
@@ -37,6 +39,7 @@ from nvmecontrol.errors import (CommandFailed, HostRefused, NvmeControlError, Pe
                                 Unsupported, UsageError)
 from nvmecontrol.hostid import HostIdentity, hostid_bytes
 from nvmecontrol.nqn import DISCOVERY_NQN
+from nvmecontrol.options import default
 from nvmecontrol.host.queue import CommandError, HostQueue
 from nvmecontrol.transport.address import Address, format_address, resolve
 from nvmecontrol.transport.driver import Dialer
@@ -63,17 +66,22 @@ CSS_NVM = 0x01
 
 @dataclass(slots=True)
 class AssociationParams:
-    """What the user chose for an association (FreeBSD connect options)."""
+    """What the user chose for an association (FreeBSD connect options).
 
-    hdgst: bool = False
-    ddgst: bool = False
-    kato_s: int = 120
+    Defaults are the option table's (nvmecontrol/options.py), but for
+    ``num_io_queues``: none unless asked (discovery and one-shot commands).
+    Built from a connect's options by ``ConnectParams.association_params``.
+    """
+
+    hdgst: bool = default("hdgst")
+    ddgst: bool = default("ddgst")
+    kato_s: int = default("kato_s")
     num_io_queues: int = 0
-    io_queue_size: int = 0  # 0: CAP.MQES + 1, capped at DEFAULT_IO_QUEUE_SIZE
+    io_queue_size: int = default("queue_size")  # 0: CAP.MQES + 1, capped at DEFAULT_IO_QUEUE_SIZE
     admin_queue_size: int = ADMIN_QUEUE_SIZE
-    sq_flow_control: bool = False  # FreeBSD -F: ask to keep SQ flow control
+    sq_flow_control: bool = default("sq_flow_control")  # FreeBSD -F: keep SQ flow control
     cntlid: int = F.CNTLID_DYNAMIC
-    timeout_s: float = 30.0
+    timeout_s: float = default("timeout_s")
     # Monotonic time by which a one-shot operation (discover, identify,
     # logpage) must be done, every command included; None: each command alone
     # is bounded by timeout_s (sessions, connect).
@@ -139,6 +147,16 @@ class Association:
     def authenticate(self, q: HostQueue) -> auth.Authenticated:
         """One new DH-HMAC-CHAP transaction on ``q`` with the current secrets."""
         return authenticate_queue(q, qid=q.qid, host=self.host, subnqn=self.subnqn,
+                                  params=self.params)
+
+    def authenticate_with(self, execute, qid: int) -> auth.Authenticated:
+        """A new transaction on queue ``qid`` of this association, whose commands ``execute`` runs.
+
+        For a queue driven by something else than its ``HostQueue`` (the
+        public API's I/O queues have a receiver thread of their own); see
+        ``run_authentication`` for ``execute``.
+        """
+        return run_authentication(execute, qid=qid, host=self.host, subnqn=self.subnqn,
                                   params=self.params)
 
     def reauthenticate(self, *, dhchap_secret: DhchapKey | None = None,
@@ -257,6 +275,19 @@ def authenticate_queue(q: HostQueue, *, qid: int, host: HostIdentity, subnqn: st
     ``ControllerAuthFailed`` when its own response is wrong, ``AuthUnsupported``
     when no hash or group fits.
     """
+    def execute(sqe, what: str, **kw) -> bytes:
+        return q.execute(sqe, what, **kw)[1]
+    return run_authentication(execute, qid=qid, host=host, subnqn=subnqn, params=params,
+                              required=required)
+
+
+def run_authentication(execute, *, qid: int, host: HostIdentity, subnqn: str,
+                       params: AssociationParams, required: bool = True) -> auth.Authenticated:
+    """``authenticate_queue`` over any way of running commands on the queue.
+
+    ``execute(sqe, what, write_data=..., read_len=...)`` runs one command and
+    returns the data it read, raising ``CommandError`` on an error status.
+    """
     if params.dhchap_secret is None:
         why = ("requires DH-HMAC-CHAP authentication" if required else
                "must be authenticated (--dhchap-ctrl-secret) but no host secret was given")
@@ -280,10 +311,10 @@ def authenticate_queue(q: HostQueue, *, qid: int, host: HostIdentity, subnqn: st
         try:
             if type(action) is auth.Send:
                 sqe = F.build_auth_send(auth.SECP_DHCHAP, len(action.data))
-                q.execute(sqe, "Authentication Send", write_data=action.data)
+                execute(sqe, "Authentication Send", write_data=action.data)
             else:
                 sqe = F.build_auth_receive(auth.SECP_DHCHAP, action.al)
-                _, data = q.execute(sqe, "Authentication Receive", read_len=action.al)
+                data = execute(sqe, "Authentication Receive", read_len=action.al)
                 machine.received(data, time.monotonic())
         except CommandError as exc:
             if required:

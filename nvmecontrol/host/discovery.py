@@ -11,6 +11,7 @@ walking them is bounded and remembers where it has been.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nvmecontrol.errors import CommandFailed, NvmeControlError, PeerProtocolError
 from nvmecontrol.host.association import (Association, AssociationParams,
@@ -39,18 +40,27 @@ _RESTART = {(1, 0x83), (1, 0x90)}  # Connect Restart Discovery, Discover Restart
 _CHUNK = 256 * 1024
 
 
+class LogPageSource(Protocol):
+    """What the log is read from: an association, or a controller the kernel
+    or a session holds (``backends.admin_access``)."""
+
+    def get_log_page(self, g: admin.GetLogPage) -> bytes: ...
+
+
 @dataclass(slots=True)
 class DiscoveryLog:
     header: DiscoveryHeader
     entries: list[DiscoveryLogEntry]
+    # The page as read (header and records), for hex and binary dumps.
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
 
-def _read(assoc: Association, offset: int, length: int) -> bytes:
+def _read(source: LogPageSource, offset: int, length: int, lsp: int, rae: bool) -> bytes:
     out = bytearray()
     while length > 0:
         n = min(length, _CHUNK)
-        out += assoc.get_log_page(admin.GetLogPage(lid=LogPage.DISCOVERY, length=n,
-                                                   offset=offset, nsid=0))
+        out += source.get_log_page(admin.GetLogPage(lid=LogPage.DISCOVERY, length=n,
+                                                    offset=offset, nsid=0, lsp=lsp, rae=rae))
         offset += n
         length -= n
     return bytes(out)
@@ -61,26 +71,30 @@ def _restartable(e: CommandFailed) -> bool:
     return (int(st.sct), st.sc) in _RESTART
 
 
-def fetch_discovery_log(assoc: Association) -> DiscoveryLog:
-    """The whole log, consistent under one GENCTR."""
+def fetch_discovery_log(source: LogPageSource, *, lsp: int = 0, rae: bool = False) -> DiscoveryLog:
+    """The whole log, consistent under one GENCTR.
+
+    ``lsp`` and ``rae`` go into every Get Log Page (``logpage -f``/``-r``).
+    """
     for _attempt in range(MAX_GENCTR_RETRIES):
         try:
-            head = decode_discovery_header(_read(assoc, 0, DISCOVERY_HEADER_SIZE))
+            head_raw = _read(source, 0, DISCOVERY_HEADER_SIZE, lsp, rae)
+            head = decode_discovery_header(head_raw)
             if head.recfmt != 0:
                 raise PeerProtocolError(f"unsupported discovery log format {head.recfmt}")
             # Before fetching: a hostile NUMREC would otherwise have us read
             # (and hold) NUMREC KiB first.
             check_record_count(head.numrec)
-            raw = _read(assoc, DISCOVERY_HEADER_SIZE, head.numrec * DISCOVERY_ENTRY_SIZE) \
-                if head.numrec else b""
+            raw = _read(source, DISCOVERY_HEADER_SIZE, head.numrec * DISCOVERY_ENTRY_SIZE,
+                        lsp, rae) if head.numrec else b""
             entries = decode_discovery_entries(raw, head.numrec) if head.numrec else []
-            again = decode_discovery_header(_read(assoc, 0, DISCOVERY_HEADER_SIZE))
+            again = decode_discovery_header(_read(source, 0, DISCOVERY_HEADER_SIZE, lsp, rae))
         except CommandFailed as e:
             if _restartable(e):
                 continue
             raise
         if again.genctr == head.genctr and again.numrec == head.numrec:
-            return DiscoveryLog(head, entries)
+            return DiscoveryLog(head, entries, head_raw + raw)
     raise PeerProtocolError(f"discovery log kept changing (GENCTR) over {MAX_GENCTR_RETRIES} reads")
 
 

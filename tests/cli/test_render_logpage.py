@@ -5,16 +5,16 @@ import struct
 
 import pytest
 
+from nvmecontrol.cli.render import logpage as render
 from nvmecontrol.cli.render.logpage import (
     DEFAULT_SIZE,
     PAGE_PRINTERS,
     format_temp,
     hexdump,
     hexdump_bytes,
+    decode_logpage,
     logpage_size,
-    logpage_to_json,
     render_logpage_help,
-    render_logpage_text,
 )
 from nvmecontrol.errors import PeerProtocolError
 from nvmecontrol.wire.identify import IdentifyController
@@ -40,6 +40,16 @@ from nvmecontrol.wire.logpages import (
     encode_fw_slot_log,
     encode_smart_log,
 )
+
+
+def render_logpage_text(lid, raw, cdata=None):
+    """Decoded where logpage fetches it, then rendered."""
+    return render.render_logpage_text(decode_logpage(lid, raw), cdata)
+
+
+def logpage_to_json(lid, raw):
+    return render.logpage_to_json(decode_logpage(lid, raw))
+
 
 # --- hex dumps --------------------------------------------------------------------
 

@@ -5,14 +5,15 @@ Information, 02h SMART/Health, 03h Firmware Slot, 04h Changed Namespace List
 and 05h Commands Supported and Effects, plus a printer of our own for 0Ch
 ANA (FreeBSD only hex dumps it).  :data:`PAGE_PRINTERS` is the registry
 behind ``logpage -p`` and ``logpage -v help``: page id -> name, size rule,
-text printer, JSON converter.  Pages FreeBSD knows without a printer are
+decoder, text printer, JSON converter.  Pages FreeBSD knows without a printer are
 listed with ``text=None``; they, and unknown pages, fall back to
 :func:`hexdump`.
 
-Printers take the raw page and, when known, the controller's Identify data
-(the firmware printer needs OACS/FRMW, the size rules ELPE, NANAGRPID, ...).
-They decode with :mod:`nvmecontrol.wire.logpages`, so a short page raises
-:class:`~nvmecontrol.errors.PeerProtocolError`.
+A page is decoded once, where it is fetched (:func:`decode_logpage`, with
+:mod:`nvmecontrol.wire.logpages`, so a short page raises
+:class:`~nvmecontrol.errors.PeerProtocolError`); printers take the decoded
+structure and, when known, the controller's decoded Identify data (the
+firmware printer needs OACS/FRMW, the size rules ELPE, NANAGRPID, ...).
 
 Deliberate differences from FreeBSD: the Commands Supported and Effects
 table covers opcode FFh too (FreeBSD stops at FEh); :func:`hexdump` falls
@@ -388,17 +389,27 @@ def ana_log_to_json(log: AnaLog) -> dict[str, Any]:
 # --- registry ---------------------------------------------------------------------------------
 
 SizeRule = Callable[[IdentifyController | None], int]
+Decoder = Callable[[Any], Any]
 TextPrinter = Callable[[Any, IdentifyController | None], str]
-JsonConverter = Callable[[Any, IdentifyController | None], Any]
+JsonConverter = Callable[[Any], Any]
 
 
 class PagePrinter(NamedTuple):
-    """How ``logpage`` fetches and shows one page."""
+    """How ``logpage`` fetches, decodes and shows one page."""
 
     name: str
     size: SizeRule  # bytes to request, given the controller's Identify data
-    text: TextPrinter | None  # None: hex dump
-    json: JsonConverter | None  # None: {"lid", "data": hex}
+    decode: Decoder | None  # raw page -> its structure; None: shown as hex
+    text: TextPrinter | None  # the structure (and Identify data) -> text
+    json: JsonConverter | None  # the structure -> JSON
+
+
+class DecodedPage(NamedTuple):
+    """A fetched page, decoded once: renderers take this, never the bytes alone."""
+
+    lid: int
+    raw: bytes  # for -x, -b and pages without a decoder
+    log: Any  # the decoded structure, None when the page has no decoder
 
 
 def _fixed(n: int) -> SizeRule:
@@ -421,57 +432,57 @@ def _ana_size(cdata: IdentifyController | None) -> int:
 
 PAGE_PRINTERS: dict[int, PagePrinter] = {
     LogPage.ERROR: PagePrinter(
-        "Drive Error Log", _error_size,
-        lambda d, c: render_error_log(decode_error_log(d)),
-        lambda d, c: error_log_to_json(decode_error_log(d)),
+        "Drive Error Log", _error_size, decode_error_log,
+        lambda log, c: render_error_log(log),
+        error_log_to_json,
     ),
     LogPage.SMART: PagePrinter(
-        "Health/SMART Data", _fixed(SMART_LOG_SIZE),
-        lambda d, c: render_smart_log(decode_smart_log(d)),
-        lambda d, c: smart_log_to_json(decode_smart_log(d)),
+        "Health/SMART Data", _fixed(SMART_LOG_SIZE), decode_smart_log,
+        lambda log, c: render_smart_log(log),
+        smart_log_to_json,
     ),
     LogPage.FW_SLOT: PagePrinter(
-        "Firmware Information", _fixed(FW_SLOT_LOG_SIZE),
-        lambda d, c: render_fw_slot_log(decode_fw_slot_log(d), c),
-        lambda d, c: fw_slot_log_to_json(decode_fw_slot_log(d)),
+        "Firmware Information", _fixed(FW_SLOT_LOG_SIZE), decode_fw_slot_log,
+        lambda log, c: render_fw_slot_log(log, c),
+        fw_slot_log_to_json,
     ),
     LogPage.CHANGED_NS: PagePrinter(
-        "Changed Namespace List", _fixed(CHANGED_NS_LOG_SIZE),
-        lambda d, c: render_changed_ns_list(decode_changed_ns_list(d)),
-        lambda d, c: changed_ns_list_to_json(decode_changed_ns_list(d)),
+        "Changed Namespace List", _fixed(CHANGED_NS_LOG_SIZE), decode_changed_ns_list,
+        lambda log, c: render_changed_ns_list(log),
+        changed_ns_list_to_json,
     ),
     LogPage.CMD_EFFECTS: PagePrinter(
-        "Commands Supported and Effects", _fixed(CMD_EFFECTS_LOG_SIZE),
-        lambda d, c: render_cmd_effects_log(decode_cmd_effects_log(d)),
-        lambda d, c: cmd_effects_log_to_json(decode_cmd_effects_log(d)),
+        "Commands Supported and Effects", _fixed(CMD_EFFECTS_LOG_SIZE), decode_cmd_effects_log,
+        lambda log, c: render_cmd_effects_log(log),
+        cmd_effects_log_to_json,
     ),
     LogPage.DEVICE_SELF_TEST: PagePrinter(
-        "Device Self-test", _fixed(DEVICE_SELF_TEST_LOG_SIZE), None, None),
+        "Device Self-test", _fixed(DEVICE_SELF_TEST_LOG_SIZE), None, None, None),
     LogPage.TELEMETRY_HOST: PagePrinter(
-        "Telemetry Host-Initiated", _fixed(DEFAULT_SIZE), None, None),
+        "Telemetry Host-Initiated", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.TELEMETRY_CTRL: PagePrinter(
-        "Telemetry Controller-Initiated", _fixed(DEFAULT_SIZE), None, None),
+        "Telemetry Controller-Initiated", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.ENDURANCE_GROUP: PagePrinter(
-        "Endurance Group Information", _fixed(DEFAULT_SIZE), None, None),
+        "Endurance Group Information", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.PREDICTABLE_LAT_NVMSET: PagePrinter(
-        "Predictable Latency Per NVM Set", _fixed(DEFAULT_SIZE), None, None),
+        "Predictable Latency Per NVM Set", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.PREDICTABLE_LAT_AGG: PagePrinter(
-        "Predictable Latency Event Aggregate", _fixed(DEFAULT_SIZE), None, None),
+        "Predictable Latency Event Aggregate", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.ANA: PagePrinter(
-        "Asymmetric Namespace Access", _ana_size,
-        lambda d, c: render_ana_log(decode_ana_log(d)),
-        lambda d, c: ana_log_to_json(decode_ana_log(d)),
+        "Asymmetric Namespace Access", _ana_size, decode_ana_log,
+        lambda log, c: render_ana_log(log),
+        ana_log_to_json,
     ),
     LogPage.PERSISTENT_EVENT: PagePrinter(
-        "Persistent Event Log", _fixed(DEFAULT_SIZE), None, None),
+        "Persistent Event Log", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.LBA_STATUS: PagePrinter(
-        "LBA Status Information", _fixed(DEFAULT_SIZE), None, None),
+        "LBA Status Information", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.ENDURANCE_GROUP_EVENT: PagePrinter(
-        "Endurance Group Event Aggregate", _fixed(DEFAULT_SIZE), None, None),
+        "Endurance Group Event Aggregate", _fixed(DEFAULT_SIZE), None, None, None),
     LogPage.RESERVATION_NOTIFICATION: PagePrinter(
-        "Reservation Notification", _fixed(RESERVATION_NOTIFICATION_LOG_SIZE), None, None),
+        "Reservation Notification", _fixed(RESERVATION_NOTIFICATION_LOG_SIZE), None, None, None),
     LogPage.SANITIZE_STATUS: PagePrinter(
-        "Sanitize Status", _fixed(SANITIZE_STATUS_LOG_SIZE), None, None),
+        "Sanitize Status", _fixed(SANITIZE_STATUS_LOG_SIZE), None, None, None),
 }
 
 
@@ -481,23 +492,31 @@ def logpage_size(page: int, cdata: IdentifyController | None = None) -> int:
     return entry.size(cdata) if entry is not None else DEFAULT_SIZE
 
 
-def render_logpage_text(page: int, data: Any, cdata: IdentifyController | None = None) -> str:
+def decode_logpage(lid: int, raw: Any) -> DecodedPage:
+    """Decode ``raw`` with the page's decoder, if it has one (short pages raise
+    :class:`~nvmecontrol.errors.PeerProtocolError`)."""
+    entry = PAGE_PRINTERS.get(lid)
+    raw = bytes(raw)
+    return DecodedPage(lid, raw, entry.decode(raw) if entry and entry.decode else None)
+
+
+def render_logpage_text(page: DecodedPage, cdata: IdentifyController | None = None) -> str:
     """The pretty form if a printer exists, else the FreeBSD hex dump."""
-    entry = PAGE_PRINTERS.get(page)
-    if entry is None or entry.text is None:
-        return hexdump(data)
-    return entry.text(data, cdata)
+    entry = PAGE_PRINTERS.get(page.lid)
+    if entry is None or entry.text is None or page.log is None:
+        return hexdump(page.raw)
+    return entry.text(page.log, cdata)
 
 
-def logpage_to_json(page: int, data: Any, cdata: IdentifyController | None = None) -> dict[str, Any]:
+def logpage_to_json(page: DecodedPage) -> dict[str, Any]:
     """``{"lid": page, "name": ..., "log": ...}``; pages without a converter
     carry ``"data"``, the raw page as a hex string."""
-    entry = PAGE_PRINTERS.get(page)
-    out: dict[str, Any] = {"lid": page, "name": entry.name if entry else None}
-    if entry is None or entry.json is None:
-        out["data"] = bytes(data).hex()
+    entry = PAGE_PRINTERS.get(page.lid)
+    out: dict[str, Any] = {"lid": page.lid, "name": entry.name if entry else None}
+    if entry is None or entry.json is None or page.log is None:
+        out["data"] = page.raw.hex()
     else:
-        out["log"] = entry.json(data, cdata)
+        out["log"] = entry.json(page.log)
     return out
 
 
