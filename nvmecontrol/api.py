@@ -72,6 +72,8 @@ from nvmecontrol.nbd import protocol as _nbd
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
 from nvmecontrol.wire import admin as A
+from nvmecontrol.wire.auth import asks_authentication
+from nvmecontrol.wire.dhchap_key import parse_secret
 from nvmecontrol.wire.capsule import PSDT_SGL, SQE
 from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_CONTROLLER, CNS_NAMESPACE,
                                        IDENTIFY_DATA_SIZE, decode_active_nsid_list,
@@ -104,6 +106,15 @@ def _host(hostnqn: str | None, hostid: str | None):
     return resolve_host_identity(hostnqn, hostid)
 
 
+def _secret(text: str | None, what: str):
+    if text is None:
+        return None
+    try:
+        return parse_secret(text)
+    except ValueError as e:
+        raise UsageError(f"{what}: {e}") from None
+
+
 def discover(address: str, *, hostnqn: str | None = None, hostid: str | None = None,
              timeout: float = 30.0) -> DiscoveryLog:
     """The discovery log of the controller at ``address`` (``host[:port]``, port 8009).
@@ -120,13 +131,18 @@ def discover(address: str, *, hostnqn: str | None = None, hostid: str | None = N
 def connect(address: str, subnqn: str, *, io_queues: int = 1, queue_size: int = 0,
             kato: int = 120, hdgst: bool = False, ddgst: bool = False,
             hostnqn: str | None = None, hostid: str | None = None,
+            dhchap_secret: str | None = None, dhchap_ctrl_secret: str | None = None,
             timeout: float = 30.0) -> "Controller":
     """An association with the I/O controller ``subnqn`` at ``address`` (port 4420).
 
     ``queue_size`` 0 takes the largest the controller allows (at most 128);
     ``kato`` is in seconds (0: no keep-alive).  A digest asked for and not
-    granted is an error (:class:`nvmecontrol.errors.Unsupported`).  Use the
-    controller as a context manager, or call :meth:`Controller.close`.
+    granted is an error (:class:`nvmecontrol.errors.Unsupported`).
+    ``dhchap_secret`` (and ``dhchap_ctrl_secret`` for bidirectional
+    authentication), in the ``DHHC-1:..`` form: DH-HMAC-CHAP on every queue,
+    and again on a queue whose authentication the controller withdraws (its
+    commands are then sent once more).  Use the controller as a context
+    manager, or call :meth:`Controller.close`.
     """
     if subnqn == DISCOVERY_NQN:
         raise UsageError("connect() is for I/O controllers: use discover()")
@@ -134,7 +150,10 @@ def connect(address: str, subnqn: str, *, io_queues: int = 1, queue_size: int = 
         raise UsageError(f"io_queues {io_queues} out of range 1..65535")
     addr = parse_address(address, default_port=NVME_PORT)
     params = AssociationParams(hdgst=hdgst, ddgst=ddgst, kato_s=kato, num_io_queues=io_queues,
-                               io_queue_size=queue_size, timeout_s=timeout)
+                               io_queue_size=queue_size, timeout_s=timeout,
+                               dhchap_secret=_secret(dhchap_secret, "dhchap_secret"),
+                               dhchap_ctrl_secret=_secret(dhchap_ctrl_secret,
+                                                          "dhchap_ctrl_secret"))
     return Controller(_AssociationLink(connect_association(addr, subnqn, _host(hostnqn, hostid),
                                                            params)))
 
@@ -451,7 +470,8 @@ class _AssociationLink(_Link):
         self.name = self.address = assoc.peer
         self.access = AssociationAccess(assoc.peer, assoc)
         self.subnqn, self.cntlid, self.cdata = assoc.subnqn, assoc.cntlid, assoc.cdata
-        self.queues = [_IoQueue(q.driver, i) for i, q in enumerate(assoc.io)]
+        self.queues = [_IoQueue(q.driver, i, assoc=assoc, qid=q.qid)
+                       for i, q in enumerate(assoc.io)]
         self._next_queue = itertools.count()
         self._admin_lock: threading.Lock | None = None
         self._stop = threading.Event()
@@ -700,7 +720,7 @@ class IoRequest:
     """
 
     __slots__ = ("opc", "nsid", "c10", "c11", "c12", "data", "read_len", "into", "value",
-                 "what", "queue", "finished", "error")
+                 "what", "queue", "finished", "error", "retried")
 
     def __init__(self, opc, nsid, slba, nlb, flags, data, into, value, what):
         self.opc, self.nsid = int(opc), nsid
@@ -713,6 +733,7 @@ class IoRequest:
         self.queue: _IoQueue | None = None
         self.finished = False
         self.error: NvmeControlError | None = None
+        self.retried = False  # sent again after a re-authentication (once at most)
 
     def done(self) -> bool:
         return self.finished
@@ -735,18 +756,35 @@ class _IoQueue(_Completions):
     The receiver never sends itself (the controller may be blocked sending to
     us): what it must send (H2CData after an R2T, commands that waited for a
     CID) goes to a sender thread, as in the NBD bridge.
+
+    Authentication Required (the controller withdrew the queue's
+    authentication, its keys for this host changed): with a host secret, the
+    refused commands are held, not failed, and a thread of their own (the
+    receiver keeps receiving) holds back new commands, waits until the
+    queue has nothing in flight, runs a new DH-HMAC-CHAP transaction on it
+    through the queue (``Association.authenticate_with``) and sends the
+    refused commands again, once; if the transaction fails they fail with
+    its reason.  As ``Association.execute`` does for admin commands.
     """
 
-    def __init__(self, driver, index: int):
+    def __init__(self, driver, index: int, *, assoc: Association | None = None, qid: int = 0):
         super().__init__()
         self.driver, self.qp, self.lock = driver, driver.qp, driver.lock
         self.backlog: deque = deque()  # commands waiting for a free CID
         self.failed: NvmeControlError | None = None
         self._deferred: list = []
         self._deferred_cv = threading.Condition(threading.Lock())
+        self.name = f"api-ioq{index + 1}"
+        # Re-authentication (see the class notes): the association, the
+        # commands refused meanwhile with their completions, the
+        # transaction's own commands (they alone are sent while it runs).
+        self._assoc, self._qid = assoc, qid
+        self._refused: list = []
+        self._authenticating = False
+        self._urgent: deque = deque()
         driver.set_timeout(None)  # silence is the keep-alive's business
-        threading.Thread(target=self._receive, daemon=True, name=f"api-ioq{index + 1}").start()
-        threading.Thread(target=self._sender, daemon=True, name=f"api-ioq{index + 1}-tx").start()
+        threading.Thread(target=self._receive, daemon=True, name=self.name).start()
+        threading.Thread(target=self._sender, daemon=True, name=f"{self.name}-tx").start()
 
     def submit(self, cmd: IoRequest) -> "IoRequest":
         with self.lock:
@@ -775,6 +813,13 @@ class _IoQueue(_Completions):
     def _drain(self) -> None:
         """Queue what the queue has room for (caller holds the lock)."""
         qp, backlog = self.qp, self.backlog
+        if self._authenticating:
+            urgent = self._urgent
+            while urgent and qp.room():
+                cmd = urgent.popleft()
+                qp.queue_command(cmd.opc, _PSDT_SGL, cmd.nsid, 0, 0, 0, cmd.c10, cmd.c11,
+                                 cmd.c12, 0, 0, 0, cmd.data, cmd.into, 0, cmd)
+            return
         while backlog:
             room = qp.room()
             if not room:
@@ -818,12 +863,21 @@ class _IoQueue(_Completions):
             if self.backlog and failed is None:
                 self._drain()
             out = self.qp.take_outgoing()
+        refused = None
         for ev in events:
             if type(ev) is Completion and ev.tag is not None:
                 cmd = ev.tag
-                if ev.cqe.status:
+                status = ev.cqe.status
+                if status:
+                    if not cmd.retried and asks_authentication(status) and self._can_reauth():
+                        if refused is None:
+                            refused = []
+                        refused.append((cmd, ev.cqe))
+                        continue
                     cmd.error = CommandError(cmd.what, ev.cqe)
                 cmd.finished = True
+        if refused is not None:
+            self._hold_refused(refused)
         self._wake_waiters()
         if failed is not None:
             raise failed  # the receive loop fails every command still outstanding
@@ -841,14 +895,100 @@ class _IoQueue(_Completions):
                 out, self._deferred = self._deferred, []
             self._send(out)
 
+    # -- re-authentication (see the class notes) --
+    def _can_reauth(self) -> bool:
+        assoc = self._assoc
+        return assoc is not None and assoc.params.dhchap_secret is not None
+
+    def _hold_refused(self, refused: list) -> None:
+        """Keep commands refused with Authentication Required; start the transaction."""
+        with self.lock:
+            if self.failed is not None:
+                error = self.failed
+            else:
+                error = None
+                self._refused.extend(refused)
+                start, self._authenticating = not self._authenticating, True
+        if error is not None:
+            for cmd, _ in refused:
+                cmd.error, cmd.finished = error, True
+            return
+        if start:
+            threading.Thread(target=self._reauthenticate, daemon=True,
+                             name=f"{self.name}-auth").start()
+
+    def _reauthenticate(self) -> None:
+        timeout = self._assoc.params.timeout_s
+        try:
+            # Every command sent before has its answer: no refusal comes after.
+            with self._completed:
+                self._waiting += 1
+                try:
+                    quiet = self._completed.wait_for(
+                        lambda: self.failed is not None or not self.qp.outstanding, timeout)
+                finally:
+                    self._waiting -= 1
+            if self.failed is not None:
+                return
+            if not quiet:
+                raise PeerTimeout(f"queue {self._qid}: commands still in flight after "
+                                  f"{timeout:g} s")
+            self._assoc.authenticate_with(self._execute_now, self._qid)
+            error = None
+        except NvmeControlError as e:
+            error = e
+        with self.lock:
+            if self.failed is not None:
+                return  # fail() finished the refused commands
+            refused, self._refused = self._refused, []
+            self._authenticating = False
+            if error is None:
+                for cmd, _ in reversed(refused):
+                    cmd.retried = True
+                    self.backlog.appendleft(cmd)
+            self._drain()
+            out = self.qp.take_outgoing()
+        if error is not None:
+            for cmd, cqe in refused:
+                cmd.error = CommandError(cmd.what, cqe)
+                cmd.error.args = (f"{cmd.error.args[0]}; authenticating queue {self._qid} "
+                                  f"again failed: {error}",)
+                cmd.error.__cause__ = error
+                cmd.finished = True
+            self._wake_waiters()
+        if out:
+            self._send(out)
+
+    def _execute_now(self, sqe, what: str, *, write_data=None, read_len: int = 0) -> bytes:
+        """One command of the transaction, ahead of everything held back."""
+        buf = bytearray(read_len) if read_len else None
+        cmd = IoRequest(sqe.opc, sqe.nsid, 0, 0, 0, write_data,
+                        memoryview(buf) if buf is not None else None, None, what)
+        cmd.c10, cmd.c11, cmd.c12 = sqe.cdw10, sqe.cdw11, sqe.cdw12
+        cmd.retried = True
+        with self.lock:
+            if self.failed is not None:
+                raise self.failed
+            cmd.queue = self
+            self._urgent.append(cmd)
+            self._drain()
+            out = self.qp.take_outgoing()
+        if out:
+            self._send(out)
+        cmd.result(self._assoc.params.timeout_s)
+        return bytes(buf) if buf is not None else b""
+
     def fail(self, error: NvmeControlError) -> None:
         """The queue is gone: every command not completed fails with ``error``."""
         with self.lock:
             if self.failed is not None:
                 return
             self.failed = error
-            pending = self.qp.outstanding_tags() + list(self.backlog)
+            pending = (self.qp.outstanding_tags() + list(self.backlog) + list(self._urgent)
+                       + [cmd for cmd, _ in self._refused])
             self.backlog.clear()
+            self._urgent.clear()
+            self._refused = []
         with self._deferred_cv:
             self._deferred_cv.notify_all()
         self.driver.abort()

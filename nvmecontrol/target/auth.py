@@ -24,6 +24,15 @@ host, ``rekey_host`` withdraws the authentication of every queue of that
 host: they answer Authentication Required *without* DNR until they
 authenticate again with the new keys (``AUTH_REQUIRED_RETRY``; with DNR the
 Linux host would fail the command instead of re-authenticating).
+
+Command Retry Delay.  The Linux host answers that status by starting its
+re-authentication in the background and retrying the command at once, five
+times at most: without a delay the command fails before the transaction is
+done.  A host that enabled ACRE (Set Features Host Behavior Support, which
+Linux does when Identify Controller gives a CRDT1) therefore gets a CRD in
+those answers, chosen by ``reauth_crd`` from how long the queue has been
+refusing: short at first, longer while the host takes its time
+(``constants.CRDT``).  To other hosts the CRD stays 0, as the spec requires.
 """
 
 from __future__ import annotations
@@ -36,7 +45,8 @@ from nvmecontrol.wire import auth as A
 from nvmecontrol.wire import fabrics as F
 from nvmecontrol.wire.capsule import SGL_DATA_BLOCK_OFFSET, SGL_TRANSPORT_DATA_BLOCK, decode_sqe
 from nvmecontrol.wire.qpair import Command
-from nvmecontrol.wire.status import SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED, make_status
+from nvmecontrol.wire.status import (CRD_SHIFT, SCT_COMMAND_SPECIFIC, SC_AUTH_REQUIRED,
+                                     make_status)
 
 log = logging.getLogger("nvmfd")
 
@@ -51,6 +61,12 @@ _PEL_SGL = 24
 # buffer: bounded by the largest message (a Reply with SHA-512 and
 # ffdhe8192 is 1168 bytes) and by what a connection collects at all.
 MAX_SEND_LEN = min(A.MAX_AUTH_TRANSFER, K.MAX_COLLECTED_DATA)
+
+
+def reauth_crd(refusing_s: float) -> int:
+    """The CRD (1..3) for a withdrawn queue that has been refusing for ``refusing_s`` seconds."""
+    short, longer = K.REAUTH_CRD_AFTER_S
+    return 1 if refusing_s < short else 2 if refusing_s < longer else 3
 
 
 class AuthCommandError(Exception):
@@ -75,21 +91,35 @@ class QueueAuth:
         self.qid = qid
         self.assoc_id = assoc_id
         self._reported = 0  # the transaction whose failure was logged
+        # Clock reading of the first refusal since the authentication was
+        # withdrawn (the CRD grows from there).
+        self._refusing_since: float | None = None
 
     @property
     def authenticated(self) -> bool:
         return self.machine.authenticated
 
-    @property
-    def refusal_status(self) -> int:
-        """What a command on this queue gets while it is not authenticated."""
-        return AUTH_REQUIRED_RETRY if self.machine.reauth_required else AUTH_REQUIRED
+    def refusal(self, acre: bool) -> int:
+        """The status of a command on this queue while it is not authenticated.
+
+        ``acre``: the host enabled Advanced Command Retry; only then may the
+        status carry a CRD (after a withdrawal; see module notes).
+        """
+        if not self.machine.reauth_required:
+            return AUTH_REQUIRED
+        if not acre:
+            return AUTH_REQUIRED_RETRY
+        now = self.clock()
+        if self._refusing_since is None:
+            self._refusing_since = now
+        return AUTH_REQUIRED_RETRY | reauth_crd(now - self._refusing_since) << CRD_SHIFT
 
     def rekey(self, cfg: HostAuthConfig) -> None:
         """New keys for this queue's host: its authentication is withdrawn (see module notes)."""
         self.machine.require_reauthentication(host_key=cfg.host_key, ctrl_key=cfg.ctrl_key,
                                               hash_id=cfg.hash_id, dhgroup=cfg.dhgroup,
                                               keep_ctrl_key=False)
+        self._refusing_since = None
         log.info("association %d queue %d: keys changed, re-authentication required",
                  self.assoc_id, self.qid)
 
@@ -198,7 +228,8 @@ class IoAuthGate:
             else:
                 why = ("its authentication was withdrawn (the host's keys changed)"
                        if self.auth.machine.reauth_required else "it is not authenticated")
-                raise AuthCommandError(self.auth.refusal_status,
+                ctrl = conn.ctrl
+                raise AuthCommandError(self.auth.refusal(ctrl is not None and ctrl.acre),
                                        f"queue {self.auth.qid}: {why}")
         except AuthCommandError as e:
             conn.fail(sqe.cid, e.status, e.why, opc=sqe.opc, nsid=sqe.nsid, pel=e.pel)

@@ -55,6 +55,19 @@ ANATT = 10
 # controller advertises the same number as NANAGRPID.  Hosts size their ANA
 # log page buffer from it, so it bounds what the page may grow to.
 ANAGRPMAX = 128
+# Command Retry Delay Times CRDT1..3 (Identify Controller, 100 ms units) for
+# the CRD field of a status, which we set (to hosts that enabled ACRE with
+# Set Features Host Behavior Support) only on Authentication Required
+# answered by a queue whose authentication was withdrawn: the host
+# re-authenticates in the background and must not spend its retries (Linux:
+# five, nvme_max_retries) before that is done.  The CRD grows with how long
+# the queue has been refusing (REAUTH_CRD_AFTER_S): a quick host's command is
+# served after 100 ms, while one command of a slow host waits 0.1 + 0.1 + 1 +
+# 5 + 5 s before its sixth refusal, time for a host under emulation too.
+CRDT = (1, 10, 50)
+# Refusing for less than REAUTH_CRD_AFTER_S[0] s: CRD 1; less than [1]: CRD 2;
+# longer: CRD 3.
+REAUTH_CRD_AFTER_S = (0.2, 1.0)
 
 # --- limits against hostile or broken peers --------------------------------
 

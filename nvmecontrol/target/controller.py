@@ -44,6 +44,13 @@ what hosts are tested against:
   read-only namespace; Set Features 84h write-protects a namespace or lifts
   it (not for namespaces exported read-only: Feature Not Changeable), then
   every controller gets a Namespace Attribute Changed notice, as nvmet.
+* Command Retry Delay: Identify Controller gives CRDT1..3 (``constants.CRDT``)
+  and feature 16h (Host Behavior Support, 512 bytes of data both ways)
+  takes ACRE; with ACRE set, Authentication Required on a queue whose
+  authentication was withdrawn carries a CRD (``auth.py``), so the Linux
+  host waits for its re-authentication instead of failing the command.  The
+  other bytes of the structure (telemetry, LBA format extension) describe
+  what this controller does not support and are ignored.
 * Reservations (``reservations.py``): ONCS bit 5 and RESCAP advertised; each
   controller keeps its host's reservation notifications for log page 80h
   (one entry per read, I/O Command Specific AEN "Reservation Log Page
@@ -208,6 +215,8 @@ class Controller:
         self.nsq = self.ncq = max_q  # granted (1's based); Set Features may lower
         self.aec = AEC_DISC_CHANGE if self.discovery else AEC_IO
         self.wce = True
+        # Host Behavior Support ACRE: the host honours CRD (feature 16h).
+        self.acre = False
         self.aers: list[int] = []
         self.events: list[int] = []
         self.masked: set[str] = set()
@@ -263,7 +272,7 @@ class Controller:
             if self.admin_auth is not None and not self.admin_auth.authenticated:
                 # Without DNR once authentication was withdrawn (new keys):
                 # the host re-authenticates and retries.
-                raise Fail(self.admin_auth.refusal_status,
+                raise Fail(self.admin_auth.refusal(self.acre),
                            "the admin queue is not authenticated yet")
             if not self.ready:
                 raise Fail(K.CMD_SEQ_ERROR, "controller not enabled (CC.EN=1, CSTS.RDY=1 first)")
@@ -271,6 +280,10 @@ class Controller:
             # has a handler for each of them (checked at import).
             if opc not in self.opcodes:
                 raise Fail(K.INVALID_OPCODE, f"admin opcode {opc:#04x} not supported", PEL_OPC)
+            if opc == A.AdminOpc.SET_FEATURES and not self.discovery \
+                    and A.feature_id(sqe) == A.Feature.HOST_BEHAVIOR_SUPPORT:
+                self._set_host_behavior(conn, sqe, ev.data)  # the one with data to receive
+                return
             _ADMIN_HANDLERS[opc](self, conn, sqe)
         except Fail as f:
             conn.fail(sqe.cid, f.status, f.why, opc=sqe.opc, nsid=sqe.nsid, pel=f.pel, dw0=f.dw0)
@@ -465,7 +478,8 @@ class Controller:
             cntlid=self.cntlid, ver=sub.vs, oaes=AEC_IO, ctratt=CTRATT,
             cntrltype=I.CNTRLTYPE_IO, acl=K.ACL, aerl=K.AERL, frmw=FRMW, lpa=LPA_IO,
             elpe=K.ELPE, kas=K.KAS, anatt=K.ANATT, anacap=ANACAP, anagrpmax=K.ANAGRPMAX,
-            nanagrpid=K.ANAGRPMAX, nwpc=NWPC, sqes=0x66, cqes=0x44, maxcmd=K.MQES + 1, nn=MAX_NSID,
+            nanagrpid=K.ANAGRPMAX, nwpc=NWPC, crdt1=K.CRDT[0], crdt2=K.CRDT[1], crdt3=K.CRDT[2],
+            sqes=0x66, cqes=0x44, maxcmd=K.MQES + 1, nn=MAX_NSID,
             oncs=ONCS_DSM | ONCS_WRITE_ZEROES | ONCS_RESERVATIONS, vwc=VWC_PRESENT_FLUSH_ALL,
             sgls=SGLS,
             mnan=MAX_NSID, subnqn=sub.nqn, ioccsz=self.port.params.ioccsz, iorcsz=K.IORCSZ,
@@ -604,11 +618,52 @@ class Controller:
             return 0
         raise Fail(K.INVALID_FIELD, f"feature {fid:#04x} not supported", PEL_CDW10)
 
+    def _set_host_behavior(self, conn, sqe: SQE, data) -> None:
+        """Set Features 16h: its 512-byte structure in the capsule or by R2T."""
+        if sqe.cdw10 >> 31:
+            raise Fail(K.FEATURE_NOT_SAVEABLE, "feature 0x16 cannot be saved", PEL_CDW10)
+        size = A.HOST_BEHAVIOR_SIZE
+        if sqe.sgl.length != size:
+            raise Fail(K.SGL_DATA_LENGTH_INVALID, f"Host Behavior Support data of "
+                       f"{sqe.sgl.length} bytes, expected {size}", PEL_SGL)
+        t = sqe.sgl.type
+        if t == SGL_DATA_BLOCK_OFFSET:
+            if data is None or sqe.sgl.addr != 0 or len(data) != size:
+                raise Fail(K.SGL_OFFSET_INVALID, "Host Behavior Support data not where its "
+                           "SGL says", PEL_SGL)
+            self._apply_host_behavior(conn, sqe.cid, data)
+        elif t == SGL_TRANSPORT_DATA_BLOCK:
+            def got(cid, collected, bad):
+                try:
+                    if bad:
+                        raise Fail(K.TRANSIENT_TRANSPORT, "data digest error in Host Behavior "
+                                   "Support data")
+                    self._apply_host_behavior(conn, cid, collected)
+                except Fail as f:
+                    conn.fail(cid, f.status, f.why, opc=sqe.opc, pel=f.pel)
+            conn.collect(sqe.cid, size, got)
+        else:
+            raise Fail(K.SGL_TYPE_INVALID, f"SGL descriptor type {t:#04x}", PEL_SGL)
+
+    def _apply_host_behavior(self, conn, cid: int, data) -> None:
+        acre = A.host_behavior_acre(data)
+        if acre > A.ACRE_ENABLED:
+            raise Fail(K.INVALID_FIELD, f"Host Behavior Support ACRE {acre:#04x} is reserved")
+        self.acre = bool(acre)
+        conn.respond(cid)
+
     def _get_features(self, conn, sqe: SQE) -> None:
         fid = A.feature_id(sqe)
         sel = (sqe.cdw10 >> 8) & 7
         if sel > 3:
             raise Fail(K.INVALID_FIELD, f"Get Features SEL {sel}", PEL_CDW10)
+        if fid == A.Feature.HOST_BEHAVIOR_SUPPORT and not self.discovery:
+            if sel == 3:  # changeable, not saveable, not per namespace
+                conn.respond(sqe.cid, 0, 0x4)
+                return
+            check_data_in(sqe, A.HOST_BEHAVIOR_SIZE)
+            conn.send_read(sqe.cid, A.encode_host_behavior(acre=self.acre and sel != 1))
+            return
         changeable = {A.Feature.KEEP_ALIVE_TIMER, A.Feature.ASYNC_EVENT_CONFIG}
         if not self.discovery:
             changeable |= {A.Feature.NUMBER_OF_QUEUES, A.Feature.VOLATILE_WRITE_CACHE}
@@ -673,11 +728,14 @@ class Controller:
             raise Fail(K.INVALID_FIELD, f"write protection state {v:#x} not supported "
                        "(only no write protect / write protect)", PEL_CDW11)
         if wps == WP_ON and not ns.read_only:
-            try:  # what was written is durable before the namespace turns read-only
+            # Read-only first, then the flush (as nvmet): a write acknowledged
+            # before the flush is durable with it, none is accepted after.
+            ns.read_only = True
+            try:
                 ns.backend.flush()
             except OSError as e:
-                raise Fail(K.INTERNAL_ERROR, f"flush before write protect: {e.strerror}") from None
-            ns.read_only = True
+                ns.read_only = False
+                raise Fail(K.INTERNAL_ERROR, f"flush for write protect: {e.strerror}") from None
         elif wps == WP_NONE and ns.read_only:
             if ns.fixed_read_only:
                 raise Fail(K.FEATURE_NOT_CHANGEABLE, f"namespace {ns.nsid} is exported "

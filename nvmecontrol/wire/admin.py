@@ -32,6 +32,7 @@ class Feature(IntEnum):
     INTERRUPT_COALESCING = 0x08
     ASYNC_EVENT_CONFIG = 0x0B
     KEEP_ALIVE_TIMER = 0x0F
+    HOST_BEHAVIOR_SUPPORT = 0x16
 
 
 # Asynchronous event types and the notice we raise/understand (NVMe 2.0, 5.2).
@@ -111,6 +112,27 @@ def parse_num_queues(value: int) -> tuple[int, int]:
 
 def build_set_num_queues(count: int) -> SQE:
     return build_set_features(Feature.NUMBER_OF_QUEUES, num_queues_value(count, count))
+
+
+# Host Behavior Support (NVMe Base 2.0, 5.27.1.18): a 512-byte structure
+# carried as data by Set and Get Features 16h.  Byte 0 is ACRE, Advanced
+# Command Retry Enable: 1 lets the controller set the CRD field of a status
+# (the host then waits CRDT1..3 of Identify Controller before a retry) and
+# return Command Interrupted; 0 disables both; other values are reserved.
+HOST_BEHAVIOR_SIZE = 512
+ACRE_ENABLED = 1
+
+
+def encode_host_behavior(*, acre: bool) -> bytes:
+    return bytes([ACRE_ENABLED if acre else 0]).ljust(HOST_BEHAVIOR_SIZE, b"\0")
+
+
+def host_behavior_acre(data) -> int:
+    """The ACRE byte of a Host Behavior Support structure (0, 1, or a reserved value)."""
+    if len(data) < HOST_BEHAVIOR_SIZE:
+        raise ValueError(f"Host Behavior Support data of {len(data)} bytes, "
+                         f"expected {HOST_BEHAVIOR_SIZE}")
+    return data[0]
 
 
 def build_keep_alive() -> SQE:

@@ -4,8 +4,11 @@
   (``target.auth.rekey_host``) and the new key is written to
   ``/sys/class/nvme/nvmeX/dhchap_secret``, which makes the kernel run a new
   transaction on every queue; I/O goes on.  Then nvmfd withdraws the
-  authentication alone: the next I/O meets Authentication Required (without
-  DNR), the kernel re-authenticates every queue, and I/O goes on.
+  authentication alone while the guest reads and writes without pause: the
+  I/O meets Authentication Required (without DNR, with a Command Retry Delay,
+  since the kernel enabled ACRE on seeing CRDT1), the kernel re-authenticates
+  every queue in the background and retries after the delay, and not one
+  read or write fails.
 * Our host against nvmet: the host key changes in configfs (nvmet reads it
   again at the next admin-queue Negotiate) and ``Association.reauthenticate``
   proves the new key on every queue of the live association.
@@ -26,6 +29,7 @@ from nvmecontrol.transport.address import Address
 from nvmecontrol.wire import auth as A
 from nvmecontrol.wire import nvm
 from nvmecontrol.wire.dhchap_key import format_secret, generate_secret, parse_secret
+from nvmecontrol.wire.status import decode_status
 
 from .nvmet import Host, Namespace, NvmetConfig, Port, Subsystem
 
@@ -66,6 +70,33 @@ def _io(guest, dev: str, tag: str) -> None:
     assert res.ok and "SAME" in res.stdout, res.stderr
 
 
+# Reads and writes 256 KiB at a time, each checked, until /tmp/io.stop
+# appears; counts rounds and failures (dd or cmp) in /tmp/io.count and
+# /tmp/io.done.  Runs in the guest's host-root chroot (coreutils dd, cmp).
+IO_LOOP = """#!/bin/sh
+dev=$1
+n=0
+bad=0
+while [ ! -e /tmp/io.stop ]; do
+  at=$(( (n % 16) * 4 ))
+  head -c 262144 /dev/urandom > /tmp/io.pat
+  if dd if=/tmp/io.pat of="$dev" bs=64k seek=$at oflag=direct conv=notrunc status=none &&
+     dd if="$dev" of=/tmp/io.back bs=64k skip=$at count=4 iflag=direct status=none &&
+     cmp -s /tmp/io.pat /tmp/io.back; then :; else
+    bad=$((bad + 1)); echo "round $n failed"
+  fi
+  n=$((n + 1))
+  echo $n > /tmp/io.count
+done
+echo "$n $bad" > /tmp/io.done
+"""
+
+
+def _rounds(guest) -> int:
+    out = guest.run("cat /tmp/io.count 2>/dev/null").stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
 def test_kernel_host_reauthenticates_on_a_new_key_and_when_asked(linux_guest, nvmfd_factory):
     from nvmecontrol.target.auth import rekey_host
     from nvmecontrol.target.config import HostAuthConfig
@@ -104,19 +135,41 @@ def test_kernel_host_reauthenticates_on_a_new_key_and_when_asked(linux_guest, nv
         assert not any(m.failed for m in machines)
         _io(linux_guest, dev, "b")
 
-        # 2. nvmfd withdraws authentication (same keys): the next I/O meets
-        # Authentication Required without DNR and the kernel re-authenticates
-        # every queue.  Linux retries the command at once, before its
-        # re-authentication (which runs in a work item) is done, so that one
-        # command may fail; commands after it are served.
-        seen = [m.transactions for m in machines]
-        rekey_host(server, GUEST_HOST, new)
-        assert not any(m.authenticated for m in machines)
-        linux_guest.run(f"dd if={dev} of=/dev/null bs=4k count=1 iflag=direct status=none",
-                        chroot=False)
-        _wait(lambda: all(m.authenticated and m.transactions > s
-                          for m, s in zip(machines, seen)), "re-authentication when asked")
-        assert not any(m.failed for m in machines)
+        # 2. nvmfd withdraws authentication (same keys) under continuous I/O.
+        # The kernel saw CRDT1 in Identify and enabled ACRE (feature 16h),
+        # so the refusals carry a CRD: it retries after the delay while its
+        # re-authentication (a work item) runs, instead of spending its five
+        # retries at once and failing the command.
+        (assoc,) = [c for c in server.controllers.values() if c.hostnqn == GUEST_HOST]
+        assert assoc.acre, "the kernel did not enable ACRE"
+        linux_guest.write_file("/tmp/io-loop.sh", IO_LOOP)
+        dmesg_before = len(linux_guest.run("dmesg", chroot=False).stdout.splitlines())
+        linux_guest.run(f"rm -f /tmp/io.stop /tmp/io.done /tmp/io.count; setsid sh "
+                        f"/tmp/io-loop.sh {dev} </dev/null >/tmp/io.log 2>&1 &", check=True)
+        try:
+            _wait(lambda: _rounds(linux_guest) >= 2, "the I/O loop to run")
+            seen = [m.transactions for m in machines]
+            rekey_host(server, GUEST_HOST, new)
+            _wait(lambda: all(m.authenticated and m.transactions > s
+                              for m, s in zip(machines, seen)), "re-authentication when asked")
+            assert not any(m.failed for m in machines)
+            after = _rounds(linux_guest)
+            _wait(lambda: _rounds(linux_guest) >= after + 3, "I/O after re-authentication")
+        finally:
+            linux_guest.run("touch /tmp/io.stop")
+            _wait(lambda: linux_guest.run("test -e /tmp/io.done").ok, "the I/O loop to end",
+                  timeout=120)
+        rounds, bad = map(int, linux_guest.run("cat /tmp/io.done", check=True).stdout.split())
+        log = linux_guest.run("cat /tmp/io.log").stdout
+        dmesg = "\n".join(linux_guest.run("dmesg", chroot=False).stdout.splitlines()
+                          [dmesg_before:])
+        assert bad == 0, f"{bad} of {rounds} rounds failed:\n{log}\n{dmesg}"
+        assert "I/O error" not in dmesg and "Authentication Required" not in dmesg, dmesg
+        # The I/O did meet the withdrawal: I/O queues refused commands with a CRD.
+        refused = [e for e in list(assoc.error_log)
+                   if e.sqid and (decode_status(e.status).sct, decode_status(e.status).sc)
+                   == (1, 0x91)]
+        assert refused and all(decode_status(e.status).crd for e in refused), refused
         _io(linux_guest, dev, "c")
     finally:
         _nvme(linux_guest, f"disconnect -n {srv.subnqn}")
