@@ -59,8 +59,8 @@ _nvmfd() {
         opts='-S --socket -c --id --host -a --all -h --help'
         args='-S --socket -c --id --host' ;;
     ns-add)
-        opts='-S --socket --nsid --subsystem -r --read-only --block-size -h --help'
-        args='-S --socket --nsid --subsystem --block-size' ;;
+        opts='-S --socket --nsid --subsystem -r --read-only --block-size --ana-grpid -h --help'
+        args='-S --socket --nsid --subsystem --block-size --ana-grpid' ;;
     ns-remove)
         opts='-S --socket --subsystem -h --help'
         args='-S --socket --subsystem' ;;

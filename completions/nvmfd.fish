@@ -97,6 +97,7 @@ complete -c nvmfd -n '__nvmfd_using ns-add' -a 'mem: ramdisk:' -d 'Memory: mem:S
 complete -c nvmfd -n '__nvmfd_using ns-add' -l nsid -x -d 'Namespace ID (default: the lowest free)'
 complete -c nvmfd -n '__nvmfd_using ns-add; or __nvmfd_using ns-remove' -l subsystem -x -d 'Subsystem NQN (needed when several)'
 complete -c nvmfd -n '__nvmfd_using ns-add' -s r -l read-only -d 'Export the namespace read-only'
+complete -c nvmfd -n '__nvmfd_using ns-add' -l ana-grpid -x -d 'ANA group of the namespace (default 1)'
 complete -c nvmfd -n '__nvmfd_using ns-remove' -f
 complete -c nvmfd -n '__nvmfd_using ana-state' -f -a 'optimized non-optimized inaccessible persistent-loss change' -d 'ANA state'
 complete -c nvmfd -n '__nvmfd_using host-add; or __nvmfd_using host-remove' -f -l subsystem -x -d 'Subsystem NQN (needed when several)'

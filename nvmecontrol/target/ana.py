@@ -24,7 +24,12 @@ configuration describes:
 * A change (``nvmfd ana-state PORT GROUP STATE``) bumps the change count
   (one count for the daemon, as nvmet keeps one) and raises an ANA Change
   notice (03h) on every I/O controller of that port that enabled it in
-  Asynchronous Event Configuration.
+  Asynchronous Event Configuration.  A reload or host ACL change
+  (``reload.py``) that changes a port's groups or moves a namespace to
+  another group does the same for the controllers whose page changed: of
+  that port, of that namespace's subsystem, or all of them when the set of
+  groups the pages list changed (nvmet: a port's state write notifies the
+  port, a namespace's ana_grpid write its subsystem).
 
 The states live in each port's configuration (``PortConfig.ana_groups``,
 group ID -> state) and are replaced whole on a change, so connection
@@ -149,11 +154,13 @@ def set_state(server, portid: int, grpid: int, state_text: str) -> dict:
     A group the port did not list is added to it.  Every live I/O controller
     of that port gets an ANA Change notice (if it enabled them); the notices
     are sent from a thread of their own, so a host that stopped reading
-    cannot stall the control socket.
+    cannot stall the control socket.  Taken under the reconfigure lock: a
+    reload or host ACL change builds its configuration from the running
+    one and would otherwise publish it over this state.
     """
     state = parse_state(state_text, "ana-state")
     check_grpid(grpid, "ana-state")
-    with server.lock:
+    with server.reconfigure_lock, server.lock:
         port = next((p for p in server.ports if p.portid == portid), None)
         if port is None:
             raise NotFound(f"no port {portid} (ports: "
@@ -163,14 +170,31 @@ def set_state(server, portid: int, grpid: int, state_text: str) -> dict:
         groups[grpid] = state
         port.cfg.ana_groups = groups  # replaced, never mutated: readers take no lock
         count = CHANGES.bump()
-        targets = [c for c in server.controllers.values()
-                   if c.port is port and not c.discovery and not c.dead]
+        targets = affected_controllers(server.controllers.values(), ports={port})
     log.warning("port %d: ANA group %d %s -> %s (change count %d)", portid, grpid,
                 "unlisted" if old is None else state_name(old), state_name(state), count)
-
-    def notify():
-        for c in targets:
-            c.ana_changed()
-    threading.Thread(target=notify, name="nvmfd-ana-aen", daemon=True).start()
+    notify(targets)
     return {"port": portid, "group": grpid, "state": state_name(state), "chgcnt": count,
             "notified": len(targets)}
+
+
+def affected_controllers(controllers, *, ports=frozenset(), subsystems=frozenset(),
+                         every: bool = False) -> list:
+    """The live I/O controllers whose ANA log page changed: those that came
+    in by one of ``ports``, those of one of ``subsystems``, or (``every``)
+    all of them.  Called under the server's lock."""
+    return [c for c in controllers if not c.discovery and not c.dead
+            and (every or c.port in ports or c.sub in subsystems)]
+
+
+def notify(targets: list) -> None:
+    """ANA Change notices to ``targets``, from a thread of their own (a host
+    that stopped reading must not stall the caller)."""
+    if not targets:
+        return
+
+    def run():
+        for c in targets:
+            if not c.dead:
+                c.ana_changed()
+    threading.Thread(target=run, name="nvmfd-ana-aen", daemon=True).start()

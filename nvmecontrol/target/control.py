@@ -11,7 +11,7 @@ connection.
     {"op": "terminate", "id": N} | {"op": "terminate", "host": NQN} | {"op": "terminate", "all": true}
         -> {"ok": true, "terminated": count}
     {"op": "ns-add", "device": PATH, "nsid": N?, "subsystem": NQN?, "read_only": bool?,
-     "block_size": 512|4096?}
+     "block_size": 512|4096?, "ana_grpid": N?}
         -> {"ok": true, "subsystem": NQN, "nsid": N}
     {"op": "ns-remove", "nsid": N, "subsystem": NQN?}
         -> {"ok": true, "subsystem": NQN, "nsid": N}
@@ -76,7 +76,8 @@ class ControlServer(JsonLineServer):
             subnqn, nsid = srv.add_namespace(
                 device, nsid=_int(nsid, "nsid") if nsid is not None else None,
                 subnqn=req.get("subsystem"), read_only=bool(req.get("read_only", False)),
-                block_size=_int(req.get("block_size", 512), "block_size"))
+                block_size=_int(req.get("block_size", 512), "block_size"),
+                ana_grpid=_int(req.get("ana_grpid", 1), "ana_grpid"))
             return {"subsystem": subnqn, "nsid": nsid}
         if op == "ns-remove":
             subnqn, nsid = srv.remove_namespace(_int(req.get("nsid"), "nsid"),

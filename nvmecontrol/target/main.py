@@ -7,7 +7,7 @@ control subcommands (FreeBSD ctladm nvlist / nvterminate style).
     nvmfd [-FGgdr] -c config.json [-S socket] [--port-file file]
     nvmfd list [-S socket] [--json]
     nvmfd terminate [-S socket] (-c id | --host hostnqn | -a)
-    nvmfd ns-add [-S socket] [--nsid nsid] [--subsystem subnqn] [-r] device
+    nvmfd ns-add [-S socket] [--nsid nsid] [--subsystem subnqn] [-r] [--ana-grpid grpid] device
     nvmfd ns-remove [-S socket] [--subsystem subnqn] nsid
     nvmfd host-add [-S socket] [--subsystem subnqn] [--dhchap-key key ...] hostnqn
     nvmfd host-remove [-S socket] [--subsystem subnqn] hostnqn
@@ -51,9 +51,10 @@ from nvmecontrol.transport.address import IO_PORT
 # The server stack (configuration, DH-HMAC-CHAP, the target) is imported when
 # a daemon starts or a subcommand runs: --help and usage errors stay quick.
 
-EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 0, 64, 66, 69, 70, 71
-# sysexits EX_CONFIG: a configuration nvmfd cannot honour (TLS, RDMA, -K...).
-EX_CONFIG = 78
+# The statuses nvmecontrol uses too; EX_CONFIG: a configuration nvmfd cannot honour
+# (TLS, RDMA, -K...).  man/nvmfd.8 lists exactly the ones used here.
+from nvmecontrol.exitcodes import (EX_CONFIG, EX_INTERRUPTED, EX_NOINPUT, EX_OK, EX_OSERR,
+                                   EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE)
 # Host ACL changes and saving the running configuration (reload.py).
 ACL_SUBCOMMANDS = ("host-add", "host-remove", "save")
 SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove", "ana-state")
@@ -153,6 +154,8 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("--subsystem", metavar="NQN", help="subsystem (needed when several)")
         p.add_argument("-r", "--read-only", action="store_true")
         p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, choices=BLOCK_SIZES)
+        p.add_argument("--ana-grpid", type=int, default=1, metavar="GRPID",
+                       help="ANA group of the namespace, one some port lists (default 1)")
     elif cmd == "ns-remove":
         p.description = "Remove a namespace from the running daemon (hosts get an AEN)."
         p.add_argument("nsid", type=int)
@@ -475,7 +478,8 @@ def run_subcommand(cmd: str, argv: list[str]) -> int:
             device = args.device if mem_size(args.device) is not None \
                 else os.path.abspath(args.device)
             r = client.request("ns-add", device=device, nsid=args.nsid, subsystem=args.subsystem,
-                               read_only=args.read_only, block_size=args.block_size)
+                               read_only=args.read_only, block_size=args.block_size,
+                               ana_grpid=args.ana_grpid)
             print(f"namespace {r['nsid']} added to {r['subsystem']}")
         elif cmd == "ns-remove":
             r = client.request("ns-remove", nsid=args.nsid, subsystem=args.subsystem)
@@ -554,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nvmfd: {e}", file=sys.stderr)
         return EX_SOFTWARE
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
     except SystemExit as e:  # argparse (usage errors, -h)
         return e.code if isinstance(e.code, int) else EX_USAGE
     finally:

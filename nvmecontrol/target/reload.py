@@ -29,6 +29,15 @@ Ports are matched by PORTID with the same address (a TRSVCID of 0 in the
 new configuration matches the port bound before), else by address alone
 (a renumbered port keeps its listener); a port whose address changed is
 closed and a new listener opened.
+
+ANA: the new configuration's group states are the states from now on, as
+nvmet's configfs is its state: a state set with ``nvmfd ana-state`` and
+not saved goes back to the file's on a reload (host-add and host-remove
+start from the running configuration, so they keep it).  A kept port whose
+groups changed, a namespace moved to another group, or a group that
+appears on or leaves every port bumps the ANA change count once and sends
+the ANA Change notice to the controllers whose log page changed
+(``ana.affected_controllers``).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import logging
 import threading
 from dataclasses import replace
 
+from nvmecontrol.target import ana
 from nvmecontrol.target.config import (HostAuthConfig, NamespaceConfig, SubsystemConfig,
                                        TargetConfig)
 from nvmecontrol.target.auth import rekey_host
@@ -228,8 +238,11 @@ def apply_config(server, new: TargetConfig) -> dict:
     terminate: list = []
     notify_ns: dict = {}           # Controller -> [nsid, ...]
     auth_changed: list = []
+    moved: set = set()             # subsystems with a namespace in another ANA group
     with server.lock:
         old_auth = dict(server.config.host_auth)
+        old_groups = {port: port.cfg.ana_groups for port, _c in plan.kept_ports}
+        old_known = ana.known_groups(server.config.ports)
         # Subsystems: kept objects take their new configuration and namespace table.
         subs = {}
         for nqn, (sub, scfg) in plan.kept_subs.items():
@@ -238,10 +251,14 @@ def apply_config(server, new: TargetConfig) -> dict:
             for (snqn, nsid), ns in plan.opened.items():
                 if snqn == nqn:
                     table[nsid] = ns
+            was = _served_namespaces(sub.cfg)
             for ncfg in scfg.namespaces:
                 ns = table.get(ncfg.nsid)
-                if ns is not None and hasattr(ns, "anagrpid"):
+                if ns is not None:
                     ns.anagrpid = ncfg.ana_grpid
+                if ncfg.enable and ncfg.nsid in was \
+                        and was[ncfg.nsid].ana_grpid != ncfg.ana_grpid:
+                    moved.add(sub)
             changed = sorted({nsid for (snqn, nsid) in plan.gone_ns if snqn == nqn}
                              | {nsid for (snqn, nsid) in plan.opened if snqn == nqn})
             for nsid in changed:
@@ -265,6 +282,10 @@ def apply_config(server, new: TargetConfig) -> dict:
         server.ports = sorted([p for p, _c in plan.kept_ports] + plan.new_ports,
                               key=lambda p: order[p.portid])
         server.config = new
+        ana_ports = {port for port, _c in plan.kept_ports
+                     if port.cfg.ana_groups != old_groups[port]}
+        ana_every = ana.known_groups(new.ports) != old_known
+        ana_count = ana.CHANGES.bump() if ana_ports or moved or ana_every else None
         for c in list(server.controllers.values()):
             if c.dead:
                 continue
@@ -282,6 +303,8 @@ def apply_config(server, new: TargetConfig) -> dict:
                 auth_changed.append(c)
         server.genctr += 1
         disc = [c for c in server.controllers.values() if c.discovery and not c.dead]
+        ana_targets = ana.affected_controllers(server.controllers.values(), ports=ana_ports,
+                                               subsystems=moved, every=ana_every)
     notify_ns = {c: n for c, n in notify_ns.items() if not c.dead}
     for c, why in terminate:
         log.warning("association %d (host %s, %s): terminated: %s after the configuration "
@@ -308,6 +331,10 @@ def apply_config(server, new: TargetConfig) -> dict:
         for ns in sub.namespaces.values():
             ns.backend.close()
     _post_events(notify_ns, disc)
+    if ana_count is not None:
+        log.warning("ANA groups changed by the configuration (change count %d): %s", ana_count,
+                    "; ".join(_ana_changes(ana_ports, moved, ana_every)))
+        ana.notify(ana_targets)
     summary = {
         "subsystems_added": sum(1 for n in plan.new_subs if n not in plan.gone_subs),
         "subsystems_removed": sum(1 for n in plan.gone_subs if n not in plan.new_subs),
@@ -317,10 +344,23 @@ def apply_config(server, new: TargetConfig) -> dict:
         "ports_opened": len(plan.new_ports),
         "ports_closed": len(plan.gone_ports),
         "terminated": len(terminate),
+        "ana_notified": len(ana_targets),
     }
     log.warning("configuration applied: %s", ", ".join(f"{k.replace('_', ' ')} {v}"
                                                         for k, v in summary.items()))
     return summary
+
+
+def _ana_changes(ports: set, moved: set, every: bool) -> list[str]:
+    """What changed, for the log line."""
+    out = []
+    for p in sorted(ports, key=lambda p: p.portid):
+        states = ", ".join(f"{g} {ana.state_name(s)}" for g, s in sorted(p.cfg.ana_groups.items()))
+        out.append(f"port {p.portid} groups {states}")
+    out += [f"namespaces of {s.nqn} moved" for s in sorted(moved, key=lambda s: s.nqn)]
+    if every:
+        out.append("the set of groups changed")
+    return out
 
 
 def _post_events(notify_ns: dict, disc: list) -> None:

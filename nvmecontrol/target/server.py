@@ -24,6 +24,7 @@ import threading
 import time
 
 from nvmecontrol.errors import NotFound, UsageError
+from nvmecontrol.target import ana
 from nvmecontrol.target import constants as K
 from nvmecontrol.target.config import (DEFAULT_BLOCK_SIZE, MAX_NSID, MEM_PREFIXES,
                                        NamespaceConfig, PortConfig, TargetConfig, check_nsid,
@@ -451,16 +452,23 @@ class Server:
 
     def add_namespace(self, device: str, *, nsid: int | None = None,
                       subnqn: str | None = None, read_only: bool = False,
-                      block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[str, int]:
+                      block_size: int = DEFAULT_BLOCK_SIZE,
+                      ana_grpid: int = ana.DEFAULT_GRPID) -> tuple[str, int]:
         with self.reconfigure_lock, self.lock:
             sub = self._subsystem_for(subnqn)
             if nsid is None:
                 nsid = sub.free_nsid()
             check_nsid(nsid, "ns-add")
+            ana.check_grpid(ana_grpid, "ns-add")
+            # As a configuration's ana_grpid: a group some port lists.
+            known = ana.known_groups([p.cfg for p in self.ports])
+            if ana_grpid not in known:
+                raise UsageError(f"ns-add: ANA group {ana_grpid} is not an ANA group of any "
+                                 f"port (groups: {', '.join(map(str, known))})")
             if not device.startswith(MEM_PREFIXES):
                 device = os.path.abspath(device)
             sub.add_namespace(NamespaceConfig(nsid=nsid, path=device, read_only=read_only,
-                                              block_size=block_size))
+                                              block_size=block_size, ana_grpid=ana_grpid))
             self.genctr += 1
             notify = self._controllers_of(sub)
         log.warning("namespace %d (%s) added to %s", nsid, device, sub.nqn)

@@ -343,18 +343,28 @@ def check_header(ch, *, role: str, connected: bool, hdgst: bool, ddgst: bool,
     if ptype in _DIGESTED:
         meaningful |= F_HDGST | (F_DDGST if ptype in _DATA else 0)
     flags &= meaningful
+    if flags & F_HDGST and not want_h:
+        # nvmet and the Linux host ignore the flag when no header digest was
+        # negotiated; so do we.  A digest really sent after the header then
+        # shows in PLEN (or PDO), which is checked against the header alone.
+        flags &= ~F_HDGST
     if (flags & F_HDGST) != want_h:
         raise _bad(FEI_FLAGS, f"{ptype.name} header digest flag does not match the negotiated digests")
     if flags & F_SUCCESS and not flags & F_LAST_PDU:
         raise _bad(FEI_FLAGS, "C2HData has SUCCESS without LAST_PDU")
 
     if hlen != _HLEN[ptype]:
-        raise _bad(FEI_HLEN, f"{ptype.name} HLEN {hlen}, expected {_HLEN[ptype]}")
+        if ptype is not PduType.ICResp:
+            raise _bad(FEI_HLEN, f"{ptype.name} HLEN {hlen}, expected {_HLEN[ptype]}")
+        # The Linux host reads an ICResp by its fixed size and checks PLEN,
+        # never HLEN: the size is known, so HLEN cannot mislead us either.
+        hlen = IC_HLEN
 
     hdr_end = hlen + (DIGEST_SIZE if want_h else 0)
     if ptype not in _DATA:
-        if pdo != 0:
-            raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo}, expected 0")
+        # No data: PDO points at nothing.  Neither nvmet (ICReq) nor the
+        # Linux host (ICResp, CapsuleResp, R2T, C2HTermReq) reads it.
+        pdo = 0
         if is_term:
             if not hlen <= plen <= hlen + TERM_MAX_DATA:
                 raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen} out of range")
@@ -372,19 +382,35 @@ def check_header(ch, *, role: str, connected: bool, hdgst: bool, ddgst: bool,
         if plen != hdr_end:
             raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen}, expected {hdr_end} for no data")
         return HeaderInfo(ptype, flags & ~F_DDGST, hlen, 0, plen, 0)
+    # Data PDUs carry DATAL, which the decoder checks against PLEN: the
+    # Linux host reads a C2HData by DATAL, nvmet an H2CData by PLEN less the
+    # header and the negotiated digests (both: data right after the header,
+    # PDO and an unnegotiated DDGST flag ignored), so we take what they take
+    # wherever DATAL still proves the framing right.  A CapsuleCmd has no
+    # DATAL (nvmet reads in-capsule data by the SGL, which is not here).
+    c2h = ptype is PduType.C2HData
+    datal = c2h or ptype is PduType.H2CData
     if pdo == 0:
-        raise _bad(FEI_PDO, f"{ptype.name} PDO 0 but data PDUs carry data")
+        if not datal:
+            raise _bad(FEI_PDO, f"{ptype.name} PDO 0 but data PDUs carry data")
+        pdo = _pad_to(pda, hdr_end)
     # The flags (byte 1) come before PDO (byte 3): report a wrong data
     # digest flag first when both are wrong.
     if ddgst and connected and not want_d:
         raise _bad(FEI_FLAGS, f"{ptype.name} lacks the negotiated data digest")
     if want_d and not (ddgst and connected):
-        # The last 4 bytes would be taken for a digest nobody negotiated.
-        raise _bad(FEI_FLAGS, f"{ptype.name} carries a data digest that was not negotiated")
+        if not datal:
+            # The last 4 bytes would be taken for a digest nobody negotiated.
+            raise _bad(FEI_FLAGS, f"{ptype.name} carries a data digest that was not negotiated")
+        # Ignored: 4 digest bytes really sent would make PLEN disagree with DATAL.
+        flags &= ~F_DDGST
+        want_d = 0
     if pdo < hdr_end or pdo > hdr_end + MAX_PAD or pdo != _pad_to(pda, pdo):
         raise _bad(FEI_PDO, f"{ptype.name} PDO {pdo} is not a valid data offset")
     data_len = plen - pdo - want_d
-    if data_len <= 0:
+    # A C2HData may carry no data (DATAL 0), as the Linux host accepts
+    # (nvmet refuses an empty H2CData).
+    if data_len < 0 or (data_len == 0 and not c2h):
         raise _bad(FEI_PLEN, f"{ptype.name} PLEN {plen} leaves no data after PDO {pdo}")
     if data_len > max_data:
         raise _bad(FEI_PLEN, f"{ptype.name} carries {data_len} bytes, more than {max_data}")
@@ -506,7 +532,8 @@ class PduDecoder(ReceiveBuffer):
             lo = hi = sub = hdr_end
         else:
             sub = pdo + (DIGEST_SIZE if flags & F_DDGST else 0)
-            lo, hi = sub + 1, sub + self.max_data
+            # Only a C2HData may be empty (check_header).
+            lo, hi = sub + (ptype != PduType.C2HData), sub + self.max_data
         entry = (ptype, flags, hlen, pdo, lo, hi, sub, bool(flags & F_HDGST),
                  bool(flags & F_DDGST))
         cache = self._hcache

@@ -503,7 +503,8 @@ class HostQueuePair(_Base):
                                 into[datao:received] = data
                                 data = None
                             elif datao:
-                                append(_tnew(ReadData, (cid, datao, data, p[5])))
+                                if n:  # an empty last PDU (the Linux host takes them) adds nothing
+                                    append(_tnew(ReadData, (cid, datao, data, p[5])))
                                 data = None
                             # SUCCESS implies SQ flow control is off, so SQHD is not tracked.
                             if p[4]:
@@ -521,7 +522,7 @@ class HostQueuePair(_Base):
                             append(_tnew(Completion, (cid, cqe, p[5], data)))
                         elif into is not None:
                             into[datao:received] = data
-                        else:
+                        elif n:
                             append(_tnew(ReadData, (cid, datao, data, p[5])))
                     elif k == _RESP:
                         _k, dw0, dw1, sqhd, sqid, cid, raw = t
@@ -670,8 +671,14 @@ class ControllerQueuePair(_Base):
                 bad: bool) -> WriteData:
         x = self._transfers.get(cccid)
         if x is None or x.ttag != ttag:
-            raise PeerProtocolError(f"H2CData for command {cccid:#x} without a matching R2T",
-                                    P.FES.INVALID_HEADER_FIELD, 8 if x is None else 10)
+            # nvmet finds the command by TTAG alone (CCCID is not read): so
+            # may we, off the common path.  TTAGs of outstanding R2Ts differ.
+            by_ttag = next((c for c, t in self._transfers.items() if t.ttag == ttag), None)
+            if by_ttag is None:
+                raise PeerProtocolError(f"H2CData for command {cccid:#x} without a matching R2T",
+                                        P.FES.INVALID_HEADER_FIELD, 8 if x is None else 10)
+            cccid = by_ttag
+            x = self._transfers[cccid]
         n = len(data)
         if datao != x.received or datao + n > x.expected:
             raise PeerProtocolError(
@@ -681,10 +688,8 @@ class ControllerQueuePair(_Base):
             raise PeerProtocolError(f"H2CData of {n} bytes exceeds MAXH2CDATA",
                                     P.FES.DATA_LIMIT_EXCEEDED, 16)
         x.received += n
+        # Done by the count: LAST_PDU is not checked, as nvmet does not.
         done = x.received == x.expected
-        if done != bool(flags & _F_LAST):
-            raise PeerProtocolError("H2CData LAST_PDU flag does not match the requested length",
-                                    P.FES.INVALID_HEADER_FIELD, 1)
         if done:
             del self._transfers[cccid]
         return _tnew(WriteData, (cccid, datao, data, done, bad))

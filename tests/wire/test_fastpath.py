@@ -50,7 +50,7 @@ def _ref_decode_one(info, pdu: bytes):
         return P.CapsuleResp(bytes(pdu[P.CH_SIZE:hlen]))
     data = None
     bad = False
-    if info.data_len:
+    if info.data_len or ptype is P.PduType.C2HData:  # a C2HData may be empty
         data = pdu[info.pdo:info.pdo + info.data_len]
         if flags & P.F_DDGST:
             bad = not crc.check(data, pdu[info.plen - P.DIGEST_SIZE:info.plen])

@@ -34,6 +34,7 @@ from nvmecontrol.transport.driver import QueueDriver
 from nvmecontrol.wire.qpair import Completion, ReadData, STATUS_TRANSIENT_TRANSPORT
 from nvmecontrol.wire.status import (SC_AUTH_REQUIRED, SC_CAPACITY_EXCEEDED, SC_INVALID_FIELD,
                                      SC_INVALID_OPCODE, SC_LBA_RANGE, SC_NS_WRITE_PROTECTED,
+                                     SC_RESERVATION_CONFLICT,
                                      SCT_COMMAND_SPECIFIC, SCT_GENERIC, decode_status, make_status)
 
 log = logging.getLogger("nvmecontrol.session")
@@ -53,6 +54,9 @@ _STATUS_ERRNO = {
     (SCT_GENERIC, SC_LBA_RANGE): N.EINVAL,
     (SCT_GENERIC, SC_CAPACITY_EXCEEDED): N.ENOSPC,
     (SCT_GENERIC, SC_NS_WRITE_PROTECTED): N.EPERM,
+    # Another host holds the reservation (Linux: BLK_STS_RESV_CONFLICT,
+    # EBADE, which NBD cannot carry): not permitted, not an I/O error.
+    (SCT_GENERIC, SC_RESERVATION_CONFLICT): N.EPERM,
 }
 
 
