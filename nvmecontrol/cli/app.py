@@ -125,6 +125,11 @@ def _invoke(argv: list[str] | None) -> int:
         usage = " ".join(e.ctx.get_usage().split()) if e.ctx is not None else ""
         return fail(f"{e.format_message()} {usage.replace('Usage:', 'usage:', 1)}".rstrip(),
                     EX_USAGE)
+    except click_exc.NoArgsIsHelpError as e:
+        # No arguments at all: the help on stderr as it is (FreeBSD prints its
+        # usage there and exits EX_USAGE), not one "nvmecontrol: " line.
+        sys.stderr.write(e.format_message().rstrip("\n") + "\n")
+        return EX_USAGE
     except click_exc.UsageError as e:
         return fail(e.format_message(), EX_USAGE)
     except click_exc.ClickException as e:

@@ -13,13 +13,17 @@ from __future__ import annotations
 class Subcommand:
     """One subcommand (a plain class: ``typing`` would cost start-up time here)."""
 
-    __slots__ = ("name", "module", "help", "no_args_is_help")
+    __slots__ = ("name", "module", "help", "no_args_is_help", "actions")
 
-    def __init__(self, name: str, module: str, help: str, no_args_is_help: bool = False):
+    def __init__(self, name: str, module: str, help: str, no_args_is_help: bool = False,
+                 actions: tuple[str, ...] = ()):
         self.name = name
         self.module = module  # imported on first use
         self.help = help
         self.no_args_is_help = no_args_is_help
+        # The words of a first argument that names an action (FreeBSD's
+        # ``resv acquire``): ``SUB ACTION --help`` shows the subcommand's help.
+        self.actions = actions
 
     def __repr__(self) -> str:
         return f"Subcommand({self.name!r}, {self.module!r})"
@@ -48,7 +52,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
                "pages)."),
     Subcommand("resv", "nvmecontrol.cli.resv",
                "Reservation commands on a namespace: acquire, register, release, report.",
-               no_args_is_help=True),
+               no_args_is_help=True, actions=("acquire", "register", "release", "report")),
     Subcommand("hostnqn", "nvmecontrol.cli.hostnqn",
                "Show the host NQN and host ID (and their sources), or generate a new host NQN."),
     Subcommand("gen-dhchap-key", "nvmecontrol.cli.gen_dhchap_key",

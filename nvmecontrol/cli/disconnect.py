@@ -47,10 +47,19 @@ def disconnect_nqn(subnqn: str) -> list[str]:
     return names
 
 
-def disconnect_device(name: str) -> list[str]:
-    if not _is_device_name(name):
-        raise UsageError(f"-d {name}: not a device name (nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM)")
-    return run(name)
+def disconnect_each(items: list[str], one) -> tuple[list[str], list[str]]:
+    """``one(item)`` for every item of a list: (what was disconnected, what was not there).
+
+    Like nvme-cli, an item that is not there does not stop the others; unlike
+    it, what was disconnected before and after is still reported.
+    """
+    names, missing = [], []
+    for item in items:
+        try:
+            names += one(item)
+        except NotFound as e:
+            missing.append(str(e))
+    return names, missing
 
 
 def _is_device_name(text: str) -> bool:
@@ -96,9 +105,17 @@ def command(
         raise UsageError("give only one of DEVICE|NAMESPACE|SUBNQN, -n NQN[,NQN...] and "
                          "-d DEVICE[,DEVICE...]")
     if target is not None:
-        names = run(target)
-    elif nqn is not None:
-        names = [n for subnqn in _items(nqn) for n in disconnect_nqn(subnqn)]
+        emit_disconnected(run(target), fmt)
+        return
+    if nqn is not None:
+        names, missing = disconnect_each(_items(nqn), disconnect_nqn)
     else:
-        names = [n for name in _items(device) for n in disconnect_device(name)]
+        devices = _items(device)
+        for name in devices:  # every name checked before anything is disconnected
+            if not _is_device_name(name):
+                raise UsageError(f"-d {name}: not a device name "
+                                 "(nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM)")
+        names, missing = disconnect_each(devices, run)
     emit_disconnected(names, fmt)
+    if missing:
+        raise NotFound("; ".join(missing))

@@ -10,6 +10,7 @@ list of hosts (a ``{"hosts": [...]}`` object is read too)::
                                  "queue_size": 128, "keep_alive_tmo": 30,
                                  "reconnect_delay": 10, "ctrl_loss_tmo": 600,
                                  "hdr_digest": true, "data_digest": false,
+                                 "disable_sqflow": true,
                                  "dhchap_key": "...", "dhchap_ctrl_key": "..."}]}]}]
 
 Keys nvmecontrol has no use for (host_iface, tos, tls, ...) are ignored.
@@ -44,7 +45,11 @@ PORT_OPTIONS = {
 }
 _INT_OPTIONS = {"nr_io_queues", "queue_size", "keep_alive_tmo", "reconnect_delay",
                 "ctrl_loss_tmo"}
-_BOOL_OPTIONS = {"hdr_digest", "data_digest"}
+_BOOL_OPTIONS = {"hdr_digest", "data_digest", "disable_sqflow"}
+# nvme-cli's "disable_sqflow" says the opposite of -F/--flow-control, and the
+# command line decides it when either -F or --disable-sqflow was given.
+SQFLOW_KEY = "disable_sqflow"
+_SQFLOW_GIVEN_BY = ("flow_control", "disable_sqflow")
 
 
 @dataclass(slots=True)
@@ -112,6 +117,9 @@ def parse(data, source: str) -> list[Port]:
                 for key, name in PORT_OPTIONS.items():
                     if key in port and port[key] is not None:
                         options[name] = _option(port[key], key, f"{pwhere}.{key}")
+                if port.get(SQFLOW_KEY) is not None:
+                    options["flow_control"] = not _option(port[SQFLOW_KEY], SQFLOW_KEY,
+                                                          f"{pwhere}.{SQFLOW_KEY}")
                 if host_secret and "dhchap_secret" not in options:
                     options["dhchap_secret"] = _expect(host_secret, str, f"{where}.dhchap_key")
                 ports.append(Port(nqn, _expect(port.get("traddr"), str, f"{pwhere}.traddr"),
@@ -234,10 +242,15 @@ def from_port(ctx, port: Port | None) -> dict:
     """The port's settings for the options ``ctx`` left at their defaults."""
     if port is None:
         return {}
+
+    def defaulted(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
+
     out = {}
     for name, value in port.options.items():
-        source = ctx.get_parameter_source(name)
-        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+        given_by = _SQFLOW_GIVEN_BY if name == "flow_control" else (name,)
+        if all(defaulted(n) for n in given_by):
             out[name] = value
     return out
 
@@ -247,7 +260,7 @@ _TUNING_FIELDS = {
     "nr_io_queues": "num_io_queues", "queue_size": "queue_size", "keep_alive_tmo": "kato_s",
     "reconnect_delay": "reconnect_delay_s", "ctrl_loss_tmo": "ctrl_loss_tmo_s",
     "hdr_digests": "hdgst", "data_digests": "ddgst", "dhchap_secret": "dhchap_secret",
-    "dhchap_ctrl_secret": "dhchap_ctrl_secret",
+    "dhchap_ctrl_secret": "dhchap_ctrl_secret", "flow_control": "sq_flow_control",
 }
 
 

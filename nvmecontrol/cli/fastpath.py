@@ -5,7 +5,7 @@ costs three to five times a bare interpreter start, so the commands run in
 loops do not go through it:
 
 - ``--version``;
-- ``--help`` and ``SUB --help``: the text typer rendered the first time,
+- ``--help``, ``SUB --help`` and ``SUB ACTION --help`` (``resv acquire``): the text typer rendered the first time,
   kept in ``${XDG_CACHE_HOME:-~/.cache}/nvmecontrol/help/`` under a key of
   the interpreter, typer's and nvmecontrol's CLI source files (path, size,
   mtime) and the help width, so any change to an option renders afresh;
@@ -40,6 +40,10 @@ def try_run(argv: list[str]) -> int | None:
         return run_guarded(lambda: _write(f"nvmecontrol {__version__}\n"))
     if argv == ["--help"] or (len(argv) == 2 and argv[1] == "--help" and argv[0] in BY_NAME):
         text = help_text(argv)
+        return None if text is None else run_guarded(lambda: _write(text))
+    if (len(argv) == 3 and argv[2] == "--help" and argv[0] in BY_NAME
+            and argv[1] in BY_NAME[argv[0]].actions):
+        text = help_text([argv[0], "--help"])  # typer shows the subcommand's help for both
         return None if text is None else run_guarded(lambda: _write(text))
     if argv[:1] == ["devlist"]:
         options = parse_devlist(argv[1:])

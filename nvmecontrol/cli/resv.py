@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from nvmecontrol.cli.commands import BY_NAME
 from nvmecontrol.cli.numbers import NumberOption
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS)
@@ -38,7 +39,7 @@ from nvmecontrol.errors import UsageError
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.cli.device import ConnectOptions
 
-ACTIONS = ("acquire", "register", "release", "report")
+ACTIONS = BY_NAME["resv"].actions
 # FreeBSD reads the whole status into 4 KiB; a larger registrant list is read
 # again at its full size, up to this bound on what a controller makes us hold.
 REPORT_LEN = 4096

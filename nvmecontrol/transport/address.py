@@ -138,6 +138,22 @@ def format_address(host: str, port: int | str | None) -> str:
     return shown if port is None else f"{shown}:{port}"
 
 
+def format_sockaddr(sockaddr: tuple) -> str:
+    """``[v6%scope]:port`` or ``v4:port`` of a socket address, for messages.
+
+    An IPv6 sockaddr carries its scope as an interface index (4th item) that
+    getpeername() does not fold into the host text; a link-local address means
+    nothing without it, so the interface name goes back in.
+    """
+    host, port = sockaddr[0], sockaddr[1]
+    if len(sockaddr) == 4 and sockaddr[3] and "%" not in host:
+        try:
+            host = f"{host}%{socket.if_indextoname(sockaddr[3])}"
+        except OSError:
+            host = f"{host}%{sockaddr[3]}"
+    return format_address(host, port)
+
+
 def adrfam_of(host: str) -> int | None:
     """The ADRFAM of a numeric address (1 IPv4, 2 IPv6), None for a name."""
     try:

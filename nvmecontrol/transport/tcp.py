@@ -19,7 +19,7 @@ import threading
 import time
 
 from nvmecontrol.errors import ConnectError, ConnectionLost, PeerProtocolError, PeerTimeout
-from nvmecontrol.transport.address import format_address
+from nvmecontrol.transport.address import format_sockaddr
 from nvmecontrol.wire import pdu as P
 from nvmecontrol.wire.qpair import ControllerQueuePair, Established, HostQueuePair
 
@@ -75,11 +75,11 @@ def dial(addrinfo: list, *, timeout: float) -> socket.socket:
         try:
             sock.connect(sockaddr)
         except socket.timeout:
-            last = f"{format_address(sockaddr[0], sockaddr[1])}: connection timed out"
+            last = f"{format_sockaddr(sockaddr)}: connection timed out"
             sock.close()
             continue
         except OSError as e:
-            last = f"{format_address(sockaddr[0], sockaddr[1])}: {os.strerror(e.errno) if e.errno else e}"
+            last = f"{format_sockaddr(sockaddr)}: {os.strerror(e.errno) if e.errno else e}"
             sock.close()
             continue
         set_nodelay(sock)
@@ -290,7 +290,7 @@ class TcpQueuePair:
     @property
     def peer_text(self) -> str:
         if self.peer and isinstance(self.peer, tuple):
-            return format_address(self.peer[0], self.peer[1])
+            return format_sockaddr(self.peer)
         return "peer"
 
     def abort(self) -> None:

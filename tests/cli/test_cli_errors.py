@@ -219,3 +219,12 @@ def test_a_missing_argument_is_one_line_with_the_synopsis(capsys, argv, missing)
     line = one_line(err)
     assert f"Missing argument '{missing}'" in line
     assert f"usage: nvmecontrol {argv[0]} [OPTIONS]" in line
+
+
+@pytest.mark.parametrize("argv", [[], ["resv"], ["check-dhchap-key"]])
+def test_no_arguments_at_all_is_the_help_on_stderr_as_usage(capsys, argv):
+    """As FreeBSD's usage(): the help text itself, not behind an "nvmecontrol: " prefix."""
+    rc, out, err = run_cli(capsys, *argv)
+    assert (rc, out) == (X.EX_USAGE, "")
+    assert err.startswith(f"Usage: {' '.join(['nvmecontrol', *argv])} [OPTIONS]")
+    assert "nvmecontrol: " not in err and err.endswith("\n") and not err.endswith("\n\n")

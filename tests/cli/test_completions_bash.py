@@ -167,3 +167,16 @@ def test_nqns_after_an_address_for_identify(bash):
 
 def test_nvmfd_subcommands(bash):
     bash.complete("nvmfd ns-", "ns-add", "ns-remove")
+
+
+def test_resv_actions_then_each_actions_own_options(bash):
+    bash.complete("nvmecontrol resv ", "acquire", "register", "release", "report")
+    screen = bash.complete("nvmecontrol resv acquire -", "--crkey", "--prkey", "--rtype", "--racqa")
+    assert not words(screen) & {"--nrkey", "--eds", "--rrela"}  # other actions' options
+    screen = bash.complete("nvmecontrol resv report -", "--eds", "--hex", "--verbose")
+    assert not words(screen) & {"--crkey", "--rtype"}
+
+
+def test_resv_namespaces_and_the_nqn_after_an_address(bash):
+    bash.complete("nvmecontrol resv report nvmeu", "nvmeu3ns1", "nvmeu3ns2")
+    bash.complete("nvmecontrol resv report -n 1 192.0.2.20:4420 ", SOLO)

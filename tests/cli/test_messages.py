@@ -155,6 +155,25 @@ def test_logpage_smart_per_namespace_honours_lpa(capsys, target):
     assert rc == 0, err
 
 
+def test_session_namespace_spellings_get_the_same_answers(capsys, target):
+    """The issue's own spellings: identify nvmeu0ns7, logpage -p 2 nvmeu0ns1."""
+    rc, _out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-q", HOST,
+                        target, SUBNQN)
+    assert rc == 0, err
+    try:
+        for argv in (["identify", "nvmeu0ns7"], ["identify", "-n", "0x7", "nvmeu0"]):
+            rc, out, err = cli(capsys, *argv)
+            assert (rc, out) == (X.EX_NOINPUT, "") and err.count("\n") == 1
+            assert "no such namespace" in err
+        rc, out, err = cli(capsys, "logpage", "-p", "2", "nvmeu0ns1")
+        assert (rc, out) == (X.EX_UNAVAILABLE, "")
+        assert "does not support per namespace smart/health information" in err
+        rc, out, err = cli(capsys, "logpage", "-p", "2", "nvmeu0")
+        assert rc == 0 and out.startswith("SMART/Health Information Log\n"), err
+    finally:
+        assert cli(capsys, "disconnect", "nvmeu0")[0] == 0
+
+
 def test_logpage_help_goes_to_stderr_as_usage(capsys):
     rc, out, err = cli(capsys, "logpage", "-v", "help")
     assert rc == X.EX_USAGE and out == ""

@@ -166,6 +166,31 @@ def test_disconnect_device_and_nqn_lists(capsys, target):
     assert sorted(json.loads(out)["disconnected"]) == ["nvmeu0", "nvmeu1"]
 
 
+def test_a_list_goes_past_what_is_not_there_and_reports_what_it_did(capsys, target):
+    """nvme-cli goes on past a missing item; what was disconnected is still said."""
+    for host in (HOST, OTHER):
+        rc, _out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-q", host,
+                            target, SUBNQN)
+        assert rc == 0, err
+    rc, out, err = cli(capsys, "disconnect", "-d", "nvmeu0,nvmeu7,/dev/nvmeu1")
+    assert (rc, out) == (X.EX_NOINPUT, "nvmeu0: disconnected\nnvmeu1: disconnected\n")
+    assert err.count("\n") == 1 and "nvmeu7" in err
+    assert cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-q", HOST,
+               target, SUBNQN)[0] == 0
+    rc, out, err = cli(capsys, "disconnect", "-n", f"{NQN},{SUBNQN}", "-o", "json")
+    assert rc == X.EX_NOINPUT and json.loads(out) == {"disconnected": ["nvmeu0"]}
+    assert f"no controller is connected to {NQN}" in err and err.count("\n") == 1
+
+
+def test_a_device_list_is_checked_before_anything_is_disconnected(capsys, target):
+    assert cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-q", HOST,
+               target, SUBNQN)[0] == 0
+    rc, out, err = cli(capsys, "disconnect", "-d", "nvmeu0,bogus")
+    assert (rc, out) == (X.EX_USAGE, "") and "-d bogus" in err
+    rc, out, _err = cli(capsys, "disconnect", "nvmeu0")
+    assert (rc, out) == (0, "nvmeu0: disconnected\n")
+
+
 def test_connect_all_takes_freebsd_cntlid(capsys, nvmfd_factory):
     cfg = TargetConfig(subsystems=[SubsystemConfig(nqn=SUBNQN, allow_any_host=True,
                                                    namespaces=[NamespaceConfig(1, "mem:4M")])],

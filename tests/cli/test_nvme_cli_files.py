@@ -167,3 +167,50 @@ def test_connect_all_connects_config_ports_and_dumps_config(capsys, tmp_path, po
             f"127.0.0.1:{port}"]
     finally:
         assert cli(capsys, "disconnect-all")[0] == 0
+
+
+@pytest.mark.parametrize("config, argv, flow_control", [
+    ({"disable_sqflow": False}, [], True),        # nvme-cli's key, the opposite of -F
+    ({"disable_sqflow": True}, [], False),
+    ({}, [], False),                              # FreeBSD's default: asked to disable it
+    ({"disable_sqflow": False}, ["--disable-sqflow"], False),  # the command line decides
+    ({"disable_sqflow": True}, ["-F"], True),
+])
+def test_config_disable_sqflow_is_read(capsys, tmp_path, port, config, argv, flow_control):
+    path = config_json(tmp_path, trsvcid=str(port), **config)
+    rc, out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-J", path,
+                       *argv, "-o", "json", f"127.0.0.1:{port}", SUBNQN)
+    try:
+        assert rc == 0, err
+        [c] = json.loads(out)["controllers"]
+        assert c["params"]["sq_flow_control"] is flow_control
+    finally:
+        assert cli(capsys, "disconnect-all")[0] == 0
+
+
+def test_dump_config_round_trips_flow_control(capsys, tmp_path, port):
+    rc, out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-J", "none", "-F",
+                       "-O", f"127.0.0.1:{port}", SUBNQN)
+    assert rc == 0, err
+    assert cli(capsys, "disconnect-all")[0] == 0
+    [p] = json.loads(out)[0]["subsystems"][0]["ports"]
+    assert p["disable_sqflow"] is False
+    [port_read] = fabrics_config.parse(json.loads(out), "dump")
+    assert port_read.options["flow_control"] is True
+
+
+def test_man_page_documents_every_config_json_key(capsys, tmp_path, port):
+    """The schema is FILES in the man page: every key read or written is there."""
+    from pathlib import Path
+
+    man = (Path(__file__).resolve().parents[2] / "man" / "nvmecontrol.8").read_text()
+    rc, out, err = cli(capsys, "connect", "--backend", "nbd", "--no-attach", "-J", "none",
+                       "-Q", "64", "-O", f"127.0.0.1:{port}", SUBNQN)
+    assert rc == 0, err
+    assert cli(capsys, "disconnect-all")[0] == 0
+    [host] = json.loads(out)
+    written = set(host) | set(host["subsystems"][0]) | set(host["subsystems"][0]["ports"][0])
+    read = set(fabrics_config.PORT_OPTIONS) | {fabrics_config.SQFLOW_KEY, "hostnqn", "hostid",
+                                               "subsystems", "nqn", "ports", "transport",
+                                               "traddr", "trsvcid", "dhchap_key"}
+    assert {k for k in written | read if f'"{k}"' not in man} == set()

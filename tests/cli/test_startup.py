@@ -104,6 +104,23 @@ def test_subcommand_help_loads_only_its_own_module(modules_after, sub):
     assert loaded(warm(modules_after, sub.name, "--help"), HEAVY_LIBRARIES) == set()
 
 
+@pytest.mark.parametrize("sub", [s for s in SUBCOMMANDS if s.actions], ids=lambda s: s.name)
+def test_action_help_is_the_subcommands_help_without_typer(modules_after, sub, capsys,
+                                                          tmp_path, monkeypatch):
+    from nvmecontrol.cli.app import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    for action in sub.actions:
+        assert loaded(warm(modules_after, sub.name, action, "--help"), HEAVY_LIBRARIES) == set()
+        assert main([sub.name, action, "--help"]) == 0
+        typer_text = capsys.readouterr().out
+        assert fastpath.try_run([sub.name, action, "--help"]) == 0
+        assert capsys.readouterr().out == typer_text
+    # Not an action: typer owns the error.
+    assert fastpath.try_run([sub.name, "bogus", "--help"]) is None
+
+
 def test_hostnqn_loads_no_backend(modules_after):
     modules = modules_after("hostnqn")
     assert loaded(modules, BELOW_CLI) == set()

@@ -118,3 +118,17 @@ def test_devlist_verbose_from_the_command(sessions):
     out = on_terminal(rundir, 80, "-v")
     assert out.startswith(f"NQN={LONG_NQN}\n")
     assert " +- nvmeu2 tcp traddr=fd00:1234::77,trsvcid=4420 live" in out
+
+
+def test_connect_and_devlist_text_show_the_nbd_listen_uri(tmp_path):
+    """--nbd-listen's nbd://host:port/nsN beside the unix socket URI (piped text too)."""
+    from nvmecontrol.cli.render.devices import connect_line, render_devlist_text
+
+    info = controller("nvmeu0", OTHER, "4420", tmp_path, 1)
+    ns = info.namespaces[0]
+    ns.tcp_uris = ["nbd://192.0.2.7:10809/ns1"]
+    assert connect_line(info, existing=False).splitlines()[1] == \
+        f"  nvmeu0ns1: {ns.uri} nbd://192.0.2.7:10809/ns1"
+    assert render_devlist_text([info]).splitlines()[1] == \
+        f"   nvmeu0ns1 (8MB) {ns.uri} nbd://192.0.2.7:10809/ns1"
+    assert "nbd://192.0.2.7:10809/ns1" in render_topology_text([info])
