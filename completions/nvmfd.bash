@@ -46,7 +46,7 @@ _nvmfd() {
     cmd=
     if (( i < ${#words[@]} - 1 )); then
         case ${words[i]} in
-        list | terminate | ns-add | ns-remove | ana-state | host-add | host-remove | save)
+        list | terminate | ns-add | ns-remove | ana-state | reauth | host-add | host-remove | save)
             cmd=${words[i]} ;;
         esac
     fi
@@ -64,7 +64,7 @@ _nvmfd() {
     ns-remove)
         opts='-S --socket --subsystem -h --help'
         args='-S --socket --subsystem' ;;
-    ana-state)
+    ana-state | reauth)
         opts='-S --socket -h --help'
         args='-S --socket' ;;
     host-add)
@@ -122,7 +122,7 @@ _nvmfd() {
         case $cmd in
         '')
             (( i == ${#words[@]} - 1 )) &&
-                _nvmfd_add list terminate ns-add ns-remove ana-state host-add host-remove save
+                _nvmfd_add list terminate ns-add ns-remove ana-state reauth host-add host-remove save
             _nvmfd_add_device ;;
         ns-add)
             _nvmfd_add_device ;;

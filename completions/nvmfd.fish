@@ -1,7 +1,7 @@
 # fish completion for nvmfd(8)
 # tests/cli/test_docs_in_step.py checks the options against the CLI.
 
-set -l subcommands list terminate ns-add ns-remove ana-state host-add host-remove save
+set -l subcommands list terminate ns-add ns-remove ana-state reauth host-add host-remove save
 
 # No subcommand yet: the daemon's options and devices apply.  As nvmfd's
 # _split(), only -S options may come before a subcommand.
@@ -16,7 +16,7 @@ function __nvmfd_subcommand
             set skip 1
         else if string match -qr -- '^(--socket=|-S.)' $t
             continue
-        else if contains -- $t list terminate ns-add ns-remove ana-state host-add host-remove save
+        else if contains -- $t list terminate ns-add ns-remove ana-state reauth host-add host-remove save
             echo $t
             return 0
         else
@@ -59,6 +59,7 @@ complete -c nvmfd -n __nvmfd_at_start -a terminate -d 'Terminate associations (l
 complete -c nvmfd -n __nvmfd_at_start -a ns-add -d 'Add a namespace to the running daemon'
 complete -c nvmfd -n __nvmfd_at_start -a ns-remove -d 'Remove a namespace from the running daemon'
 complete -c nvmfd -n __nvmfd_at_start -a ana-state -d 'Set the state of an ANA group on a port'
+complete -c nvmfd -n __nvmfd_at_start -a reauth -d 'Ask a host to authenticate again'
 complete -c nvmfd -n __nvmfd_at_start -a host-add -d 'Allow a host on a subsystem'
 complete -c nvmfd -n __nvmfd_at_start -a host-remove -d 'Take a host off a subsystem'
 complete -c nvmfd -n __nvmfd_at_start -a save -d 'Write the running configuration (nvmetcli JSON)'

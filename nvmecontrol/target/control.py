@@ -23,6 +23,8 @@ connection.
         -> {"ok": true, "subsystem": NQN, "allow_any_host": bool, <reload counts>}
     {"op": "host-remove", "host": NQN, "subsystem": NQN?}
         -> {"ok": true, "subsystem": NQN, "allow_any_host": bool, "terminated": count, ...}
+    {"op": "reauth", "host": NQN}
+        -> {"ok": true, "host": NQN, "queues": count asked to authenticate again}
     {"op": "ana-state", "port": PORTID, "group": GRPID, "state": "optimized" | "non-optimized"
      | "inaccessible" | "persistent-loss" | "change"}
         -> {"ok": true, "port", "group", "state", "chgcnt", "notified": controllers told}
@@ -89,6 +91,8 @@ class ControlServer(JsonLineServer):
             return _host_acl(srv, op, req)
         if op == "ana-state":
             return _ana_state(srv, req)
+        if op == "reauth":
+            return _reauth(srv, req)
         raise UsageError(f"unknown operation {op!r}")
 
 
@@ -99,6 +103,19 @@ def _ana_state(srv, req: dict) -> dict:
     if not isinstance(state, str):
         raise UsageError("ana-state needs a state")
     return set_state(srv, _int(req.get("port"), "port"), _int(req.get("group"), "group"), state)
+
+
+def _reauth(srv, req: dict) -> dict:
+    """Ask every live queue of a host to authenticate again, with its current keys."""
+    from nvmecontrol.target.auth import rekey_host  # the server side only
+
+    host = req.get("host")
+    if not isinstance(host, str) or not host:
+        raise UsageError("reauth needs a host NQN")
+    cfg = srv.config.host_auth.get(host)
+    if cfg is None:
+        raise UsageError(f"host {host} has no DH-HMAC-CHAP keys (host-add --dhchap-key)")
+    return {"host": host, "queues": rekey_host(srv, host, cfg)}
 
 
 def _host_acl(srv, op: str, req: dict) -> dict:

@@ -13,6 +13,7 @@ control subcommands (FreeBSD ctladm nvlist / nvterminate style).
     nvmfd host-remove [-S socket] [--subsystem subnqn] hostnqn
     nvmfd save [-S socket] [file | -]
     nvmfd ana-state [-S socket] portid grpid state
+    nvmfd reauth [-S socket] hostnqn
 
 Signals: SIGHUP reloads the -c file (reload.py); SIGTERM and SIGINT end
 every association, remove the pid file and the control socket, and exit.
@@ -57,7 +58,7 @@ from nvmecontrol.exitcodes import (EX_CONFIG, EX_INTERRUPTED, EX_NOINPUT, EX_OK,
                                    EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE)
 # Host ACL changes and saving the running configuration (reload.py).
 ACL_SUBCOMMANDS = ("host-add", "host-remove", "save")
-SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove", "ana-state")
+SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove", "ana-state", "reauth")
 SUBCOMMANDS += ACL_SUBCOMMANDS
 
 log = logging.getLogger("nvmfd")
@@ -73,7 +74,8 @@ class _Parser(argparse.ArgumentParser):
 def _daemon_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nvmfd", description="Userspace NVMe over Fabrics (NVMe/TCP) target.",
                 epilog="Subcommands of a running daemon: nvmfd list | terminate | ns-add | "
-                       "ns-remove | ana-state (see nvmfd SUBCOMMAND -h).")
+                       "ns-remove | ana-state | reauth | host-add | host-remove | save "
+                       "(see nvmfd SUBCOMMAND -h).")
     p.add_argument("-a", "--address", action="append", metavar="ADDR",
                    help="listen address (repeatable; default 0.0.0.0; :: for IPv6)")
     p.add_argument("-p", "--port", type=int, default=None, metavar="PORT",
@@ -168,6 +170,12 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         p.add_argument("group", type=int, metavar="GRPID", help="ANA group ID (1..128)")
         p.add_argument("state", metavar="STATE", help="optimized, non-optimized, inaccessible, "
                        "persistent-loss or change")
+    elif cmd == "reauth":
+        p.description = ("Ask every live queue of a host to authenticate again with its "
+                         "current DH-HMAC-CHAP keys (after the key was changed on the host "
+                         "too): its commands are answered Authentication Required, with a "
+                         "retry delay, until it has.")
+        p.add_argument("hostnqn", metavar="HOSTNQN")
     if cmd == "host-add":
         p.description = "Allow a host on a subsystem of the running daemon."
         p.add_argument("hostnqn", metavar="HOSTNQN")
@@ -488,6 +496,9 @@ def run_subcommand(cmd: str, argv: list[str]) -> int:
             r = client.request("ana-state", port=args.port, group=args.group, state=args.state)
             print(f"port {r['port']}: ANA group {r['group']} {r['state']} "
                   f"(change count {r['chgcnt']})")
+        elif cmd == "reauth":
+            r = client.request("reauth", host=args.hostnqn)
+            print(f"host {r['host']}: {r['queues']} queues asked to authenticate again")
         if cmd == "host-add":
             r = client.request("host-add", host=args.hostnqn, subsystem=args.subsystem,
                                **_dhchap_values(args))

@@ -50,7 +50,6 @@ from dataclasses import replace
 from nvmecontrol.target import ana
 from nvmecontrol.target.config import (HostAuthConfig, NamespaceConfig, SubsystemConfig,
                                        TargetConfig)
-from nvmecontrol.target.auth import rekey_host
 from nvmecontrol.target.controller import EVENT_DISC
 from nvmecontrol.target.namespace import open_namespace
 from nvmecontrol.target.port_params import parse_port_params
@@ -311,10 +310,12 @@ def apply_config(server, new: TargetConfig) -> dict:
                     "changed", c.id, c.hostnqn, c.subnqn, why)
         c.abort()
     for c in auth_changed:
-        log.warning("association %d (host %s, %s): DH-HMAC-CHAP settings changed: its queues "
-                    "authenticate again with them", c.id, c.hostnqn, c.subnqn)
-    for hostnqn in {c.hostnqn for c in auth_changed}:
-        rekey_host(server, hostnqn, new.host_auth.get(hostnqn))
+        # As nvmet: live queues keep what they proved (a host whose key is
+        # rotated on the target first would otherwise fail its I/O at once);
+        # `nvmfd reauth` asks for a new transaction when the host has the key.
+        log.warning("association %d (host %s, %s): DH-HMAC-CHAP settings changed; queues "
+                    "connected or authenticating from now on use them", c.id, c.hostnqn,
+                    c.subnqn)
     lobby = server.lobby
     for port in plan.gone_ports:
         if lobby is not None:

@@ -126,3 +126,30 @@ def test_rekey_of_a_host_without_live_associations_or_keys(target):
     assert rekey_host(srv, "nqn.2014-08.org.example:nobody",
                       HostAuthConfig(HKEY)) == 0
     assert rekey_host(srv, HOST.hostnqn, None) == 0
+
+
+def test_new_keys_by_host_add_keep_live_queues_until_nvmfd_reauth_asks(target):
+    """As nvmet: a key changed on the target (host-add, reload) leaves live
+    queues as they are (a host whose key is rotated on the target first must
+    not fail its I/O); `nvmfd reauth` then asks for a new transaction."""
+    from nvmecontrol.target import main as M
+
+    assoc = _assoc(target)
+    try:
+        sock = target.socket_path
+        assert M.main(["host-add", "-S", sock, HOST.hostnqn, "--dhchap-key", NEW_HKEY,
+                       "--dhchap-ctrl-key", NEW_CKEY, "--dhchap-hash", "hmac(sha512)",
+                       "--dhchap-dhgroup", "null"]) == 0
+        for q in assoc.io:
+            _io(q, 0x50 + q.qid)  # still served: nothing was withdrawn
+        assert M.main(["reauth", "-S", sock, HOST.hostnqn]) == 0
+        cqe, _ = run(assoc.io[0], nvm.build_read(1, 1, 1), read_len=512)
+        assert cqe.status == AUTH_REQUIRED_RETRY
+        assoc.reauthenticate(dhchap_secret=parse_secret(NEW_HKEY),
+                             dhchap_ctrl_secret=parse_secret(NEW_CKEY))
+        for q in assoc.io:
+            _io(q, 0x60 + q.qid)
+        # A host nvmfd holds no keys for: one line, usage.
+        assert M.main(["reauth", "-S", sock, "nqn.2014-08.org.example:nobody"]) == 64
+    finally:
+        assoc.shutdown()
