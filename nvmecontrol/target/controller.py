@@ -162,6 +162,11 @@ _DISC_ADMIN = frozenset({A.AdminOpc.GET_LOG_PAGE, A.AdminOpc.IDENTIFY,
                          A.AdminOpc.ASYNC_EVENT_REQUEST, A.AdminOpc.KEEP_ALIVE})
 
 
+class NoLongerServed(Exception):
+    """A reload took away what an admin Connect was checked against
+    (``str(e)``: "subsystem" or "host")."""
+
+
 class Fail(Exception):
     """Complete the command with ``status`` (raised by command handlers)."""
 
@@ -982,7 +987,14 @@ def _connect_admin(server, conn, sqe, c, sub, hostid, cntlid, hostnqn) -> None:
         raise Fail(K.CONNECT_INVALID_HOST, f'host "{hostnqn}" is not allowed on {sub.nqn}',
                    IPO_DATA_HOSTNQN, F.connect_invalid_dw0(IPO_DATA_HOSTNQN, True))
     _check_sqsize(c, conn.port)
-    ctrl = server.new_controller(conn, sub, hostnqn, hostid, c.kato_ms)
+    try:
+        ctrl = server.new_controller(conn, sub, hostnqn, hostid, c.kato_ms)
+    except NoLongerServed as e:
+        if str(e) == "host":
+            raise Fail(K.CONNECT_INVALID_HOST, f'host "{hostnqn}" is not allowed on {sub.nqn}',
+                       IPO_DATA_HOSTNQN, F.connect_invalid_dw0(IPO_DATA_HOSTNQN, True)) from None
+        raise _invalid_param(IPO_DATA_SUBNQN, True, f'subsystem "{sub.nqn}" is not served on '
+                             f'port {conn.port.portid}') from None
     if ctrl is None:
         raise Fail(K.CONNECT_CTRL_BUSY, "no free controller ID")
     _apply_queue_params(conn, c)

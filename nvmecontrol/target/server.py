@@ -31,7 +31,7 @@ from nvmecontrol.target.config import (DEFAULT_BLOCK_SIZE, MAX_NSID, MEM_PREFIXE
                                        dump_nvmetcli)
 from nvmecontrol.target.connection import Connection
 from nvmecontrol.target.control import ControlServer
-from nvmecontrol.target.controller import EVENT_DISC, Controller
+from nvmecontrol.target.controller import EVENT_DISC, Controller, NoLongerServed
 from nvmecontrol.target.discovery import is_wildcard
 from nvmecontrol.target.lobby import MAX_HANDSHAKING, Lobby, Notices
 from nvmecontrol.target.port_params import parse_port_params
@@ -345,6 +345,12 @@ class Server:
         with self.lock:
             if len(self.controllers) >= K.MAX_CONTROLLERS or self._stop.is_set():
                 return None
+            # Checked again under the lock a reload commits under: a Connect
+            # that passed its checks just before must not escape the new rules.
+            if sub is not None and self.find_subsystem(sub.nqn, conn.port) is not sub:
+                raise NoLongerServed("subsystem")
+            if sub is not None and not sub.host_allowed(hostnqn):
+                raise NoLongerServed("host")
             if sub is None:
                 used = self.discovery_cntlids
                 cntlid = next((i for i in range(1, 0xFFF0) if i not in used), None)

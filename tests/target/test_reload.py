@@ -378,3 +378,31 @@ def test_sigterm_and_sigint_end_associations_and_remove_files(daemon, sig):
     finally:
         a.close()
     assert not d.pid_file.exists() and not os.path.exists(d.sock)
+
+
+@pytest.mark.parametrize("change", ["host removed", "subsystem removed"])
+def test_a_connect_checked_just_before_a_reload_is_refused_after_it(nvmfd_factory, monkeypatch,
+                                                                   change):
+    """The reload commits between an admin Connect's checks and the new
+    controller: the Connect must follow the new configuration."""
+    host, other = make_host(), make_host()
+    h = nvmfd_factory(config=config(hosts=[host.hostnqn, other.hostnqn]))
+    new = running(h)
+    if change == "host removed":
+        new.subsystems[0].allowed_hosts = [other.hostnqn]
+        new.hosts = [other.hostnqn]
+    else:
+        new.subsystems = []
+        new.ports[0].subsystems = []
+    original = h.server.new_controller
+
+    def reload_first(*args, **kw):
+        h.server.reload(new)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(h.server, "new_controller", reload_first)
+    with pytest.raises(NvmeControlError) as e:
+        connect(h, host=host, num_io_queues=1)
+    # Connect Invalid Host, or Invalid Parameters at byte 256 (SUBNQN).
+    assert ("host" if change == "host removed" else "byte 256") in str(e.value).lower(), str(e.value)
+    assert not [a for a in h.server.associations() if not a["discovery"]]
