@@ -353,14 +353,25 @@ class Namespace:
 
 def open_namespace(cfg: NamespaceConfig, subnqn: str, *, read_only: bool = False) -> Namespace:
     """Open the backing store of ``cfg`` (UsageError when impossible)."""
+    ro = read_only or cfg.read_only
+    backend = open_backend(cfg.path, read_only=ro)
+    try:
+        return namespace_on(backend, cfg, subnqn, read_only=ro)
+    except UsageError:
+        backend.close_now()
+        raise
+
+
+def namespace_on(backend: Backend, cfg: NamespaceConfig, subnqn: str, *,
+                 read_only: bool) -> Namespace:
+    """The namespace ``cfg`` describes over an open ``backend`` (a reload keeps a RAM
+    namespace's memory when only its settings changed)."""
     bs = cfg.block_size
     if bs not in (512, 4096):
         raise UsageError(f"block size {bs} is not 512 or 4096")
-    ro = read_only or cfg.read_only
-    backend = open_backend(cfg.path, read_only=ro)
+    ro = read_only
     nblocks = backend.size // bs
     if nblocks == 0:
-        backend.close_now()
         raise UsageError(f"{cfg.path} is smaller than one {bs}-byte block")
     derived = _derived_id(subnqn, cfg.nsid, cfg.path)
     u = uuidmod.UUID(cfg.uuid) if cfg.uuid else derived

@@ -51,7 +51,7 @@ from nvmecontrol.target import ana
 from nvmecontrol.target.config import (HostAuthConfig, NamespaceConfig, SubsystemConfig,
                                        TargetConfig)
 from nvmecontrol.target.controller import EVENT_DISC
-from nvmecontrol.target.namespace import open_namespace
+from nvmecontrol.target.namespace import namespace_on, open_namespace
 from nvmecontrol.target.port_params import parse_port_params
 
 log = logging.getLogger("nvmfd")
@@ -121,13 +121,17 @@ class _Plan:
         self.gone_subs: dict = {}          # nqn -> (Subsystem, why)
         self.opened: dict = {}             # (nqn, nsid) -> Namespace, for kept subsystems
         self.gone_ns: dict = {}            # (nqn, nsid) -> Namespace
+        # RAM stores a changed namespace goes on using: a new mapping would be
+        # a blank disk under the same identifiers (NGUID, UUID, EUI-64).
+        self.kept_backends: list = []
         self.kept_ports: list = []         # (Port, new PortConfig)
         self.new_ports: list = []          # Port (bound)
         self.gone_ports: list = []         # Port
 
     def undo(self) -> None:
         for ns in self.opened.values():
-            ns.backend.close_now()
+            if ns.backend not in self.kept_backends:
+                ns.backend.close_now()
         for sub in self.new_subs.values():
             sub.close()
         for port in self.new_ports:
@@ -147,6 +151,13 @@ def _plan_subsystems(server, new: TargetConfig, plan: _Plan) -> None:
             for nsid, ncfg in _served_namespaces(scfg).items():
                 was = before.get(nsid)
                 if was is not None and nsid in old.namespaces and _same_namespace(was, ncfg):
+                    continue
+                live = old.namespaces.get(nsid)
+                if was is not None and live is not None and was.path == ncfg.path \
+                        and live.backend.ram is not None:
+                    plan.kept_backends.append(live.backend)
+                    plan.opened[scfg.nqn, nsid] = namespace_on(
+                        live.backend, ncfg, scfg.nqn, read_only=old.read_only or ncfg.read_only)
                     continue
                 plan.opened[scfg.nqn, nsid] = open_namespace(ncfg, scfg.nqn,
                                                              read_only=old.read_only)
@@ -327,7 +338,8 @@ def apply_config(server, new: TargetConfig) -> dict:
         if lobby is not None:
             lobby.add_port(port)
     for ns in plan.gone_ns.values():
-        ns.backend.close()  # closed after a grace period: I/O may have looked it up
+        if ns.backend not in plan.kept_backends:
+            ns.backend.close()  # closed after a grace period: I/O may have looked it up
     for sub, _why in plan.gone_subs.values():
         for ns in sub.namespaces.values():
             ns.backend.close()

@@ -406,3 +406,29 @@ def test_a_connect_checked_just_before_a_reload_is_refused_after_it(nvmfd_factor
     # Connect Invalid Host, or Invalid Parameters at byte 256 (SUBNQN).
     assert ("host" if change == "host removed" else "byte 256") in str(e.value).lower(), str(e.value)
     assert not [a for a in h.server.associations() if not a["discovery"]]
+
+
+def test_a_ram_namespace_whose_settings_change_keeps_its_data(nvmfd_factory):
+    """Same NGUID to the host, so the same disk: a reload that makes a RAM
+    namespace read-only must not hand out a blank new mapping under it."""
+    h = nvmfd_factory(config=config(namespaces=("mem:1M",)))
+    a = connect(h, num_io_queues=1)
+    try:
+        before = h.server.subsystems[SUB].namespaces[1]
+        assert run(a.io[0], nvm.build_write(1, 0, 8), write_data=b"D" * 4096)[0].status == 0
+        new = running(h)
+        new.subsystems[0].namespaces[0].read_only = True
+        h.server.reload(new)
+        after = h.server.subsystems[SUB].namespaces[1]
+        assert after.read_only and after.nguid == before.nguid
+        cqe, data = run(a.io[0], nvm.build_read(1, 0, 8), read_len=4096)
+        assert cqe.status == 0 and data == b"D" * 4096
+        # Writable again by the next reload, the same memory still.
+        new = running(h)
+        new.subsystems[0].namespaces[0].read_only = False
+        h.server.reload(new)
+        assert run(a.io[0], nvm.build_write(1, 8, 8), write_data=b"E" * 4096)[0].status == 0
+        cqe, data = run(a.io[0], nvm.build_read(1, 0, 16), read_len=8192)
+        assert data == b"D" * 4096 + b"E" * 4096
+    finally:
+        a.close()
