@@ -83,3 +83,15 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def alive(assoc) -> bool:
+    """The association's first I/O queue still answers (a Flush)."""
+    from nvmecontrol.errors import NvmeControlError
+    from nvmecontrol.wire import nvm
+
+    try:
+        cqe, _data = assoc.io[0].execute(nvm.build_flush(1), "flush", timeout=3.0)
+        return cqe.status == 0
+    except (NvmeControlError, OSError):
+        return False

@@ -16,7 +16,7 @@ from nvmecontrol.target.config import (NamespaceConfig, PortConfig, SubsystemCon
 from nvmecontrol.target.server import Server
 from nvmecontrol.wire import nvm
 
-from .helpers import connect, make_host, wait_for
+from .helpers import alive, connect, make_host, wait_for
 
 SUB = "nqn.2014-08.org.example:acl"
 SECOND = "nqn.2014-08.org.example:acl-second"
@@ -32,14 +32,6 @@ def two_subsystems(hosts: list[str]) -> TargetConfig:
                         ports=[PortConfig(portid=1, traddr="127.0.0.1", trsvcid="0",
                                           subsystems=[SUB, SECOND],
                                           param={"inline_data_size": "4096"})])
-
-
-def alive(assoc) -> bool:
-    try:
-        cqe, _ = assoc.io[0].execute(nvm.build_flush(1), "flush", timeout=3.0)
-        return cqe.status == 0
-    except (NvmeControlError, OSError):
-        return False
 
 
 def nvmfd(handle, *argv) -> int:

@@ -21,7 +21,7 @@ from nvmecontrol.target.config import (HostAuthConfig, NamespaceConfig, PortConf
 from nvmecontrol.wire import nvm
 from nvmecontrol.wire import reservations as R
 
-from .helpers import connect, connect_discovery, make_host, run, wait_for
+from .helpers import alive, connect, connect_discovery, make_host, run, wait_for
 
 SUB = "nqn.2014-08.org.example:reload"
 OTHER = "nqn.2014-08.org.example:reload-other"
@@ -41,14 +41,6 @@ def config(*, namespaces=("mem:1M",), hosts=None, subsystems=None, ports=None) -
 def running(handle) -> TargetConfig:
     """A copy of what the daemon serves, to edit and reload."""
     return copy.deepcopy(handle.server.config)
-
-
-def alive(assoc) -> bool:
-    try:
-        cqe, _data = assoc.io[0].execute(nvm.build_flush(1), "flush", timeout=3.0)
-        return cqe.status == 0
-    except (NvmeControlError, OSError):
-        return False
 
 
 def test_added_namespace_keeps_the_association_and_its_reservation(nvmfd_factory):
