@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from nvmecontrol.errors import HostRefused, NotFound, NvmeControlError, UsageError
+from nvmecontrol.errors import HostRefused, NotFound, UsageError
 from nvmecontrol.target import main as M
 from nvmecontrol.target.config import (NamespaceConfig, PortConfig, SubsystemConfig,
                                        TargetConfig, dump_nvmetcli, load_nvmetcli_file)
