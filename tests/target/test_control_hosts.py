@@ -14,7 +14,6 @@ from nvmecontrol.target import main as M
 from nvmecontrol.target.config import (NamespaceConfig, PortConfig, SubsystemConfig,
                                        TargetConfig, dump_nvmetcli, load_nvmetcli_file)
 from nvmecontrol.target.server import Server
-from nvmecontrol.wire import nvm
 
 from .helpers import alive, connect, make_host, wait_for
 
