@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import base64
 
-from nvmecontrol.backends import linux_io
-from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
-from nvmecontrol.backends.userspace.backend import parse_session_name
-from nvmecontrol.backends.userspace.session_admin import SessionAdmin
+from typing import TYPE_CHECKING
+
+from nvmecontrol.backends.names import parse_device_name, parse_session_name
 from nvmecontrol.errors import CommandFailed, UsageError
 from nvmecontrol.wire.capsule import SQE, encode_sqe
 from nvmecontrol.wire.status import describe_status, status_is_error
+
+if TYPE_CHECKING:
+    from nvmecontrol.backends.linux_admin import KernelController
 
 
 class AdminAccess:
@@ -84,6 +86,10 @@ class SessionAccess(AdminAccess):
     def __init__(self, name: str, *, environ=None):
         # Finds the session, checks its process and opens the control socket
         # (NotFound / ConnectError when it cannot).
+        # Imported here: each command reaches one kind of controller and
+        # loads only that kind's machinery (start-up of identify, logpage).
+        from nvmecontrol.backends.userspace.session_admin import SessionAdmin
+
         self.session = SessionAdmin(name, environ=environ)
         super().__init__(self.session.name, self.session.nsid)
         self.environ = environ
@@ -127,6 +133,8 @@ def open_admin(name: str, *, environ=None) -> AdminAccess:
         return SessionAccess(name, environ=environ)
     dev = parse_device_name(name)
     if dev is not None:
+        from nvmecontrol.backends import linux_io
+
         return KernelAccess(name, linux_io.open_device(dev))
     raise UsageError(f"{name!r} is not a controller or namespace name "
                      "(nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM)")

@@ -12,9 +12,8 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import re
-from dataclasses import dataclass
 
+from nvmecontrol.backends.names import DeviceName, parse_device_name  # noqa: F401 (re-exported)
 from nvmecontrol.errors import CommandFailed, DeviceError, NotFound, UsageError
 from nvmecontrol.wire import admin
 from nvmecontrol.wire.capsule import SQE
@@ -28,10 +27,6 @@ NVME_IOCTL_ID = 0x4E40
 # Admin commands through the kernel get this long before it aborts them.
 PASSTHRU_TIMEOUT_MS = 30_000
 
-# nvme0, nvme0n1, FreeBSD's nvme0ns1, with or without /dev/; also the
-# per-path node nvme0c1n1 (subsystem 0, controller 1) the kernel creates
-# under native multipath.
-_DEVICE_RE = re.compile(r"^(?:/dev/)?(nvme(\d+))(?:(?:c(\d+)n|n(?:s)?)(\d+))?$")
 
 
 class _PassthruCmd(ctypes.Structure):
@@ -47,33 +42,6 @@ class _PassthruCmd(ctypes.Structure):
 
 
 assert ctypes.sizeof(_PassthruCmd) == 72
-
-
-@dataclass(slots=True)
-class DeviceName:
-    controller: str  # nvmeX
-    instance: int
-    nsid: int | None  # from the name (nvmeXnY), if any
-    # Y of a per-path node nvmeXcYnZ: the controller behind that path (X is
-    # then the subsystem's instance).
-    path_instance: int | None = None
-
-    @property
-    def path(self) -> str:
-        if self.nsid is None:
-            return f"/dev/{self.controller}"
-        if self.path_instance is not None:
-            return f"/dev/{self.controller}c{self.path_instance}n{self.nsid}"
-        return f"/dev/{self.controller}n{self.nsid}"
-
-
-def parse_device_name(text: str) -> DeviceName | None:
-    """A kernel device name, or None when ``text`` is not of that form."""
-    m = _DEVICE_RE.match(text)
-    if not m:
-        return None
-    return DeviceName(m.group(1), int(m.group(2)), int(m.group(4)) if m.group(4) else None,
-                      int(m.group(3)) if m.group(3) else None)
 
 
 class KernelController:

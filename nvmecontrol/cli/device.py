@@ -13,12 +13,9 @@ import time
 from dataclasses import dataclass
 
 from nvmecontrol.backends.admin_access import AdminAccess, AssociationAccess, open_admin
-from nvmecontrol.backends.linux_admin import parse_device_name
-from nvmecontrol.backends.userspace.backend import parse_session_name
+from nvmecontrol.backends.names import parse_device_name, parse_session_name
 from nvmecontrol.cli.refusal import Asked, explained
 from nvmecontrol.errors import UsageError
-from nvmecontrol.host.association import AssociationParams, connect_association
-from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
 from nvmecontrol.transport.address import DISCOVERY_PORT, IO_PORT, parse_address
 from nvmecontrol.wire import admin
@@ -92,8 +89,11 @@ def open_controller(target: str, subnqn: str | None, opts: ConnectOptions) -> Co
     nqn = DISCOVERY_NQN if subnqn is None else subnqn
     validate_nqn(nqn, strict=False, what="subsystem NQN")
     address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN else IO_PORT)
-    host = resolve_host_identity(opts.hostnqn, opts.hostid)
     from nvmecontrol.cli.options import dhchap_keys
+    from nvmecontrol.host.association import AssociationParams, connect_association
+    from nvmecontrol.hostid import resolve_host_identity
+
+    host = resolve_host_identity(opts.hostnqn, opts.hostid)
     host_key, ctrl_key = dhchap_keys(opts.dhchap_secret, opts.dhchap_ctrl_secret)
     # --timeout bounds the whole one-shot exchange, not each of its commands.
     params = AssociationParams(hdgst=opts.hdgst, ddgst=opts.ddgst, kato_s=ONE_SHOT_KATO_S,

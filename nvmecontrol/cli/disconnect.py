@@ -63,8 +63,7 @@ def disconnect_each(items: list[str], one) -> tuple[list[str], list[str]]:
 
 
 def _is_device_name(text: str) -> bool:
-    from nvmecontrol.backends.linux_admin import parse_device_name
-    from nvmecontrol.backends.userspace.backend import parse_session_name
+    from nvmecontrol.backends.names import parse_device_name, parse_session_name
 
     return parse_device_name(text) is not None or parse_session_name(text) is not None
 

@@ -174,8 +174,7 @@ def port_for_target(target: str, subnqn: str | None, hostnqn: str | None = None,
     theirs (8009 for discovery, 4420 otherwise).  An address that does not
     parse is left to the command, which reports it.
     """
-    from nvmecontrol.backends.linux_admin import parse_device_name
-    from nvmecontrol.backends.userspace.backend import parse_session_name
+    from nvmecontrol.backends.names import parse_device_name, parse_session_name
     from nvmecontrol.nqn import DISCOVERY_NQN
     from nvmecontrol.transport.address import DISCOVERY_PORT, IO_PORT, parse_address
 

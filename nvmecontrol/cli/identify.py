@@ -80,7 +80,6 @@ def command(
     from nvmecontrol.cli.fabrics_config import network_options
     from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
                                                  render_controller_text, render_namespace_text)
-    from nvmecontrol.cli.render.logpage import hexdump
 
     if hex_ and fmt is Format.json:
         raise UsageError("-x cannot be combined with -o json")
@@ -89,6 +88,8 @@ def command(
                            dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, nsid, opts)
     if hex_:
+        from nvmecontrol.cli.render.logpage import hexdump
+
         limit = len(r.raw) if verbose else (NAMESPACE_DUMP_LEN if r.nsid else CONTROLLER_DUMP_LEN)
         emit(hexdump(r.raw[:limit]))
     elif r.nsid:

@@ -102,8 +102,7 @@ class _IoTarget:
 def open_io_target(target: str, subnqn: str | None, nsid: int | None,
                    opts: ConnectOptions) -> _IoTarget:
     """A namespace to send I/O commands to, from what the user named."""
-    from nvmecontrol.backends.linux_admin import KernelController, parse_device_name
-    from nvmecontrol.backends.userspace.backend import parse_session_name
+    from nvmecontrol.backends.names import parse_device_name, parse_session_name
 
     session = parse_session_name(target)
     dev = None if session is not None else parse_device_name(target)
@@ -123,6 +122,8 @@ def open_io_target(target: str, subnqn: str | None, nsid: int | None,
         if nsid is not None:
             raise UsageError(f"{target} names its namespace; -n goes with a session controller "
                              "or an address")
+        from nvmecontrol.backends.linux_admin import KernelController
+
         kc = KernelController(dev)
         return _IoTarget(kc.nsid or dev.nsid, lambda sqe, what, data, n: kc.io_command(
             sqe, what, write_data=data, read_len=n)[1], kc.close)

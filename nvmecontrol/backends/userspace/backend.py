@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -20,23 +19,14 @@ from nvmecontrol.backends import presence
 from nvmecontrol.backends.base import AssociationBackend
 from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.runtime import locked, runtime_dir
+from nvmecontrol.backends.names import _NAME_RE, parse_session_name  # noqa: F401 (re-exported)
 from nvmecontrol.backends.userspace.paths import NBD_PORT, SessionPaths
 from nvmecontrol.errors import ConnectError, NotFound, PeerTimeout
 from nvmecontrol.transport.address import parse_address
 
 PREFIX = "nvmeu"
-_NAME_RE = re.compile(r"^(?:/dev/)?(nvmeu(\d+))(?:ns(\d+)|n(\d+))?$")
 # How long disconnect waits for a session process to finish its shutdown.
 EXIT_TIMEOUT_S = 20.0
-
-
-def parse_session_name(name: str) -> tuple[str, int | None] | None:
-    """``nvmeu0`` / ``nvmeu0ns1`` / ``nvmeu0n1`` -> (session, nsid or None)."""
-    m = _NAME_RE.match(name)
-    if m is None:
-        return None
-    nsid = m.group(3) or m.group(4)
-    return m.group(1), int(nsid) if nsid else None
 
 
 def process_alive(pid: int | None) -> bool:
