@@ -48,6 +48,7 @@ Everything not named in ``__all__`` is private.
 
 from __future__ import annotations
 
+import abc
 import errno as _errno
 import itertools
 import queue as _queue
@@ -431,7 +432,7 @@ def _wait(futures: list) -> None:
 
 # -- the three ways to a controller ------------------------------------------------------
 
-class _Link:
+class _Link(abc.ABC):
     """How a Controller reaches its controller: admin access, I/O channels, the end.
 
     ``lost`` is the error that ended it under us (None while it works).
@@ -446,9 +447,9 @@ class _Link:
     def start(self, admin_lock: threading.Lock) -> None:
         """Begin what runs beside the caller (our association's keep-alive)."""
 
+    @abc.abstractmethod
     def channel(self, nsid: int, block_size: int):
         """The I/O channel of namespace ``nsid``: ``submit(IoRequest)``, ``max_bytes``, ``close``."""
-        raise NotImplementedError
 
     def close(self, error: NvmeControlError) -> None:
         self.access.close()

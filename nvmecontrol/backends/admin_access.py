@@ -20,6 +20,7 @@ error status.
 
 from __future__ import annotations
 
+import abc
 import base64
 
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from nvmecontrol.backends.linux_admin import KernelController
 
 
-class AdminAccess:
+class AdminAccess(abc.ABC):
     """Runs admin commands on one controller.
 
     ``name`` is what the caller named (a device, a session, an address and
@@ -48,9 +49,9 @@ class AdminAccess:
         self.name = name
         self.nsid = nsid
 
+    @abc.abstractmethod
     def admin_command(self, sqe: SQE, what: str, *, read_len: int = 0) -> tuple[int, bytes]:
         """Run ``sqe``: (completion dword 0, the ``read_len`` bytes it returned)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Let go of the controller (a one-shot association is shut down)."""
