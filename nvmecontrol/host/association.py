@@ -35,7 +35,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from nvmecontrol.errors import (CommandFailed, HostRefused, NvmeControlError, PeerProtocolError, PeerTimeout,
+from nvmecontrol.errors import (CommandFailed, ConnectionLost, HostRefused, NvmeControlError,
+                                PeerProtocolError, PeerTimeout,
                                 Unsupported, UsageError)
 from nvmecontrol.hostid import HostIdentity, hostid_bytes
 from nvmecontrol.nqn import DISCOVERY_NQN
@@ -322,6 +323,17 @@ def run_authentication(execute, *, qid: int, host: HostIdentity, subnqn: str,
             raise auth.auth_error(
                 auth.AuthUnsupported, f"controller {subnqn} cannot authenticate itself "
                 f"(--dhchap-ctrl-secret) on queue {qid}: {exc}", "controller", 0) from None
+        except ConnectionLost as exc:
+            if machine.awaiting_verdict:
+                # The Linux target sometimes tears the controller down after a
+                # response that failed verification before its Failure1 is
+                # read: the closed connection is that verdict.
+                raise auth.auth_error(
+                    auth.HostKeyRejected, f"controller {subnqn} closed the connection on queue "
+                    f"{qid} after the host's DH-HMAC-CHAP response instead of answering it: "
+                    f"the host key was most likely rejected ({exc})", "host", 0) from None
+            if not machine.failing:
+                raise
         except NvmeControlError:
             # The Failure2 owed to a controller that already hung up: the
             # authentication error is the news, not the lost connection.

@@ -391,6 +391,11 @@ class HostAuth:
         """A failure was found: what is left to send is the Failure2, then the error."""
         return self._state in (_HostState.FAILURE2, _HostState.FAILED)
 
+    @property
+    def awaiting_verdict(self) -> bool:
+        """Our Reply went out; the controller's Success1 or Failure1 is owed."""
+        return self._state == _HostState.SUCCESS1
+
     def next_deadline(self) -> float | None:
         return None if self._state in (_HostState.DONE, _HostState.FAILED) else self.deadline
 

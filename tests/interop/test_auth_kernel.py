@@ -112,8 +112,11 @@ def test_wrong_host_secret_is_refused(capsys, auth_target):
     wrong = format_secret(generate_secret(transform=1))
     rc, out, err = identify(capsys, address, "--dhchap-secret", wrong)
     assert rc == X.EX_NOPERM, err
-    assert "controller rejected the host's response" in err
-    assert "Failure1" in err and "reason 0x01" in err
+    # nvmet answers with Failure1, or at times tears the controller down
+    # before that Failure1 is read: the same verdict, said as such.
+    assert ("controller rejected the host's response" in err
+            and "Failure1" in err and "reason 0x01" in err) or \
+        "after the host's DH-HMAC-CHAP response instead of answering it" in err, err
     assert err.count("\n") == 1
 
 
