@@ -50,8 +50,10 @@ def c2h(cid: int, data: bytes, offset: int = 0) -> bytes:
     return P.join(P.encode_c2h_data(P.C2HData(cid, offset, data, True, True)))
 
 
-def test_commands_completed_before_a_bad_pdu_in_the_same_batch_are_answered():
-    driver, peer = established_pair()
+def reads_on_a_worker(driver, cookies):
+    """A started worker, a connection with one 512-byte read per cookie split
+    into parts (not submitted), and what the worker hands back on a loss:
+    (worker, conn, parts, [(cookies, reason)], an event set on each loss)."""
     lost = []
     lost_event = threading.Event()
 
@@ -62,10 +64,15 @@ def test_commands_completed_before_a_bad_pdu_in_the_same_batch_are_answered():
     w = QueueWorker(driver, 0, on_lost=on_lost)
     w.start()
     conn = Conn()
-    reqs = [R.NbdRequest(conn, cookie, R.READ, cookie * 512, 512) for cookie in (1, 2, 3)]
     parts = []
-    for r in reqs:
-        R.split(r, NS, out=parts)
+    for cookie in cookies:
+        R.split(R.NbdRequest(conn, cookie, R.READ, cookie * 512, 512), NS, out=parts)
+    return w, conn, parts, lost, lost_event
+
+
+def test_commands_completed_before_a_bad_pdu_in_the_same_batch_are_answered():
+    driver, peer = established_pair()
+    w, conn, parts, lost, lost_event = reads_on_a_worker(driver, (1, 2, 3))
     try:
         assert w.submit(parts)
         cids = read_capsules(peer, 3)
@@ -120,20 +127,7 @@ def test_completions_after_fail_are_not_answered_a_second_time():
 
 def test_authentication_required_hands_the_command_back_for_a_new_association():
     driver, peer = established_pair()
-    lost = []
-    lost_event = threading.Event()
-
-    def on_lost(worker, parts, reason):
-        lost.append(([p.req.cookie for p in parts], reason))
-        lost_event.set()
-
-    w = QueueWorker(driver, 0, on_lost=on_lost)
-    w.start()
-    conn = Conn()
-    reqs = [R.NbdRequest(conn, cookie, R.READ, cookie * 512, 512) for cookie in (1, 2)]
-    parts = []
-    for r in reqs:
-        R.split(r, NS, out=parts)
+    w, conn, parts, lost, lost_event = reads_on_a_worker(driver, (1, 2))
     try:
         assert w.submit(parts)
         cids = read_capsules(peer, 2)

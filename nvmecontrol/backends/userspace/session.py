@@ -446,16 +446,20 @@ class Session:
             log.info("asynchronous event type %d info %d log page %#04x: nothing to do",
                      ev.type, ev.info, ev.lid)
 
+    def _command_timeout(self) -> float:
+        """How long a control-socket command may go unanswered: a command
+        unanswered past KATO means the controller is lost."""
+        kato = self.params.kato_s
+        return min(self.params.timeout_s, kato) if kato else self.params.timeout_s
+
     def admin_command(self, sqe: bytearray, read_len: int, write_data: bytes | None):
         """Run one admin command for the control socket (identify, logpage)."""
         with self.lock:
             if self.state != LIVE:
                 raise ConnectionLost(f"{self.name} is not connected ({self.state})")
             assoc = self.assoc
-        # Unanswered past KATO, an admin command means the controller is lost
-        # (and it holds the admin queue, so no Keep Alive could tell).
-        kato = self.params.kato_s
-        timeout = min(self.params.timeout_s, kato) if kato else self.params.timeout_s
+        # It holds the admin queue, so no Keep Alive could tell a loss meanwhile.
+        timeout = self._command_timeout()
         with assoc.admin.lock:
             try:
                 return assoc.admin.execute(sqe, "admin command", read_len=read_len,
@@ -479,8 +483,7 @@ class Session:
             if self.state != LIVE or not self.workers:
                 raise ConnectionLost(f"{self.name} is not connected ({self.state})")
         self.router.submit(req.conn, [req])
-        kato = self.params.kato_s
-        timeout = min(self.params.timeout_s, kato) if kato else self.params.timeout_s
+        timeout = self._command_timeout()
         if not req.wait(timeout):
             raise PeerTimeout(f"{self.name}: I/O command {req.opc:#04x} not answered within "
                               f"{timeout:g} s")
