@@ -156,7 +156,7 @@ def test_commands_completed_before_a_protocol_error_are_finished():
     import struct
     import threading as T
 
-    from nvmecontrol.api import IoRequest, _IoQueue
+    from nvmecontrol.api.controllers import IoRequest, _IoQueue
     from nvmecontrol.errors import PeerProtocolError
     from nvmecontrol.wire.qpair import HostQueuePair
 

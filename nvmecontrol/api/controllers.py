@@ -1,49 +1,7 @@
-"""The public Python API: discovery, controllers and namespace I/O, for programs.
+"""Controllers and namespaces: connect(), open(), discover() and the I/O of a namespace.
 
-What ``nvmecontrol discover`` and ``connect`` do, as calls::
-
-    from nvmecontrol import api
-
-    log = api.discover("192.0.2.1:8009")
-    for entry in log.entries:
-        print(entry.subnqn, entry.traddr, entry.trsvcid)
-
-    with api.connect("192.0.2.1:4420", "nqn.2014-08.org.example:disk") as ctrl:
-        ns = ctrl.namespace(1)
-        ns.write(0, bytes(4096))
-        data = ns.read(0, 8)                            # 8 blocks
-        futures = [ns.submit_read(lba, 8) for lba in range(0, 512, 8)]
-        blocks = [f.result() for f in futures]          # 64 commands in flight
-
-    with api.open("nvmeu0ns1") as ns:                   # a session's namespace
-        ns.write(0, bytes(4096))
-
-A :class:`Controller` reaches its controller one of three ways, each a
-transport object of this module's (``_AssociationLink``, ``_KernelLink``,
-``_SessionLink``) behind the one interface:
-
-* :func:`connect`: an association of its own.  Admin commands on its admin
-  queue, one at a time, Keep Alive every KATO/2 from a thread of its own; I/O
-  queues each with a receiver thread that completes the futures of the
-  commands on it, so a program keeps many commands in flight on several
-  queues without threads of its own.  Commands go out the way the NBD bridge
-  sends them (records queued a batch at a time, read data received straight
-  into the caller's buffer).
-* :func:`open` of a kernel device (``nvme0``, ``nvme0n1``): admin commands
-  through the admin passthrough ioctl, NVM commands through the I/O
-  passthrough ioctl on the namespace's block node, run by a few threads so
-  that several are in flight.  The kernel keeps the association alive.
-* :func:`open` of a userspace session (``nvmeu0``, ``nvmeu0ns1``): admin
-  commands through the session's control socket, I/O through its NBD export,
-  pipelined on one connection per namespace.  The session keeps the
-  association alive (and reconnects it).
-
-Errors are the package's own families (:mod:`nvmecontrol.errors`), re-exported
-here: a command that completes with an error status raises
-:class:`CommandFailed`, whose ``status`` is the NVMe status field and whose
-message names it (:class:`CommandError`, its subclass, also carries the
-completion queue entry when the command went over our own association).
-Everything not named in ``__all__`` is private.
+The package docstring (``nvmecontrol.api``) describes what a program sees;
+this module holds the three ways a Controller reaches its controller.
 """
 
 from __future__ import annotations

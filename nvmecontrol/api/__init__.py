@@ -1,0 +1,99 @@
+"""The public Python API: discovery, controllers and namespace I/O, for programs.
+
+What ``nvmecontrol discover`` and ``connect`` do, as calls::
+
+    from nvmecontrol import api
+
+    log = api.discover("192.0.2.1:8009")
+    for entry in log.entries:
+        print(entry.subnqn, entry.traddr, entry.trsvcid)
+
+    with api.connect("192.0.2.1:4420", "nqn.2014-08.org.example:disk") as ctrl:
+        ns = ctrl.namespace(1)
+        ns.write(0, bytes(4096))
+        data = ns.read(0, 8)                            # 8 blocks
+        futures = [ns.submit_read(lba, 8) for lba in range(0, 512, 8)]
+        blocks = [f.result() for f in futures]          # 64 commands in flight
+
+    with api.open("nvmeu0ns1") as ns:                   # a session's namespace
+        ns.write(0, bytes(4096))
+
+A :class:`Controller` reaches its controller one of three ways, each a
+transport object of this module's (``_AssociationLink``, ``_KernelLink``,
+``_SessionLink``) behind the one interface:
+
+* :func:`connect`: an association of its own.  Admin commands on its admin
+  queue, one at a time, Keep Alive every KATO/2 from a thread of its own; I/O
+  queues each with a receiver thread that completes the futures of the
+  commands on it, so a program keeps many commands in flight on several
+  queues without threads of its own.  Commands go out the way the NBD bridge
+  sends them (records queued a batch at a time, read data received straight
+  into the caller's buffer).
+* :func:`open` of a kernel device (``nvme0``, ``nvme0n1``): admin commands
+  through the admin passthrough ioctl, NVM commands through the I/O
+  passthrough ioctl on the namespace's block node, run by a few threads so
+  that several are in flight.  The kernel keeps the association alive.
+* :func:`open` of a userspace session (``nvmeu0``, ``nvmeu0ns1``): admin
+  commands through the session's control socket, I/O through its NBD export,
+  pipelined on one connection per namespace.  The session keeps the
+  association alive (and reconnects it).
+
+Errors are the package's own families (:mod:`nvmecontrol.errors`), re-exported
+here: a command that completes with an error status raises
+:class:`CommandFailed`, whose ``status`` is the NVMe status field and whose
+message names it (:class:`CommandError`, its subclass, also carries the
+completion queue entry when the command went over our own association).
+Everything not named in ``__all__`` is private; the names are loaded
+on first use, so importing the package costs nothing at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# name -> the module that defines it.  Loaded on first use, so that a
+# command importing one part of the API (or only its errors) does not pay
+# for the rest at start-up (issue 13: start-up within 4x a bare interpreter).
+_WHERE = {
+    "discover": "nvmecontrol.api.controllers",
+    "connect": "nvmecontrol.api.controllers",
+    "open": "nvmecontrol.api.controllers",
+    "Controller": "nvmecontrol.api.controllers",
+    "Namespace": "nvmecontrol.api.controllers",
+    "IoRequest": "nvmecontrol.api.controllers",
+    "DiscoveryLog": "nvmecontrol.host.discovery",
+    "CommandError": "nvmecontrol.host.queue",
+    "Error": "nvmecontrol.api.controllers",
+    "CommandFailed": "nvmecontrol.errors",
+    "ConnectError": "nvmecontrol.errors",
+    "ConnectionLost": "nvmecontrol.errors",
+    "DeviceError": "nvmecontrol.errors",
+    "NotFound": "nvmecontrol.errors",
+    "PeerTimeout": "nvmecontrol.errors",
+    "UsageError": "nvmecontrol.errors",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'nvmecontrol.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the names, eagerly
+    from nvmecontrol.api.controllers import (Controller, Error, IoRequest, Namespace, connect,
+                                             discover, open)
+    from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, DeviceError,
+                                    NotFound, PeerTimeout, UsageError)
+    from nvmecontrol.host.discovery import DiscoveryLog
+    from nvmecontrol.host.queue import CommandError
