@@ -93,7 +93,8 @@ _TABLE = (
            "Where the association goes (auto: the kernel when it can, else a userspace NBD "
            "session).", metavar="auto|kernel|nbd|freebsd"),
     Option("nbd_listen", ("--nbd-listen",), None,
-           "Also serve a session's NBD exports on this TCP address.", metavar="HOST:PORT"),
+           "Also serve a session's NBD exports on this TCP address (port 0: any free one).",
+           metavar="HOST:PORT"),
     Option("no_attach", ("--no-attach",), False, "Do not attach a session's exports to /dev/nbdX."),
     # nvme-cli's config.json (-J/--config, -O/--dump-config): see cli/fabrics_config.py.
     Option("config", ("-J", "--config"), None,

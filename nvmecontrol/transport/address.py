@@ -57,14 +57,14 @@ def _is_ipv6(host: str) -> bool:
     return True
 
 
-def _parse_port(text: str, port: str) -> int:
+def _parse_port(text: str, port: str, lowest: int = PORT_MIN) -> int:
     if not port:
         raise _fail(text, 'empty port after ":"')
     if not _PORT_RE.fullmatch(port):
         raise _fail(text, f'port "{port}" is not a decimal number')
     value = int(port)
-    if not PORT_MIN <= value <= PORT_MAX:
-        raise _fail(text, f"port {value} is not in {PORT_MIN}-{PORT_MAX}")
+    if not lowest <= value <= PORT_MAX:
+        raise _fail(text, f"port {value} is not in {lowest}-{PORT_MAX}")
     return value
 
 
@@ -76,13 +76,16 @@ def _check_host_chars(text: str, host: str) -> None:
             raise _fail(text, f'unexpected "{c}"; brackets enclose a whole IPv6 address')
 
 
-def parse_address(text: str, *, default_port: int | None, command: str | None = None) -> Address:
+def parse_address(text: str, *, default_port: int | None, command: str | None = None,
+                  listen: bool = False) -> Address:
     """Parse ``text`` in one of the FreeBSD forms (module doc).
 
     ``default_port`` fills in a missing port; None makes the port mandatory
     and ``command`` (e.g. ``"connect"``) then names who requires it.
-    Raises UsageError naming the problem.
+    ``listen``: an address to listen on, where port 0 asks the system for
+    a free one.  Raises UsageError naming the problem.
     """
+    lowest = 0 if listen else PORT_MIN
     if not text:
         raise _fail(text, "empty")
     if text.startswith("["):
@@ -98,7 +101,7 @@ def parse_address(text: str, *, default_port: int | None, command: str | None = 
         if after == "":
             port = None
         elif after.startswith(":"):
-            port = _parse_port(text, after[1:])
+            port = _parse_port(text, after[1:], lowest)
         else:
             raise _fail(text, f'unexpected "{after}" after "]"; expected ":port"')
     elif text.count(":") >= 2:
@@ -114,7 +117,7 @@ def parse_address(text: str, *, default_port: int | None, command: str | None = 
         if not host:
             raise _fail(text, 'empty host before ":"')
         _check_host_chars(text, host)
-        port = _parse_port(text, port_text)
+        port = _parse_port(text, port_text, lowest)
     else:
         host, port = text, None
         _check_host_chars(text, host)

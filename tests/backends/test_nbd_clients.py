@@ -103,6 +103,19 @@ def test_nbd_listen_on_tcp(target, tmp_path):
     assert "Traceback" not in log and "Bad file descriptor" not in log, log
 
 
+def test_nbd_listen_on_any_free_port(target):
+    """Port 0 takes a free port: the URIs connect and devlist print name it."""
+    need("nbdinfo")
+    ctrl = connect(target, "--nbd-listen", "127.0.0.1:0")
+    (tcp_uri,) = ctrl["namespaces"][0]["tcp_uris"]
+    assert tcp_uri.startswith("nbd://127.0.0.1:") and tcp_uri.endswith("/ns1")
+    port = int(tcp_uri.split(":")[2].split("/")[0])
+    assert port != 0
+    assert tcp_uri in cli_ok("devlist")
+    assert run("nbdinfo", "--size", tcp_uri).strip() == str(SIZE)
+    cli_ok("disconnect", "nvmeu0")
+
+
 # --- nbdcopy -------------------------------------------------------------------------
 
 def test_nbdcopy_round_trip_and_on_the_target(target, tmp_path):

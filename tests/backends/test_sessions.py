@@ -297,9 +297,9 @@ def test_connect_needs_a_port(target, session_guard):
 def test_bad_nbd_listen_address_is_refused_first(nvmfd_factory, session_guard, caplog):
     target = start_target(nvmfd_factory, ["mem:1M"], log_associations=True)
     caplog.set_level("INFO", logger="nvmfd")
-    rc, out, err = cli("connect", "--backend", "nbd", "--nbd-listen", "127.0.0.1:0", "-q", HOST,
-                       "-I", HOSTID, f"127.0.0.1:{target.port}", SUBNQN)
-    assert rc == X.EX_USAGE and out == "" and "port 0" in err
+    rc, out, err = cli("connect", "--backend", "nbd", "--nbd-listen", "127.0.0.1:65536", "-q",
+                       HOST, "-I", HOSTID, f"127.0.0.1:{target.port}", SUBNQN)
+    assert rc == X.EX_USAGE and out == "" and "port 65536 is not in 0-65535" in err
     # Refused before any association was made.
     assert "connected to" not in caplog.text and not sessions()
     connect(target)

@@ -245,3 +245,14 @@ def test_resolve_unencodable_name():
 def test_resolve_requires_a_port():
     with pytest.raises(ValueError):
         addr.resolve(Address("127.0.0.1", None, "127.0.0.1"))
+
+
+def test_a_listening_address_may_ask_for_any_port():
+    # Port 0 is for listeners (bind picks a free port); a peer's address never has it.
+    assert parse_address("127.0.0.1:0", default_port=10809, listen=True).port == 0
+    assert parse_address("[::1]:0", default_port=10809, listen=True).port == 0
+    assert parse_address("127.0.0.1", default_port=10809, listen=True).port == 10809
+    with pytest.raises(UsageError, match="port 65536 is not in 0-65535"):
+        parse_address("127.0.0.1:65536", default_port=10809, listen=True)
+    with pytest.raises(UsageError, match="port 0 is not in 1-65535"):
+        parse_address("127.0.0.1:0", default_port=10809)

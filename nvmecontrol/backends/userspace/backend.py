@@ -65,7 +65,7 @@ class UserspaceBackend(AssociationBackend):
         if nbd_tcp:
             # Checked here, before connect builds an association for nothing
             # (the session process would only find it bad after the handoff).
-            parse_address(nbd_tcp, default_port=NBD_PORT)
+            parse_address(nbd_tcp, default_port=NBD_PORT, listen=True)
         self.environ = environ
         self.nbd_tcp = nbd_tcp
         self.attach = attach

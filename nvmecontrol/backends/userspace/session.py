@@ -125,7 +125,7 @@ class Session:
         self.listeners.append(NbdListener.unix(str(self.paths.nbd), self, self.exports,
                                                self._conn_counter))
         if self.nbd_tcp:
-            addr = parse_address(self.nbd_tcp, default_port=NBD_PORT)
+            addr = parse_address(self.nbd_tcp, default_port=NBD_PORT, listen=True)
             self.listeners.append(NbdListener.tcp(resolve(addr), self, self.exports,
                                                   self._conn_counter))
         for lst in self.listeners:
