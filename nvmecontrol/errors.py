@@ -1,8 +1,9 @@
 """The exception families every layer raises.
 
-Each family names a *cause* a user can act on; the CLI maps families to
-sysexits codes in one table (``nvmecontrol.cli.exitcodes``).  Lower layers
-never choose exit codes themselves.
+Each family names a *cause* a user can act on; each program maps families
+to the statuses of the one sysexits table both share
+(``nvmecontrol.exitcodes``): nvmecontrol in ``cli/exitcodes.py``, nvmfd in
+``target/main.py``.  Lower layers never choose exit codes themselves.
 """
 
 

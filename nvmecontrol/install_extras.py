@@ -13,8 +13,8 @@ command copies them, for ``nvmecontrol`` and ``nvmfd`` alike, to:
     PREFIX/share/fish/vendor_completions.d/NAME.fish
 
 PREFIX is /usr/local by default, which man, bash-completion, Debian's zsh
-and fish all search.  Standard library only: it must run before anything
-else is set up.
+and fish all search.  Standard library and the exit-status table only: it
+must run before anything else is set up.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import shutil
 import sys
 from pathlib import Path
 
+# sysexits(3), from the table both commands use (it imports nothing).
+from nvmecontrol.exitcodes import EX_CANTCREAT, EX_NOINPUT, EX_NOPERM
+
 DEFAULT_PREFIX = "/usr/local"
 COMMANDS = ("nvmecontrol", "nvmfd")
-
-# sysexits(3), as the commands themselves use them.
-EX_NOINPUT = 66
-EX_CANTCREAT = 73
-EX_NOPERM = 77
 
 
 def source_root() -> Path:

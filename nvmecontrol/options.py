@@ -6,7 +6,7 @@ FreeBSD's ``sbin/nvmecontrol`` keeps the options that ``connect``,
 from it too.  This is that table.  Everything that needs a default reads it
 here: the CLI builds its typer options from it (``cli/options.py``,
 ``cli/connect_options.py``); the records an association is described by
-take their field defaults from it (``cli.connect_options.Tuning``, what the
+take their field defaults from it (``api.tuning.Tuning``, what the
 user chose; ``backends.model.ConnectParams``, what a backend keeps to dial
 again; ``host.association.AssociationParams``, what the host logic uses).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,7 @@ class Option:
 
     name: str  # the command's parameter (and config.json key)
     flags: tuple[str, ...]  # FreeBSD spelling first, then nvme-cli aliases
-    default: Any
+    default: object  # any value a parameter takes (not typing.Any: typing costs start-up time)
     help: str
     # The field of the option records (Tuning, ConnectParams) it sets; None
     # for options that say where or how, not how the association is tuned.
@@ -113,7 +112,7 @@ CNTLID_DYNAMIC = 0xFFFF  # as wire.fabrics.CNTLID_DYNAMIC (tests/test_options.py
 DISCOVERY_KATO_S = 0
 
 
-def default(field: str) -> Any:
+def default(field: str) -> object:
     """The default of the option record field ``field`` (``kato_s``, ``queue_size``...)."""
     return _BY_FIELD[field].default
 

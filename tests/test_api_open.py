@@ -284,8 +284,9 @@ def test_cli_device_goes_through_open_admin(kernel):
     from nvmecontrol.cli.device import ConnectOptions, open_controller
 
     with open_controller("nvme0n2", None, ConnectOptions()) as ctrl:
-        assert ctrl.namespace_nsid == 2
-        assert decode_identify_controller(ctrl.identify_controller()).cntlid == 7
+        assert ctrl.nsid == 2
+        ident = ctrl.identify_controller()
+        assert ident.data.cntlid == 7 and decode_identify_controller(ident.raw) == ident.data
     assert [op for node, op in kernel.commands] == [0x06]  # one Identify, on the node named
     with pytest.raises(api.UsageError, match="nvme0 is a device"):
         open_controller("nvme0", "nqn.2014-08.org.example:x", ConnectOptions())

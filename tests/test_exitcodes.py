@@ -63,10 +63,28 @@ def test_both_programs_take_their_statuses_from_the_table():
                 assert getattr(module, name) == getattr(exitcodes, name), (module, name)
     # Defined once: neither assigns a number of its own.
     for path in (PKG / "cli" / "exitcodes.py", PKG / "target" / "main.py"):
-        assigned = [t.id for node in ast.walk(ast.parse(path.read_text()))
-                    if isinstance(node, ast.Assign) for t in node.targets
-                    if isinstance(t, ast.Name) and t.id.startswith("EX_")]
-        assert assigned == [], path
+        assert _assigned_statuses(path) == [], path
+
+
+def _assigned_statuses(path: Path) -> list[str]:
+    return [t.id for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name) and t.id.startswith("EX_")]
+
+
+@pytest.mark.parametrize("module, path", [
+    ("nvmecontrol.cli.entry", PKG / "cli" / "entry.py"),
+    ("nvmecontrol.install_extras", PKG / "install_extras.py"),
+])
+def test_what_runs_first_reads_the_table_too(module, path):
+    # The console entry point and the installer run before anything else is
+    # loaded; the table imports nothing, so they read it rather than copy it.
+    import importlib
+
+    mod = importlib.import_module(module)
+    named = [n for n in vars(mod) if n.startswith("EX_")]
+    assert named and all(getattr(mod, n) == getattr(exitcodes, n) for n in named)
+    assert _assigned_statuses(path) == []
 
 
 @pytest.mark.parametrize("program", sorted(PROGRAMS))

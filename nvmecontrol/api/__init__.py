@@ -50,34 +50,59 @@ on first use, so importing the package costs nothing at start-up.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+
+# Not typing.TYPE_CHECKING: importing typing costs start-up time (issue 13).
+TYPE_CHECKING = False
 
 # name -> the module that defines it.  Loaded on first use, so that a
 # command importing one part of the API (or only its errors) does not pay
 # for the rest at start-up (issue 13: start-up within 4x a bare interpreter).
 _WHERE = {
-    "discover": "nvmecontrol.api.controllers",
+    # Controllers and namespaces, with their I/O.
     "connect": "nvmecontrol.api.controllers",
     "open": "nvmecontrol.api.controllers",
     "Controller": "nvmecontrol.api.controllers",
     "Namespace": "nvmecontrol.api.controllers",
     "IoRequest": "nvmecontrol.api.controllers",
+    # Discovery.
+    "discover": "nvmecontrol.api.discovery",
+    "read_discovery": "nvmecontrol.api.discovery",
+    "Discovery": "nvmecontrol.api.discovery",
     "DiscoveryLog": "nvmecontrol.host.discovery",
-    "CommandError": "nvmecontrol.host.queue",
+    # One-shot admin commands and reservations on any kind of controller.
+    "open_controller": "nvmecontrol.api.admin",
+    "AdminController": "nvmecontrol.api.admin",
+    "ConnectOptions": "nvmecontrol.api.admin",
+    "Identified": "nvmecontrol.api.admin",
+    "open_reservations": "nvmecontrol.api.reservations",
+    "Reservations": "nvmecontrol.api.reservations",
+    "ReservationReport": "nvmecontrol.api.reservations",
+    # How an association is tuned (the option table's defaults).
+    "Tuning": "nvmecontrol.api.tuning",
+    # Errors.
     "Error": "nvmecontrol.api.controllers",
+    "CommandError": "nvmecontrol.host.queue",
     "CommandFailed": "nvmecontrol.errors",
     "ConnectError": "nvmecontrol.errors",
     "ConnectionLost": "nvmecontrol.errors",
     "DeviceError": "nvmecontrol.errors",
     "NotFound": "nvmecontrol.errors",
     "PeerTimeout": "nvmecontrol.errors",
+    "Unsupported": "nvmecontrol.errors",
     "UsageError": "nvmecontrol.errors",
 }
+# The public submodules, also reachable as attributes (``api.fabrics.connect``):
+# handing controllers to a backend, the host's identity, DH-HMAC-CHAP keys,
+# addresses, the structures returned, and the modules above.
+_SUBMODULES = frozenset({"addresses", "admin", "controllers", "discovery", "fabrics", "hosts",
+                         "keys", "reservations", "structures", "tuning"})
 
 __all__ = list(_WHERE)
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"nvmecontrol.api.{name}")
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'nvmecontrol.api' has no attribute {name!r}")
@@ -87,13 +112,17 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the names, eagerly
-    from nvmecontrol.api.controllers import (Controller, Error, IoRequest, Namespace, connect,
-                                             discover, open)
+    from nvmecontrol.api.admin import AdminController, ConnectOptions, Identified, open_controller
+    from nvmecontrol.api.controllers import Controller, Error, IoRequest, Namespace, connect, open
+    from nvmecontrol.api.discovery import Discovery, discover, read_discovery
+    from nvmecontrol.api.reservations import (ReservationReport, Reservations,
+                                              open_reservations)
+    from nvmecontrol.api.tuning import Tuning
     from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, DeviceError,
-                                    NotFound, PeerTimeout, UsageError)
+                                    NotFound, PeerTimeout, Unsupported, UsageError)
     from nvmecontrol.host.discovery import DiscoveryLog
     from nvmecontrol.host.queue import CommandError

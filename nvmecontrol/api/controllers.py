@@ -1,7 +1,10 @@
-"""Controllers and namespaces: connect(), open(), discover() and the I/O of a namespace.
+"""Controllers and namespaces: connect(), open() and the I/O of a namespace.
 
 The package docstring (``nvmecontrol.api``) describes what a program sees;
 this module holds the three ways a Controller reaches its controller.
+``discover`` is :func:`nvmecontrol.api.discovery.discover`, named here too
+for the programs that found it here first.  Defaults are the option table's
+(``nvmecontrol/options.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import queue as _queue
 import threading
 from collections import deque
 
+from nvmecontrol.api.discovery import discover
 from nvmecontrol.backends.admin_access import (AdminAccess, AssociationAccess, KernelAccess,
                                                SessionAccess, open_admin)
 from nvmecontrol.backends.linux_admin import KernelController
@@ -24,12 +28,12 @@ from nvmecontrol.errors import (CommandFailed, ConnectError, ConnectionLost, Dev
                                 NotFound, NvmeControlError, PeerTimeout, UsageError)
 from nvmecontrol.host.association import Association, AssociationParams, connect_association
 from nvmecontrol.host.discovery import DiscoveryLog
-from nvmecontrol.host.discovery import discover as _discover
 from nvmecontrol.host.queue import CommandError
 from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.nbd import protocol as _nbd
 from nvmecontrol.nqn import DISCOVERY_NQN
-from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
+from nvmecontrol.options import OPTIONS, default
+from nvmecontrol.transport.address import IO_PORT, parse_address
 from nvmecontrol.wire import admin as A
 from nvmecontrol.wire.auth import asks_authentication
 from nvmecontrol.wire.dhchap_key import parse_secret
@@ -47,7 +51,6 @@ __all__ = ["discover", "connect", "open", "Controller", "Namespace", "IoRequest"
 
 Error = NvmeControlError  # the base of every error raised here
 
-NVME_PORT = 4420
 # One Read/Write carries at most 64 Ki blocks (NLB is 16 bits) and MDTS.
 _MAX_NLB = 0x10000
 _PSDT_SGL = int(PSDT_SGL)
@@ -74,24 +77,14 @@ def _secret(text: str | None, what: str):
         raise UsageError(f"{what}: {e}") from None
 
 
-def discover(address: str, *, hostnqn: str | None = None, hostid: str | None = None,
-             timeout: float = 30.0) -> DiscoveryLog:
-    """The discovery log of the controller at ``address`` (``host[:port]``, port 8009).
-
-    The same records ``nvmecontrol discover -o json`` prints
-    (``log.header``, ``log.entries``).
-    """
-    addr = parse_address(address, default_port=DISCOVERY_PORT)
-    params = AssociationParams(timeout_s=timeout)
-    log, _ = _discover(addr, _host(hostnqn, hostid), params)
-    return log
-
-
-def connect(address: str, subnqn: str, *, io_queues: int = 1, queue_size: int = 0,
-            kato: int = 120, hdgst: bool = False, ddgst: bool = False,
-            hostnqn: str | None = None, hostid: str | None = None,
-            dhchap_secret: str | None = None, dhchap_ctrl_secret: str | None = None,
-            timeout: float = 30.0) -> "Controller":
+def connect(address: str, subnqn: str, *, io_queues: int = default("num_io_queues"),
+            queue_size: int = default("queue_size"), kato: int = default("kato_s"),
+            hdgst: bool = default("hdgst"), ddgst: bool = default("ddgst"),
+            hostnqn: str | None = OPTIONS["hostnqn"].default,
+            hostid: str | None = OPTIONS["hostid"].default,
+            dhchap_secret: str | None = default("dhchap_secret"),
+            dhchap_ctrl_secret: str | None = default("dhchap_ctrl_secret"),
+            timeout: float = default("timeout_s")) -> "Controller":
     """An association with the I/O controller ``subnqn`` at ``address`` (port 4420).
 
     ``queue_size`` 0 takes the largest the controller allows (at most 128);
@@ -107,7 +100,7 @@ def connect(address: str, subnqn: str, *, io_queues: int = 1, queue_size: int = 
         raise UsageError("connect() is for I/O controllers: use discover()")
     if not 1 <= io_queues <= 0xFFFF:
         raise UsageError(f"io_queues {io_queues} out of range 1..65535")
-    addr = parse_address(address, default_port=NVME_PORT)
+    addr = parse_address(address, default_port=IO_PORT)
     params = AssociationParams(hdgst=hdgst, ddgst=ddgst, kato_s=kato, num_io_queues=io_queues,
                                io_queue_size=queue_size, timeout_s=timeout,
                                dhchap_secret=_secret(dhchap_secret, "dhchap_secret"),

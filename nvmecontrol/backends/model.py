@@ -49,7 +49,7 @@ class ConnectParams:
     hostnqn: str
     hostid: str  # UUID text
     transport: str = "tcp"
-    # How the association is tuned: Tuning's fields (cli/connect_options.py),
+    # How the association is tuned: Tuning's fields (api/tuning.py),
     # with the option table's defaults (nvmecontrol/options.py).
     num_io_queues: int = default("num_io_queues")
     queue_size: int = default("queue_size")  # 0: CAP.MQES + 1 (capped)

@@ -18,17 +18,17 @@ def command(
     key: Annotated[str, typer.Option("-k", "--key", help="The DHHC-1:NN:<base64>: secret.")],
     fmt: OutputFormat = Format.text,
 ):
+    from nvmecontrol.api.keys import check_key
     from nvmecontrol.errors import UsageError
-    from nvmecontrol.wire.dhchap_key import BadSecret, key_crc, parse_secret
 
     try:
-        parsed = parse_secret(key.strip())
-    except BadSecret as exc:
+        checked = check_key(key.strip())
+    except UsageError as exc:
         raise UsageError(f"invalid key: {exc}") from None
-    crc = key_crc(parsed.secret)
     if fmt is Format.json:
-        emit_json({"valid": True, "hmac": parsed.transform, "key_length": len(parsed.secret),
-                   "crc": f"{crc:08x}"})
+        emit_json({"valid": True, "hmac": checked.hmac, "key_length": checked.key_length,
+                   "crc": f"{checked.crc:08x}"})
     else:
         # nvme-cli's wording, so scripts that grep it keep working.
-        emit(f"Key is valid (HMAC {parsed.transform}, length {len(parsed.secret)}, CRC {crc:08x})")
+        emit(f"Key is valid (HMAC {checked.hmac}, length {checked.key_length}, "
+             f"CRC {checked.crc:08x})")

@@ -2,21 +2,16 @@
 
 FreeBSD syntax (``connect [-FGg] [-c cntl-id] [-i queues] [-k s] [-l s]
 [-r s] [-t tcp] [-q HostNQN] [-Q entries] address SubNQN``); the address
-needs an explicit port.  The association is built and checked here first
-(pre-flight: a refused host, an authentication requirement, a queue size
-the controller cannot take all fail with the decoded status), then the
-backend takes it over.  An existing association to the same subsystem,
-address and host is reported, not duplicated.
+needs an explicit port.  ``api.fabrics.connect`` builds and checks the
+association first (pre-flight: a refused host, an authentication
+requirement, a queue size the controller cannot take all fail with the
+decoded status), then the backend takes it over.  An existing association
+to the same subsystem, address and host is reported, not duplicated.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-from dataclasses import dataclass
-from typing import Annotated
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -36,62 +31,31 @@ from nvmecontrol.errors import UsageError
 from nvmecontrol.options import CNTLID_DYNAMIC
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
-    from nvmecontrol.backends.base import AssociationBackend
-    from nvmecontrol.backends.model import ControllerInfo
-    from nvmecontrol.hostid import HostIdentity
-    from nvmecontrol.transport.address import Address
+    from nvmecontrol.api.addresses import Address
+    from nvmecontrol.api.fabrics import Connected
+    from nvmecontrol.api.hosts import HostIdentity
 
 
-@dataclass(slots=True)
-class Connected:
-    info: ControllerInfo
-    existing: bool
+def establish(backend, address: Address, subnqn: str, host: HostIdentity, tuning: Tuning, *,
+              cntlid: int = CNTLID_DYNAMIC, dle: bytes | None = None) -> Connected:
+    """``api.fabrics.connect``, a refused Connect explained with the options that set it."""
+    from nvmecontrol.api import fabrics
+
+    with refusal_explained(subnqn, host, tuning, cntlid):
+        return fabrics.connect(address, subnqn, backend=backend, host=host, tuning=tuning,
+                               cntlid=cntlid, dle=dle)
 
 
-def establish(backend: AssociationBackend, address: Address, subnqn: str, host: HostIdentity,
-              tuning: Tuning, *, cntlid: int = CNTLID_DYNAMIC, dle: bytes | None = None
-              ) -> Connected:
-    """Connect ``subnqn`` at ``address`` unless the same association exists.
-
-    Find-or-create runs under one lock per (SubNQN, host NQN), across
-    processes: four ``connect``s started together make one association and
-    three "already connected".  The association is recorded with the numeric
-    address that answered, so ``localhost:P`` and ``127.0.0.1:P`` are one.
-    """
-    from nvmecontrol.backends import runtime
-    from nvmecontrol.host.association import connect_association
-
-    params = tuning.params(address.host, str(address.port), subnqn, host, cntlid=cntlid)
-    with runtime.locked(association_lock(subnqn, host.hostnqn)):
-        existing = backend.find(params)
-        if existing is not None:
-            return Connected(existing, True)
-        with explained(Asked(subnqn, host.hostnqn, str(host.hostid), cntlid,
-                             tuning.queue_size, tuning.num_io_queues)):
-            assoc = connect_association(address, subnqn, host, params.association_params())
-        try:
-            numeric = dataclasses.replace(params, traddr=assoc.peer_host or params.traddr)
-            existing = backend.find(numeric) if numeric.traddr != params.traddr else None
-            if existing is not None:
-                assoc.shutdown()
-                return Connected(existing, True)
-            info = backend.connect(assoc, numeric, dle)
-        except BaseException:
-            assoc.close()
-            raise
-    return Connected(info, False)
-
-
-def association_lock(subnqn: str, hostnqn: str) -> str:
-    """The lock file name of one (SubNQN, host NQN) pair (NQNs may hold any byte)."""
-    digest = hashlib.sha256(f"{subnqn}\0{hostnqn}".encode("utf-8", "surrogateescape")).hexdigest()
-    return f"assoc-{digest[:32]}"
+def refusal_explained(subnqn: str, host: HostIdentity, tuning: Tuning, cntlid: int):
+    """A Connect refusal raised within, explained with what was asked (``refusal``)."""
+    return explained(Asked(subnqn, host.hostnqn, str(host.hostid), cntlid, tuning.queue_size,
+                           tuning.num_io_queues))
 
 
 def host_for(hostnqn, hostid) -> HostIdentity:
-    from nvmecontrol.hostid import resolve_host_identity
+    from nvmecontrol.api.hosts import resolve_host
 
-    host = resolve_host_identity(hostnqn, hostid)
+    host = resolve_host(hostnqn, hostid)
     # A command that connects is where a host ID / host NQN mismatch matters.
     for w in host.warnings + ([host.mismatch] if host.mismatch else []):
         warn(w)
@@ -138,9 +102,9 @@ def command(
     config: ConfigFile = D.config,
     dump_config: DumpConfig = D.dump_config,
 ):
+    from nvmecontrol.api.addresses import parse_address
+    from nvmecontrol.api.hosts import DISCOVERY_NQN, validate_nqn
     from nvmecontrol.cli import fabrics_config
-    from nvmecontrol.nqn import DISCOVERY_NQN, validate_nqn
-    from nvmecontrol.transport.address import parse_address
 
     check_transport(transport)
     check_flow_control(flow_control, disable_sqflow)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from nvmecontrol.cli import backend_choice
-from nvmecontrol.cli.connect import Connected, establish, host_for
+from nvmecontrol.cli.connect import establish, host_for, refusal_explained
 from nvmecontrol.cli.connect_options import (Backend, ConfigFile, CtrlLossTmo, DisableSqflow,
                                              DumpConfig, FlowControl, KeepAliveTmo, NbdListen,
                                              NoAttach, NrIoQueues, QueueSize, ReconnectDelay,
@@ -34,10 +34,13 @@ from nvmecontrol.cli.exitcodes import exit_code_for
 from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS, Transport, check_dhchap,
-                                     check_transport, dhchap_keys, table_option)
+                                     check_transport, table_option)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
 from nvmecontrol.errors import NvmeControlError
-from nvmecontrol.options import CNTLID_DYNAMIC, DISCOVERY_KATO_S
+from nvmecontrol.options import CNTLID_DYNAMIC
+
+if TYPE_CHECKING:
+    from nvmecontrol.api.fabrics import Connected
 
 
 @dataclass(slots=True)
@@ -65,18 +68,6 @@ class EntryResult:
             names = ", ".join([info.name] + [ns.name for ns in info.namespaces])
             return ("already connected: " if self.connected.existing else "connected: ") + names
         return f"skipped: {self.skipped}" if self.skipped else f"failed: {self.error}"
-
-
-def skip_reason(e) -> str:
-    from nvmecontrol.wire.discovery import AdrFam, TcpSecType, TrType
-
-    if e.trtype != TrType.TCP:
-        return f"unsupported transport {e.trtype}"
-    if e.adrfam not in (AdrFam.IPV4, AdrFam.IPV6):
-        return f"unsupported address family {e.adrfam}"
-    if e.sectype not in (TcpSecType.NONE,):
-        return "requires TLS, which nvmecontrol does not support"
-    return ""
 
 
 def command(
@@ -109,14 +100,12 @@ def command(
     config: ConfigFile = D.config,
     dump_config: DumpConfig = D.dump_config,
 ):
+    from nvmecontrol.api.addresses import DISCOVERY_PORT, format_address, parse_address
+    from nvmecontrol.api.discovery import read_discovery
+    from nvmecontrol.api.fabrics import connect_entry, unusable
     from nvmecontrol.cli import fabrics_config
     from nvmecontrol.cli.discover import remember_nqns
     from nvmecontrol.cli.table import progress
-    from nvmecontrol.host.association import AssociationParams
-    from nvmecontrol.host.discovery import walk_referrals
-    from nvmecontrol.transport.address import (DISCOVERY_PORT, Address, format_address,
-                                               parse_address)
-    from nvmecontrol.wire.discovery import encode_discovery_entry
 
     check_transport(transport)
     check_flow_control(flow_control, disable_sqflow)
@@ -143,10 +132,10 @@ def command(
             disc_secret, disc_ctrl_secret = _discovery_secrets(
                 config_ports, where_, disc_address, hosts[key].hostnqn, dhchap_secret,
                 dhchap_ctrl_secret, line_secret)
-            walk = walk_referrals(disc_address, hosts[key], AssociationParams(
-                kato_s=DISCOVERY_KATO_S, timeout_s=timeout,
-                **dict(zip(("dhchap_secret", "dhchap_ctrl_secret"),
-                           dhchap_keys(disc_secret, disc_ctrl_secret)))))
+            check_dhchap(disc_secret, disc_ctrl_secret)
+            walk = read_discovery(where_, hostnqn=hosts[key].hostnqn,
+                                  hostid=str(hosts[key].hostid), walk=True, timeout=timeout,
+                                  dhchap_secret=disc_secret, dhchap_ctrl_secret=disc_ctrl_secret)
         except NvmeControlError as err:
             if address is not None:
                 raise
@@ -154,10 +143,10 @@ def command(
             warn(f"{where_}: {err}")
             unreachable.append(err)
             continue
-        remember_nqns(where_, walk.entries)
+        remember_nqns(where_, walk.log.entries)
         for err in walk.errors:
             warn(f"referral skipped: {err}")
-        found += [(e, hosts[key], disc_secret) for e in walk.entries]
+        found += [(e, hosts[key], disc_secret) for e in walk.log.entries]
     tuning = Tuning.from_options(
         nr_io_queues=nr_io_queues, queue_size=queue_size, keep_alive_tmo=keep_alive_tmo,
         reconnect_delay=reconnect_delay, ctrl_loss_tmo=ctrl_loss_tmo, hdr_digests=hdr_digests,
@@ -176,14 +165,14 @@ def command(
         for e, host, host_secret in found:
             where = format_address(e.traddr, e.trsvcid)
             r = EntryResult(e.subnqn, where)
-            r.skipped = skip_reason(e)
+            r.skipped = unusable(e)
             if not r.skipped:
                 try:
-                    a = Address(e.traddr, int(e.trsvcid), where)
                     t = _entry_tuning(tuning, config_ports, e, host.hostnqn, host_secret)
-                    r.connected = establish(
-                        chosen, a, e.subnqn, host, t, dle=encode_discovery_entry(e),
-                        cntlid=e.cntlid if forced_cntlid is None else forced_cntlid)
+                    cntlid_ = e.cntlid if forced_cntlid is None else forced_cntlid
+                    with refusal_explained(e.subnqn, host, t, cntlid_):
+                        r.connected = connect_entry(e, backend=chosen, host=host, tuning=t,
+                                                    cntlid=cntlid_)
                 except ValueError:
                     r.skipped = f"invalid port {e.trsvcid!r}"
                 except NvmeControlError as err:
@@ -206,8 +195,8 @@ def command(
 def _connect_port(ctx, chosen, port, tuning: Tuning, forced_cntlid, *, host_for_key, hostnqn,
                   hostid) -> EntryResult:
     """One port of config.json, with its settings where the command line gave none."""
+    from nvmecontrol.api.addresses import parse_address
     from nvmecontrol.cli import fabrics_config
-    from nvmecontrol.transport.address import parse_address
 
     r = EntryResult(port.subnqn, port.address)
     try:
@@ -230,8 +219,8 @@ def _discovery_secrets(config_ports, where: str, address, hostnqn: str, secret, 
     The command line's, else the discovery.conf line's host secret, else
     those of config.json's port of the discovery subsystem at that address.
     """
+    from nvmecontrol.api.hosts import DISCOVERY_NQN
     from nvmecontrol.cli import fabrics_config
-    from nvmecontrol.nqn import DISCOVERY_NQN
 
     port = fabrics_config.port_for_address(config_ports, DISCOVERY_NQN, where, address, hostnqn)
     configured = port.options if port is not None else {}

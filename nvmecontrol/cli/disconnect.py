@@ -18,35 +18,6 @@ from nvmecontrol.cli.output import Format, emit, emit_json
 from nvmecontrol.errors import NotFound, UsageError
 
 
-def run(target: str) -> list[str]:
-    """Disconnect a device or namespace name, else a subsystem NQN."""
-    from nvmecontrol.backends import select
-    from nvmecontrol.nqn import looks_like_nqn
-
-    for backend in select.present():
-        if backend.owns(target):
-            return backend.disconnect(target)
-    if _is_device_name(target):
-        raise NotFound(f"no controller {target} (nvmecontrol devlist lists them)")
-    if not looks_like_nqn(target):
-        raise UsageError(f"{target!r} is neither a device name (nvmeX, nvmeXnY, nvmeuN) "
-                         "nor a subsystem NQN")
-    return disconnect_nqn(target)
-
-
-def disconnect_nqn(subnqn: str) -> list[str]:
-    """Every controller of ``subnqn``, whichever backend holds it."""
-    from nvmecontrol.backends import select
-
-    names = []
-    for backend in select.present():
-        if any(c.subnqn == subnqn for c in backend.list()):
-            names += backend.disconnect(subnqn)
-    if not names:
-        raise NotFound(f"no controller is connected to {subnqn}")
-    return names
-
-
 def disconnect_each(items: list[str], one) -> tuple[list[str], list[str]]:
     """``one(item)`` for every item of a list: (what was disconnected, what was not there).
 
@@ -60,12 +31,6 @@ def disconnect_each(items: list[str], one) -> tuple[list[str], list[str]]:
         except NotFound as e:
             missing.append(str(e))
     return names, missing
-
-
-def _is_device_name(text: str) -> bool:
-    from nvmecontrol.backends.names import parse_device_name, parse_session_name
-
-    return parse_device_name(text) is not None or parse_session_name(text) is not None
 
 
 def _items(text: str) -> list[str]:
@@ -96,6 +61,8 @@ def command(
         help="Disconnect these controllers (nvme-cli's spelling; /dev/ optional).")] = None,
     fmt: OutputFormat = Format.text,
 ):
+    from nvmecontrol.api.fabrics import disconnect, disconnect_subsystem, is_device_name
+
     given = sum(x is not None for x in (target, nqn, device))
     if given == 0:
         raise UsageError("Missing argument 'DEVICE|NAMESPACE|SUBNQN' (or -n NQN, -d DEVICE). "
@@ -104,17 +71,17 @@ def command(
         raise UsageError("give only one of DEVICE|NAMESPACE|SUBNQN, -n NQN[,NQN...] and "
                          "-d DEVICE[,DEVICE...]")
     if target is not None:
-        emit_disconnected(run(target), fmt)
+        emit_disconnected(disconnect(target), fmt)
         return
     if nqn is not None:
-        names, missing = disconnect_each(_items(nqn), disconnect_nqn)
+        names, missing = disconnect_each(_items(nqn), disconnect_subsystem)
     else:
         devices = _items(device)
         for name in devices:  # every name checked before anything is disconnected
-            if not _is_device_name(name):
+            if not is_device_name(name):
                 raise UsageError(f"-d {name}: not a device name "
                                  "(nvmeX, nvmeXnY, nvmeuN, nvmeuNnsM)")
-        names, missing = disconnect_each(devices, run)
+        names, missing = disconnect_each(devices, disconnect)
     emit_disconnected(names, fmt)
     if missing:
         raise NotFound("; ".join(missing))

@@ -11,14 +11,7 @@ from nvmecontrol.cli.options import OutputFormat
 from nvmecontrol.cli.output import Format
 
 
-def run() -> list[str]:
-    from nvmecontrol.backends import select
-
-    names = []
-    for backend in select.present():
-        names += backend.disconnect_all()
-    return names
-
-
 def command(fmt: OutputFormat = Format.text):
-    emit_disconnected(run(), fmt)
+    from nvmecontrol.api.fabrics import disconnect_all
+
+    emit_disconnected(disconnect_all(), fmt)

@@ -11,60 +11,27 @@ nvme-cli's config.json port of the discovery subsystem at that address, as
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DhchapCtrlSecret, DhchapSecret, HostId, HostNqn, OutputFormat,
-                                     TimeoutS, Transport, check_transport, dhchap_keys)
+                                     TimeoutS, Transport, check_dhchap, check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
-from nvmecontrol.options import DISCOVERY_KATO_S
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
-    from nvmecontrol.host.discovery import DiscoveryLog
-    from nvmecontrol.wire.identify import IdentifyController
-
-
-@dataclass(slots=True)
-class DiscoverResult:
-    log: DiscoveryLog
-    cdata: IdentifyController | None = None  # with -v, as the association decoded it
-    visited: list[str] | None = None  # with --walk
-    errors: list[str] | None = None
+    from nvmecontrol.api.discovery import Discovery
 
 
 def run(address_text: str, *, hostnqn=None, hostid=None, verbose=False, walk=False,
-        timeout_s=D.timeout, dhchap_secret=None, dhchap_ctrl_secret=None) -> DiscoverResult:
-    from nvmecontrol.host.association import AssociationParams
-    from nvmecontrol.host.discovery import DiscoveryLog, discover, walk_referrals
-    from nvmecontrol.hostid import resolve_host_identity
-    from nvmecontrol.transport.address import DISCOVERY_PORT, parse_address
-    from nvmecontrol.wire.discovery import DiscoveryHeader
+        timeout_s=D.timeout, dhchap_secret=None, dhchap_ctrl_secret=None) -> Discovery:
+    from nvmecontrol.api.discovery import read_discovery
 
-    host_key, ctrl_key = dhchap_keys(dhchap_secret, dhchap_ctrl_secret)
-    address = parse_address(address_text, default_port=DISCOVERY_PORT)
-    host = resolve_host_identity(hostnqn, hostid)
-    for w in host.warnings:
-        warn(w)
-    params = AssociationParams(kato_s=DISCOVERY_KATO_S, timeout_s=timeout_s,
-                               dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
-    if walk:
-        res = walk_referrals(address, host, params)
-        header = DiscoveryHeader(0, len(res.entries), 0)
-        return DiscoverResult(DiscoveryLog(header, res.entries), visited=res.visited,
-                              errors=res.errors)
-    # One discovery controller: --timeout bounds the whole exchange, not each
-    # of its dozen commands.
-    params.deadline = time.monotonic() + timeout_s
-    log, assoc = discover(address, host, params, verbose=verbose)
-    cdata = None
-    if assoc is not None:
-        cdata = assoc.cdata
-        assoc.shutdown()
-    return DiscoverResult(log, cdata)
+    check_dhchap(dhchap_secret, dhchap_ctrl_secret)
+    return read_discovery(address_text, hostnqn=hostnqn, hostid=hostid, identify=verbose,
+                          walk=walk, timeout=timeout_s, dhchap_secret=dhchap_secret,
+                          dhchap_ctrl_secret=dhchap_ctrl_secret, warn=warn)
 
 
 def remember_nqns(address_text: str, entries) -> None:
@@ -74,39 +41,33 @@ def remember_nqns(address_text: str, entries) -> None:
     because ``connect`` is given the I/O controller's address, which is
     usually not the discovery controller's (port 8009 vs 4420).
     """
+    from nvmecontrol.api.discovery import is_referral, subsystems_by_address
     from nvmecontrol.cli import discovery_cache
-    from nvmecontrol.host.discovery import is_referral
-    from nvmecontrol.transport.address import format_address
 
-    subsystems = [e for e in entries if not is_referral(e)]
-    discovery_cache.save(address_text, (e.subnqn for e in subsystems))
-    by_address: dict[str, list[str]] = {}
-    for e in subsystems:
-        if e.traddr and e.trsvcid:
-            by_address.setdefault(format_address(e.traddr, e.trsvcid), []).append(e.subnqn)
-    for text, nqns in by_address.items():
+    discovery_cache.save(address_text, (e.subnqn for e in entries if not is_referral(e)))
+    for text, nqns in subsystems_by_address(entries).items():
         if text != address_text:
             discovery_cache.save(text, nqns)
 
 
-def render_text(r: DiscoverResult) -> str:
+def render_text(r: Discovery) -> str:
     from nvmecontrol.cli.render.discovery import render_discovery_text
     from nvmecontrol.cli.render.identify import render_controller_text
 
     parts = []
-    if r.cdata is not None:
-        parts.append(render_controller_text(r.cdata) + "\n")
+    if r.controller is not None:
+        parts.append(render_controller_text(r.controller) + "\n")
     parts.append(render_discovery_text(r.log.header, r.log.entries))
     return "".join(parts)
 
 
-def render_json(r: DiscoverResult) -> dict:
+def render_json(r: Discovery) -> dict:
     from nvmecontrol.cli.render.discovery import discovery_to_json
     from nvmecontrol.cli.render.identify import controller_to_json
 
     out = discovery_to_json(r.log.header, r.log.entries)
-    if r.cdata is not None:
-        out["controller"] = controller_to_json(r.cdata)
+    if r.controller is not None:
+        out["controller"] = controller_to_json(r.controller)
     if r.visited is not None:
         out["visited"] = r.visited
         out["errors"] = r.errors

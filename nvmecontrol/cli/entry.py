@@ -19,7 +19,8 @@ import sys
 # first build its enums, a millisecond in which Ctrl-C still ends in a traceback.
 import _signal
 
-EX_INTERRUPTED = 130  # as exitcodes.EX_INTERRUPTED, without importing the CLI first
+# The shared status table imports nothing, so reading it here loads no CLI.
+from nvmecontrol.exitcodes import EX_INTERRUPTED
 
 
 def _interrupted_while_loading(_signum, _frame) -> None:

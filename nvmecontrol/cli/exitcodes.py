@@ -10,25 +10,24 @@ from __future__ import annotations
 import errno
 
 from nvmecontrol import errors as E
-
-# The statuses themselves are shared with nvmfd; re-exported for the callers here.
-from nvmecontrol.exitcodes import (EX_INTERRUPTED, EX_IOERR, EX_NOHOST, EX_NOINPUT,  # noqa: F401
-                                   EX_NOPERM, EX_OK, EX_OSERR, EX_PROTOCOL, EX_SOFTWARE,
-                                   EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE)
+from nvmecontrol import exitcodes as S
+# The statuses are the table nvmfd shares; its names are this module's too, for
+# its callers, without a list here to keep in step with it.
+from nvmecontrol.exitcodes import *  # noqa: F401,F403
 
 # Most specific first: the first matching family wins.
 EXIT_CODES: list[tuple[type, int, str]] = [
-    (E.UsageError, EX_USAGE, "bad argument: NQN, address, option value"),
-    (E.NotFound, EX_NOINPUT, "no such device, session or subsystem"),
-    (E.ConnectError, EX_NOHOST, "cannot reach the address (refused, unreachable, DNS)"),
-    (E.Unsupported, EX_UNAVAILABLE, "a required feature is missing on either side"),
-    (E.HostRefused, EX_NOPERM, "the controller does not allow this host NQN"),
-    (E.CommandFailed, EX_IOERR, "an NVMe command failed with the status shown"),
-    (E.ConnectionLost, EX_IOERR, "the connection dropped or the peer sent a TermReq"),
-    (E.DeviceError, EX_OSERR, "a local device, ioctl or kernel interface failed"),
-    (E.PeerTimeout, EX_TEMPFAIL, "the peer stopped answering in time"),
-    (E.PeerProtocolError, EX_PROTOCOL, "the peer broke the NVMe/TCP protocol"),
-    (E.LocalProtocolError, EX_SOFTWARE, "internal error: nvmecontrol broke the protocol"),
+    (E.UsageError, S.EX_USAGE, "bad argument: NQN, address, option value"),
+    (E.NotFound, S.EX_NOINPUT, "no such device, session or subsystem"),
+    (E.ConnectError, S.EX_NOHOST, "cannot reach the address (refused, unreachable, DNS)"),
+    (E.Unsupported, S.EX_UNAVAILABLE, "a required feature is missing on either side"),
+    (E.HostRefused, S.EX_NOPERM, "the controller does not allow this host NQN"),
+    (E.CommandFailed, S.EX_IOERR, "an NVMe command failed with the status shown"),
+    (E.ConnectionLost, S.EX_IOERR, "the connection dropped or the peer sent a TermReq"),
+    (E.DeviceError, S.EX_OSERR, "a local device, ioctl or kernel interface failed"),
+    (E.PeerTimeout, S.EX_TEMPFAIL, "the peer stopped answering in time"),
+    (E.PeerProtocolError, S.EX_PROTOCOL, "the peer broke the NVMe/TCP protocol"),
+    (E.LocalProtocolError, S.EX_SOFTWARE, "internal error: nvmecontrol broke the protocol"),
 ]
 
 
@@ -37,9 +36,9 @@ def exit_code_for(exc: BaseException) -> int:
         if isinstance(exc, family):
             return code
     if isinstance(exc, PermissionError):
-        return EX_NOPERM
+        return S.EX_NOPERM
     if isinstance(exc, FileNotFoundError):
-        return EX_NOINPUT
+        return S.EX_NOINPUT
     if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
-        return EX_IOERR
-    return EX_SOFTWARE
+        return S.EX_IOERR
+    return S.EX_SOFTWARE

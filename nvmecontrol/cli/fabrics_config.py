@@ -174,11 +174,11 @@ def port_for_target(target: str, subnqn: str | None, hostnqn: str | None = None,
     theirs (8009 for discovery, 4420 otherwise).  An address that does not
     parse is left to the command, which reports it.
     """
-    from nvmecontrol.backends.names import parse_device_name, parse_session_name
-    from nvmecontrol.nqn import DISCOVERY_NQN
-    from nvmecontrol.transport.address import DISCOVERY_PORT, IO_PORT, parse_address
+    from nvmecontrol.api.addresses import DISCOVERY_PORT, IO_PORT, parse_address
+    from nvmecontrol.api.fabrics import is_device_name
+    from nvmecontrol.api.hosts import DISCOVERY_NQN
 
-    if parse_session_name(target) is not None or parse_device_name(target) is not None:
+    if is_device_name(target):
         return None
     nqn = DISCOVERY_NQN if subnqn is None else subnqn
     try:
@@ -254,7 +254,7 @@ def from_port(ctx, port: Port | None) -> dict:
     return out
 
 
-# The connect option (command parameter) -> the field of connect_options.Tuning.
+# The connect option (command parameter) -> the field of api.tuning.Tuning.
 _TUNING_FIELDS = {
     "nr_io_queues": "num_io_queues", "queue_size": "queue_size", "keep_alive_tmo": "kato_s",
     "reconnect_delay": "reconnect_delay_s", "ctrl_loss_tmo": "ctrl_loss_tmo_s",

@@ -32,8 +32,8 @@ def command(
         "-m", "--hmac", lo=0, hi=0xFF, help="Transform HMAC: 0 none, 1 SHA-256, 2 SHA-384, 3 SHA-512.")] = 0,
     fmt: OutputFormat = Format.text,
 ):
+    from nvmecontrol.api.keys import generate_key
     from nvmecontrol.errors import UsageError
-    from nvmecontrol.wire.dhchap_key import BadSecret, format_secret, generate_secret
 
     raw = None
     if secret is not None:
@@ -42,17 +42,13 @@ def command(
         except ValueError:
             raise UsageError("--secret is not hexadecimal") from None
     if nqn is not None:
-        from nvmecontrol.nqn import validate_nqn
+        from nvmecontrol.api.hosts import validate_nqn
         validate_nqn(nqn, strict=False, what="NQN (-n)")
     elif hmac:
-        from nvmecontrol.hostid import resolve_host_identity
-        nqn = resolve_host_identity(None, None).hostnqn
-    try:
-        key = generate_secret(key_len=key_length, transform=hmac, secret=raw, nqn=nqn)
-        text = format_secret(key)
-    except BadSecret as exc:
-        raise UsageError(str(exc)) from None
+        from nvmecontrol.api.hosts import resolve_host
+        nqn = resolve_host(None, None).hostnqn
+    key = generate_key(key_length=key_length, hmac=hmac, secret=raw, nqn=nqn)
     if fmt is Format.json:
-        emit_json({"key": text, "hmac": key.transform, "key_length": len(key.secret)})
+        emit_json({"key": key.text, "hmac": key.hmac, "key_length": key.key_length})
     else:
-        emit(text)
+        emit(key.text)

@@ -23,19 +23,18 @@ def command(
     hostid: HostId = None,
     fmt: OutputFormat = Format.text,
 ):
-    from nvmecontrol.hostid import generate_hostnqn, resolve_host_identity, write_host_files
-    from nvmecontrol.nqn import uuid_from_nqn
+    from nvmecontrol.api.hosts import generate_hostnqn, hostid_of, resolve_host, write_host_files
 
     if generate:
         nqn = generate_hostnqn()
         if write:
-            write_host_files(nqn, uuid_from_nqn(nqn), overwrite=force)
+            write_host_files(nqn, hostid_of(nqn), overwrite=force)
         if fmt is Format.json:
-            emit_json({"hostnqn": nqn, "hostid": str(uuid_from_nqn(nqn)), "written": write})
+            emit_json({"hostnqn": nqn, "hostid": str(hostid_of(nqn)), "written": write})
         else:
             emit(nqn)
         return
-    ident = resolve_host_identity(hostnqn, hostid)
+    ident = resolve_host(hostnqn, hostid)
     for w in ident.warnings:
         warn(w)
     if verbose and ident.mismatch and fmt is not Format.json:

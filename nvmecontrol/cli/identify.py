@@ -17,11 +17,11 @@ from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_json
-from nvmecontrol.errors import NotFound, UsageError
+from nvmecontrol.errors import UsageError
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
-    from nvmecontrol.cli.device import ConnectOptions
-    from nvmecontrol.wire.identify import IdentifyController, IdentifyNamespace
+    from nvmecontrol.api.admin import ConnectOptions
+    from nvmecontrol.api.structures import IdentifyController, IdentifyNamespace
 
 
 # Without -v, hex dumps stop where the reserved/vendor areas begin, as
@@ -42,22 +42,12 @@ class IdentifyResult:
 
 def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions) -> IdentifyResult:
     from nvmecontrol.cli.device import open_controller
-    from nvmecontrol.wire.identify import (CNS_NAMESPACE, NSID_BROADCAST,
-                                           decode_identify_controller, decode_identify_namespace)
 
     with open_controller(target, subnqn, opts) as ctrl:
         if nsid is None:
-            nsid = ctrl.namespace_nsid or 0
-        if nsid == 0:
-            raw = ctrl.identify_controller()
-            return IdentifyResult(raw, 0, decode_identify_controller(raw))
-        raw = ctrl.identify(CNS_NAMESPACE, nsid)
-        ns = decode_identify_namespace(raw)
-        # An inactive NSID gets a zero-filled structure (NVMe 2.0, Identify
-        # Namespace): NSZE 0 is a namespace that is not there.
-        if nsid != NSID_BROADCAST and ns.nsze == 0:
-            raise NotFound(f"{target}: no such namespace (NSID {nsid} is not active)")
-        return IdentifyResult(raw, nsid, ns)
+            nsid = ctrl.nsid or 0
+        ident = ctrl.identify_namespace(nsid) if nsid else ctrl.identify_controller()
+        return IdentifyResult(ident.raw, nsid, ident.data)
 
 
 def command(

@@ -11,27 +11,18 @@ start-up fast path (``fastpath``) can run it without loading typer.
 
 from __future__ import annotations
 
-from nvmecontrol.cli.exitcodes import EX_UNAVAILABLE
 from nvmecontrol.cli.output import Format, emit, emit_json
-
-
-def run() -> list:
-    """Every ControllerInfo of every backend present."""
-    from nvmecontrol.backends import select
-
-    out = []
-    for backend in select.present():
-        out += backend.list()
-    return out
+from nvmecontrol.exitcodes import EX_UNAVAILABLE
 
 
 def show(human: bool, fmt: Format, verbose: bool = False) -> int:
+    from nvmecontrol.api.fabrics import controllers as every_controller
     from nvmecontrol.cli.render.devices import (DEVLIST_COLUMNS, DEVLIST_LONG_COLUMNS,
                                                 devlist_json, devlist_rows, render_devlist_text,
                                                 render_topology_text, topology_json)
     from nvmecontrol.cli.table import is_terminal, print_table
 
-    controllers = run()
+    controllers = every_controller()
     if fmt is Format.json:
         emit_json((topology_json if verbose else devlist_json)(controllers))
         return 0

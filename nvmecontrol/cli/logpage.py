@@ -5,7 +5,7 @@ FreeBSD syntax: ``logpage -p page [-x] [-b] [-v vendor] [-f LSP] [-i LSI]
 ``-v help`` lists the known pages; ``-x`` dumps hex, ``-b`` writes the raw
 page; pages without a printer fall back to hex.  The discovery log (0x70)
 is readable here too (FreeBSD only shows it through ``discover``), fetched by
-``host.discovery`` as ``discover`` fetches it.
+``api.admin`` as ``discover`` fetches it (GENCTR stable).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from nvmecontrol.cli.output import Format, emit, emit_binary, emit_json
 from nvmecontrol.errors import Unsupported, UsageError
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
-    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.api.admin import ConnectOptions
+    from nvmecontrol.api.structures import IdentifyController
     from nvmecontrol.cli.render.logpage import DecodedPage
-    from nvmecontrol.wire.identify import IdentifyController
 
 
 # Names accepted by -p besides numbers (also offered by the completions).
-# The values are wire.logpages.LogPage's (a test keeps them equal), as plain
+# The values are api.structures.LogPage's (a test keeps them equal), as plain
 # numbers so that `logpage --help` does not load the wire layer.
 PAGE_NAMES = {
     "error": 0x01, "smart": 0x02, "health": 0x02, "fw": 0x03, "firmware": 0x03,
@@ -57,24 +57,20 @@ def parse_page(text: str) -> int:
 class LogPageResult:
     """The page and the controller's Identify data, each decoded once, here."""
 
-    page: DecodedPage  # for the discovery log, .log is host's DiscoveryLog
+    page: DecodedPage  # for the discovery log, .log is the API's DiscoveryLog
     cdata: IdentifyController
 
 
 def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 0,
         rae: bool = False, nsid: int | None = None, opts: ConnectOptions) -> LogPageResult:
+    from nvmecontrol.api.structures import LPA_SMART_PER_NS, NSID_BROADCAST, LogPage
     from nvmecontrol.cli.device import open_controller
     from nvmecontrol.cli.render.logpage import DecodedPage, decode_logpage, logpage_size
-    from nvmecontrol.host.discovery import fetch_discovery_log
-    from nvmecontrol.wire.admin import GetLogPage
-    from nvmecontrol.wire.identify import (LPA_SMART_PER_NS, NSID_BROADCAST,
-                                           decode_identify_controller)
-    from nvmecontrol.wire.logpages import LogPage
 
     with open_controller(target, subnqn, opts) as ctrl:
-        cdata = decode_identify_controller(ctrl.identify_controller())
+        cdata = ctrl.identify_controller().data
         if nsid is None:
-            nsid = ctrl.namespace_nsid
+            nsid = ctrl.nsid
         if nsid not in (None, 0, NSID_BROADCAST):
             if page != LogPage.SMART:
                 raise UsageError(f"log page {page} valid only at controller level")
@@ -84,10 +80,10 @@ def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 
                                   "information (LPA bit 0); -n 0xffffffff asks for the "
                                   "controller's")
         if page == LogPage.DISCOVERY:
-            log = fetch_discovery_log(ctrl, lsp=lsp, rae=rae)
+            log = ctrl.discovery_log(lsp=lsp, rae=rae)
             return LogPageResult(DecodedPage(page, log.raw, log), cdata)
-        raw = ctrl.get_log_page(GetLogPage(lid=page, length=logpage_size(page, cdata), lsp=lsp,
-                                           lsi=lsi, rae=rae, nsid=nsid or NSID_BROADCAST))
+        raw = ctrl.log_page(page, logpage_size(page, cdata), lsp=lsp, lsi=lsi, rae=rae,
+                            nsid=nsid or NSID_BROADCAST)
         return LogPageResult(decode_logpage(page, raw), cdata)
 
 
@@ -115,9 +111,9 @@ def command(
 ):
     from nvmecontrol.cli.fabrics_config import network_options
     from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
+    from nvmecontrol.api.structures import LogPage
     from nvmecontrol.cli.render.logpage import (hexdump, logpage_to_json, render_logpage_help,
                                                 render_logpage_text)
-    from nvmecontrol.wire.logpages import LogPage
 
     if fmt is Format.json and (hex_ or binary or vendor == "help"):
         raise UsageError(f"{'-x' if hex_ else '-b' if binary else '-v help'} "

@@ -18,6 +18,7 @@ from nvmecontrol.cli.output import Format
 from nvmecontrol.errors import UsageError
 from nvmecontrol.options import OPTIONS
 
+
 def table_option(name: str, **override):
     """The typer option of ``name`` in the option table (nvmecontrol/options.py).
 
@@ -64,7 +65,7 @@ def check_transport(transport: str) -> None:
 
 def check_dhchap(secret: str | None, ctrl_secret: str | None) -> None:
     """Both secrets well formed (form, length, CRC), as one line naming the option."""
-    from nvmecontrol.wire.dhchap_key import BadSecret, parse_secret
+    from nvmecontrol.api.keys import check_key
 
     if ctrl_secret and not secret:
         raise UsageError("--dhchap-ctrl-secret needs --dhchap-secret (the host authenticates "
@@ -72,16 +73,7 @@ def check_dhchap(secret: str | None, ctrl_secret: str | None) -> None:
     for option, text in (("--dhchap-secret", secret), ("--dhchap-ctrl-secret", ctrl_secret)):
         if text:
             try:
-                parse_secret(text)
-            except BadSecret as exc:
+                check_key(text)
+            except UsageError as exc:
                 raise UsageError(f"{option}: {exc}") from None
-
-
-def dhchap_keys(secret: str | None, ctrl_secret: str | None):
-    """(host key, controller key) parsed for AssociationParams, after ``check_dhchap``."""
-    from nvmecontrol.wire.dhchap_key import parse_secret
-
-    check_dhchap(secret, ctrl_secret)
-    return (parse_secret(secret) if secret else None,
-            parse_secret(ctrl_secret) if ctrl_secret else None)
 

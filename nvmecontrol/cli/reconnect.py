@@ -22,7 +22,6 @@ from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, HdrDigest, HostId, HostNqn, OutputFormat,
                                      TimeoutS, Transport, check_transport)
 from nvmecontrol.cli.output import Format, emit, emit_json
-from nvmecontrol.errors import NotFound, UsageError
 
 
 def command(
@@ -44,31 +43,17 @@ def command(
     fmt: OutputFormat = Format.text,
     timeout: TimeoutS = D.timeout,
 ):
-    from nvmecontrol.backends import select
+    from nvmecontrol.api.fabrics import reconnect
     from nvmecontrol.cli.render.devices import address_text
-    from nvmecontrol.hostid import resolve_host_identity
-    from nvmecontrol.transport.address import parse_address
 
     check_transport(transport)
     check_flow_control(flow_control, disable_sqflow)
-    backend = select.owner_of(device)
-    params = None
-    if address is not None:
-        found = next((c for c in backend.list() if c.name == device), None)
-        if found is None:
-            raise NotFound(f"no controller {device} (see nvmecontrol devlist)")
-        saved = found.params
-        if saved is None:
-            raise UsageError(f"{device} has no saved parameters to reconnect with")
-        addr = parse_address(address, default_port=None, command="reconnect")
-        host = resolve_host_identity(hostnqn or saved.hostnqn, hostid or saved.hostid)
-        tuning = Tuning.from_options(
-            nr_io_queues=nr_io_queues, queue_size=queue_size, keep_alive_tmo=keep_alive_tmo,
-            reconnect_delay=reconnect_delay, ctrl_loss_tmo=ctrl_loss_tmo,
-            hdr_digests=hdr_digests, data_digests=data_digests, flow_control=flow_control,
-            timeout=timeout)
-        params = tuning.params(addr.host, str(addr.port), saved.subnqn, host, cntlid=saved.cntlid)
-    info = backend.reconnect(device, params)
+    tuning = Tuning.from_options(
+        nr_io_queues=nr_io_queues, queue_size=queue_size, keep_alive_tmo=keep_alive_tmo,
+        reconnect_delay=reconnect_delay, ctrl_loss_tmo=ctrl_loss_tmo, hdr_digests=hdr_digests,
+        data_digests=data_digests, flow_control=flow_control, timeout=timeout)
+    # Without an address the saved parameters are used and the options are not.
+    info = reconnect(device, address, tuning=tuning, hostnqn=hostnqn, hostid=hostid)
     if fmt is Format.json:
         emit_json({"controller": info.to_json()})
     else:

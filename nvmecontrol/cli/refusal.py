@@ -1,8 +1,9 @@
 """A Connect refused with Invalid Parameters, said with the field and the value given.
 
-The controller points at the offending byte (IATTR/IPO, decoded by
-``wire.status.connect_invalid_field``); "byte 256 of the Connect data" means
-nothing to a user, "the controller does not offer subsystem NQN 'x'" does.
+The controller points at the offending byte (IATTR/IPO; the API names the
+field, ``api.fabrics.connect_refusal``); "byte 256 of the Connect data"
+means nothing to a user, "the controller does not offer subsystem NQN 'x'"
+does, with the option that set it.
 """
 
 from __future__ import annotations
@@ -47,23 +48,16 @@ def explain_field(field: str, asked: Asked) -> str:
 
 def explain(e: CommandFailed, asked: Asked) -> CommandFailed:
     """``e`` with its message naming the field, when it is an Invalid Parameters refusal."""
-    from nvmecontrol.wire.fabrics import parse_connect_invalid
-    from nvmecontrol.wire.status import (SC_CONNECT_INVALID_PARAM, SCT_COMMAND_SPECIFIC,
-                                         connect_invalid_field, decode_status)
+    from nvmecontrol.api.fabrics import connect_refusal
 
-    cqe = getattr(e, "cqe", None)
-    st = decode_status(e.status)
-    if cqe is None or (int(st.sct), st.sc) != (SCT_COMMAND_SPECIFIC, SC_CONNECT_INVALID_PARAM):
-        return e
-    ipo, in_data = parse_connect_invalid(cqe.dw0)
-    field = connect_invalid_field(ipo, in_data)
-    if field is None:
+    refusal = connect_refusal(e)
+    if refusal is None:
         return e
     head = str(e).split("; invalid parameter at", 1)[0]
     # The field and the value first; the offset stays, last, for protocol work.
-    where = "Connect data" if in_data else "Connect command"
-    e.args = (f"{head}: {field}: {explain_field(field, asked)} "
-              f"(invalid parameter at byte {ipo} of the {where})",)
+    where = "Connect data" if refusal.in_data else "Connect command"
+    e.args = (f"{head}: {refusal.field}: {explain_field(refusal.field, asked)} "
+              f"(invalid parameter at byte {refusal.offset} of the {where})",)
     return e
 
 

@@ -31,19 +31,17 @@ import typer
 
 from nvmecontrol.cli.commands import BY_NAME
 from nvmecontrol.cli.numbers import NumberOption
+from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
 from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
                                      HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_json
 from nvmecontrol.errors import UsageError
 
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
-    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.api.admin import ConnectOptions
+    from nvmecontrol.api.reservations import ReservationReport
 
 ACTIONS = BY_NAME["resv"].actions
-# FreeBSD reads the whole status into 4 KiB; a larger registrant list is read
-# again at its full size, up to this bound on what a controller makes us hold.
-REPORT_LEN = 4096
-MAX_REPORT_LEN = 1 << 20
 U64 = (1 << 64) - 1
 
 # Which options each action takes (by parameter name).
@@ -78,159 +76,27 @@ class ResvRequest:
 class ResvResult:
     action: str
     nsid: int
-    raw: bytes = b""  # report: the Reservation Status data structure
-    extended: bool = False
+    report: ReservationReport | None = None  # report: the Reservation Status, raw and decoded
 
 
 # --- running ----------------------------------------------------------------------
 
-class _IoTarget:
-    """Where the command goes: ``io(sqe, what, write_data, read_len) -> data`` and ``nsid``."""
-
-    def __init__(self, nsid: int, io, close):
-        self.nsid = nsid
-        self.io = io
-        self._close = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._close()
-
-
-def open_io_target(target: str, subnqn: str | None, nsid: int | None,
-                   opts: ConnectOptions) -> _IoTarget:
-    """A namespace to send I/O commands to, from what the user named."""
-    from nvmecontrol.backends.names import parse_device_name, parse_session_name
-
-    session = parse_session_name(target)
-    dev = None if session is not None else parse_device_name(target)
-    if (session is not None or dev is not None) and subnqn is not None:
-        raise UsageError(f"{target} is a device; a subsystem NQN goes only with an address")
-    if session is not None:
-        from nvmecontrol.backends.userspace.session_admin import SessionAdmin
-
-        ns = _one_nsid(target, session[1], nsid)
-        s = SessionAdmin(target)
-        return _IoTarget(ns, lambda sqe, what, data, n: s.io_command(
-            sqe, what, write_data=data, read_len=n)[1], s.close)
-    if dev is not None:
-        if dev.nsid is None:
-            raise UsageError(f"{target}: name a namespace (nvmeXnY): reservations are per "
-                             "namespace")
-        if nsid is not None:
-            raise UsageError(f"{target} names its namespace; -n goes with a session controller "
-                             "or an address")
-        from nvmecontrol.backends.linux_admin import KernelController
-
-        kc = KernelController(dev)
-        return _IoTarget(kc.nsid or dev.nsid, lambda sqe, what, data, n: kc.io_command(
-            sqe, what, write_data=data, read_len=n)[1], kc.close)
-    if subnqn is None:
-        raise UsageError(f"{target}: not a namespace (nvmeXnY, nvmeuNnsM); an address needs "
-                         "a subsystem NQN and -n NSID")
-    if nsid is None:
-        raise UsageError("with an address, -n NSID names the namespace")
-    return _one_shot(target, subnqn, nsid, opts)
-
-
-def _one_nsid(target: str, named: int | None, nsid: int | None) -> int:
-    if named is not None and nsid is not None and named != nsid:
-        raise UsageError(f"{target} names namespace {named}, -n says {nsid}")
-    ns = named if named is not None else nsid
-    if ns is None:
-        raise UsageError(f"{target}: name a namespace (nvmeuNnsM or -n NSID): reservations "
-                         "are per namespace")
-    return ns
-
-
-def _one_shot(target: str, subnqn: str, nsid: int, opts: ConnectOptions) -> _IoTarget:
-    """A one-shot association with one I/O queue, as ``identify ADDRESS SUBNQN`` has."""
-    import time
-
-    from nvmecontrol.cli.device import ONE_SHOT_KATO_S
-    from nvmecontrol.cli.options import dhchap_keys
-    from nvmecontrol.cli.refusal import Asked, explained
-    from nvmecontrol.errors import CommandFailed
-    from nvmecontrol.host.association import AssociationParams, connect_association
-    from nvmecontrol.hostid import resolve_host_identity
-    from nvmecontrol.nqn import validate_nqn
-    from nvmecontrol.transport.address import IO_PORT, parse_address
-    from nvmecontrol.wire.status import describe_status, status_is_error
-
-    validate_nqn(subnqn, strict=False, what="subsystem NQN")
-    address = parse_address(target, default_port=IO_PORT)
-    host = resolve_host_identity(opts.hostnqn, opts.hostid)
-    host_key, ctrl_key = dhchap_keys(opts.dhchap_secret, opts.dhchap_ctrl_secret)
-    params = AssociationParams(hdgst=opts.hdgst, ddgst=opts.ddgst, kato_s=ONE_SHOT_KATO_S,
-                               num_io_queues=1, timeout_s=opts.timeout_s,
-                               deadline=time.monotonic() + opts.timeout_s,
-                               dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
-    with explained(Asked(subnqn, host.hostnqn, str(host.hostid))):
-        assoc = connect_association(address, subnqn, host, params)
-
-    def io(sqe, what, data, read_len):
-        cqe, out = assoc.io[0].execute(sqe, what, write_data=data, read_len=read_len,
-                                       check=False)
-        if status_is_error(cqe.status):
-            raise CommandFailed(f"{what} failed: {describe_status(cqe.status, context='nvm')}",
-                                cqe.status)
-        return out
-
-    return _IoTarget(nsid, io, assoc.shutdown)
-
-
 def run(target: str, subnqn: str | None, nsid: int | None, req: ResvRequest,
         opts: ConnectOptions) -> ResvResult:
-    from nvmecontrol.wire import reservations as R
+    from nvmecontrol.cli.device import open_namespace
 
-    with open_io_target(target, subnqn, nsid, opts) as t:
-        ns = t.nsid
+    with open_namespace(target, subnqn, nsid, opts) as ns:
         if req.action == "acquire":
-            _send(t, R.build_resv_acquire(ns, req.act, req.rtype, iekey=req.iekey),
-                  "Reservation Acquire", R.encode_acquire_data(R.AcquireData(req.crkey, req.prkey)))
+            ns.acquire(req.crkey, prkey=req.prkey, rtype=req.rtype, racqa=req.act,
+                       iekey=req.iekey)
         elif req.action == "register":
-            _send(t, R.build_resv_register(ns, req.act, iekey=req.iekey, cptpl=req.cptpl),
-                  "Reservation Register",
-                  R.encode_register_data(R.RegisterData(req.crkey, req.nrkey)))
+            ns.register(crkey=req.crkey, nrkey=req.nrkey, rrega=req.act, iekey=req.iekey,
+                        cptpl=req.cptpl)
         elif req.action == "release":
-            _send(t, R.build_resv_release(ns, req.act, req.rtype, iekey=req.iekey),
-                  "Reservation Release", R.encode_release_data(R.ReleaseData(req.crkey)))
+            ns.release(req.crkey, rtype=req.rtype, rrela=req.act, iekey=req.iekey)
         else:
-            return ResvResult("report", ns, _report(t, ns, req.eds), req.eds)
-    return ResvResult(req.action, ns)
-
-
-def _report(t: _IoTarget, nsid: int, eds: bool) -> bytes:
-    from nvmecontrol.wire import reservations as R
-
-    length = REPORT_LEN
-    while True:
-        raw = _send(t, R.build_resv_report(nsid, length, extended=eds), "Reservation Report",
-                    read_len=length)
-        regctl = R.decode_reservation_status(raw, extended=eds).regctl
-        need = R.reservation_status_size(regctl, extended=eds)
-        if need <= length or length >= MAX_REPORT_LEN:
-            return raw
-        length = min(MAX_REPORT_LEN, (need + 3) // 4 * 4)
-
-
-def _send(t: _IoTarget, sqe, what: str, data: bytes | None = None, read_len: int = 0) -> bytes:
-    from nvmecontrol.errors import CommandFailed, Unsupported
-    from nvmecontrol.wire.status import (SC_HOST_ID_INCONSISTENT_FORMAT, SC_INVALID_OPCODE,
-                                         SCT_GENERIC, decode_status)
-
-    try:
-        return t.io(sqe, what, data, read_len)
-    except CommandFailed as e:
-        st = decode_status(e.status)
-        if (st.sct, st.sc) == (SCT_GENERIC, SC_INVALID_OPCODE):
-            raise Unsupported(f"{e}: the controller does not support reservations") from None
-        if (st.sct, st.sc) == (SCT_GENERIC, SC_HOST_ID_INCONSISTENT_FORMAT):
-            raise CommandFailed(f"{e}: NVMe over Fabrics hosts have 128-bit host identifiers, "
-                                "report them with -e", e.status) from None
-        raise
+            return ResvResult("report", ns.nsid, ns.report(eds=req.eds))
+    return ResvResult(req.action, ns.nsid)
 
 
 # --- the command ------------------------------------------------------------------------
@@ -260,16 +126,16 @@ def command(
     hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print the reservation status in hex (report).")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -x: the whole buffer (report).")] = False,
     nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=1, hi=0xFFFFFFFE, help="Namespace ID (with an address or a session controller).")] = None,
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    hdr_digests: HdrDigest = False,
-    data_digests: DataDigest = False,
+    hostnqn: HostNqn = D.hostnqn,
+    hostid: HostId = D.hostid,
+    hdr_digests: HdrDigest = D.hdr_digests,
+    data_digests: DataDigest = D.data_digests,
     fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = 30.0,
-    dhchap_secret: DhchapSecret = None,
-    dhchap_ctrl_secret: DhchapCtrlSecret = None,
+    timeout: TimeoutS = D.timeout,
+    dhchap_secret: DhchapSecret = D.dhchap_secret,
+    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
 ):
-    from nvmecontrol.cli.device import ConnectOptions
+    from nvmecontrol.api.admin import ConnectOptions
 
     if action not in ACTIONS:
         raise UsageError(f"unknown resv command {action!r} (acquire, register, release, report)")
@@ -299,15 +165,14 @@ def command(
             emit_json({"action": r.action, "nsid": r.nsid, "status": "success"})
         return
     from nvmecontrol.cli.render.resv import render_report_text, report_to_json, trimmed_for_hex
-    from nvmecontrol.wire.reservations import decode_reservation_status
 
+    report = r.report
     if hex_:
         from nvmecontrol.cli.render.logpage import hexdump
 
-        emit(hexdump(trimmed_for_hex(r.raw, verbose=verbose)))
+        emit(hexdump(trimmed_for_hex(report.raw, verbose=verbose)))
         return
-    st = decode_reservation_status(r.raw, extended=r.extended)
     if fmt is Format.json:
-        emit_json(report_to_json(st, nsid=r.nsid, extended=r.extended))
+        emit_json(report_to_json(report.status, nsid=r.nsid, extended=report.extended))
     else:
-        emit(render_report_text(st, extended=r.extended))
+        emit(render_report_text(report.status, extended=report.extended))

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: devlist loads the backends when it runs
-    from nvmecontrol.backends.model import ControllerInfo, NamespaceInfo
+    from nvmecontrol.api.structures import ControllerInfo, NamespaceInfo
 
 _UNITS = "KMGTPE"
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from nvmecontrol.cli.render import strvis
-from nvmecontrol.wire.discovery import (
+from nvmecontrol.api.structures import (
     CNTLID_DYNAMIC,
     CNTLID_STATIC_ANY,
     EFLAGS_DUPRETINFO,
@@ -44,6 +43,7 @@ from nvmecontrol.wire.discovery import (
     TcpSecType,
     TrType,
 )
+from nvmecontrol.cli.render import strvis
 
 # --- FreeBSD text -------------------------------------------------------------
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nvmecontrol.cli.render import strvis
-from nvmecontrol.wire.identify import (
+from nvmecontrol.api.structures import (
     FLBAS_EXTENDED,
     NSFEAT_OPTPERF,
     IdentifyController,
     IdentifyNamespace,
 )
+from nvmecontrol.cli.render import strvis
 
 # FreeBSD computes MDTS with the host PAGE_SIZE instead of CAP.MPSMIN (its
 # source marks this as unfinished); on every platform that runs it, 4 KiB.

@@ -26,9 +26,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable, NamedTuple
 
-from nvmecontrol.cli.render import strvis
-from nvmecontrol.wire.identify import IdentifyController
-from nvmecontrol.wire.logpages import (
+from nvmecontrol.api.structures import (
     ANA_HEADER_SIZE,
     CE_CCC,
     CE_CSE_MASK,
@@ -57,6 +55,7 @@ from nvmecontrol.wire.logpages import (
     CommandEffectsLog,
     ErrorLogEntry,
     FirmwareSlotLog,
+    IdentifyController,
     LogPage,
     SmartLog,
     ana_log_size,
@@ -67,8 +66,9 @@ from nvmecontrol.wire.logpages import (
     decode_fw_slot_log,
     decode_smart_log,
     error_log_size,
+    status_to_json,
 )
-from nvmecontrol.wire.status import status_to_json
+from nvmecontrol.cli.render import strvis
 
 # FreeBSD's DEFAULT_SIZE: what it fetches for pages without a size rule.
 DEFAULT_SIZE = 4096

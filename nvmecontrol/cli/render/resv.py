@@ -9,7 +9,7 @@ they were configured.
 
 from __future__ import annotations
 
-from nvmecontrol.wire.reservations import RCSTS_HOLDER, ReservationStatus, ResvType
+from nvmecontrol.api.structures import RCSTS_HOLDER, ReservationStatus, ResvType
 
 _COLUMN = 34
 
