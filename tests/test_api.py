@@ -197,3 +197,48 @@ def test_commands_completed_before_a_protocol_error_are_finished():
         q._on_batch()
     assert cmd.done() and cmd.result(timeout=1) is None
     d.abort()
+
+
+def test_a_receiver_that_fails_on_a_bug_fails_its_commands(monkeypatch):
+    """An exception that is not one of ours in the I/O queue's receiver (a
+    bug) fails every command waiting on the queue, with one line naming it:
+    a program's result() must not wait for ever."""
+    import threading as T
+
+    from nvmecontrol.api.controllers import IoRequest, _IoQueue
+    from nvmecontrol.errors import NvmeControlError
+    from nvmecontrol.wire.qpair import HostQueuePair
+
+    qp = HostQueuePair(queue_size=8, buffer_size=4096)
+    qp.start()
+    qp.take_outgoing()
+    batch_arrived = T.Event()
+
+    class Driver:
+        def __init__(self):
+            self.qp, self.lock = qp, T.Lock()
+
+        def set_timeout(self, t):
+            pass
+
+        def serve(self, on_batch):
+            batch_arrived.wait(5)
+            on_batch()
+
+        def send(self, out):
+            pass
+
+        def abort(self):
+            pass
+
+    def broken_receive():
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(qp, "receive", broken_receive)
+    q = _IoQueue(Driver(), 0)
+    cmd = q.submit(IoRequest(0x00, 1, 0, 0, 0, None, None, None, "Flush"))
+    batch_arrived.set()
+    with pytest.raises(NvmeControlError, match="receiver: internal error: KeyError: 'a bug'"):
+        cmd.result(timeout=10)
+    with pytest.raises(NvmeControlError, match="internal error"):
+        q.submit(IoRequest(0x00, 1, 0, 0, 0, None, None, None, "Flush"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import errno as _errno
 import itertools
+import logging
 import queue as _queue
 import threading
 from collections import deque
@@ -44,6 +45,8 @@ from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_CONTROLLER, CNS
 from nvmecontrol.wire.nvm import (DSM_DEALLOCATE, FUA, NvmOpc, decode_dsm_ranges,
                                   encode_dsm_ranges)
 from nvmecontrol.wire.qpair import Completion
+
+_log = logging.getLogger("nvmecontrol.api")
 
 __all__ = ["discover", "connect", "open", "Controller", "Namespace", "IoRequest", "DiscoveryLog",
            "Error", "CommandError", "CommandFailed", "ConnectError", "ConnectionLost",
@@ -594,6 +597,8 @@ class _KernelChannel(_Completions):
                 self._finish(cmd, None)
             except NvmeControlError as e:
                 self._finish(cmd, e)
+            except Exception as e:  # a bug of ours: this command fails, the worker goes on
+                self._finish(cmd, _internal_error(cmd.what, e))
 
     def close(self, error: NvmeControlError) -> None:
         self._failed = error
@@ -659,6 +664,12 @@ class _NbdChannel(_Completions):
 
     def close(self, error: NvmeControlError) -> None:
         self.client.close()
+
+
+def _internal_error(where: str, e: BaseException) -> NvmeControlError:
+    """What the commands a failed thread of ours leaves behind fail with."""
+    _log.error("%s: internal error", where, exc_info=e)
+    return NvmeControlError(f"{where}: internal error: {type(e).__name__}: {e}")
 
 
 class IoRequest:
@@ -800,6 +811,8 @@ class _IoQueue(_Completions):
             self.driver.serve(self._on_batch)
         except NvmeControlError as e:
             self.fail(e)
+        except BaseException as e:  # a bug of ours must not leave callers waiting for ever
+            self.fail(_internal_error(f"I/O queue {self.name} receiver", e))
 
     def _on_batch(self) -> bool:
         failed = None
@@ -838,14 +851,17 @@ class _IoQueue(_Completions):
         return True
 
     def _sender(self) -> None:
-        while True:
-            with self._deferred_cv:
-                while not self._deferred and self.failed is None:
-                    self._deferred_cv.wait()
-                if self.failed is not None:
-                    return
-                out, self._deferred = self._deferred, []
-            self._send(out)
+        try:
+            while True:
+                with self._deferred_cv:
+                    while not self._deferred and self.failed is None:
+                        self._deferred_cv.wait()
+                    if self.failed is not None:
+                        return
+                    out, self._deferred = self._deferred, []
+                self._send(out)
+        except BaseException as e:  # as in _receive
+            self.fail(_internal_error(f"I/O queue {self.name} sender", e))
 
     # -- re-authentication (see the class notes) --
     def _can_reauth(self) -> bool:

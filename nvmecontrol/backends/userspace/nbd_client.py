@@ -15,6 +15,7 @@ connection breaks, ``on_lost(error, tags)`` gets every request not answered.
 from __future__ import annotations
 
 import itertools
+import logging
 import socket
 import struct
 import threading
@@ -22,6 +23,8 @@ from typing import Callable, NamedTuple
 
 from nvmecontrol.errors import ConnectError, ConnectionLost, PeerProtocolError, UsageError
 from nvmecontrol.nbd import protocol as N
+
+log = logging.getLogger("nvmecontrol.api")
 
 _GREETING = struct.Struct(">QQH")  # NBDMAGIC, IHAVEOPT, handshake flags
 _OPTION = struct.Struct(">QII")  # IHAVEOPT, option, length
@@ -131,9 +134,13 @@ class NbdClient:
                     raise ConnectionLost(f"NBD export {self.export}: the connection closed "
                                          "in the middle of read data")
                 self._on_reply(tag, error)
-        except (OSError, ConnectionLost, PeerProtocolError) as e:
+        except BaseException as e:  # any end of the receiver fails what is outstanding
             if isinstance(e, OSError):
                 e = ConnectionLost(f"NBD export {self.export}: {e.strerror or e}")
+            elif not isinstance(e, (ConnectionLost, PeerProtocolError)):
+                log.error("NBD export %s: receiver failed", self.export, exc_info=e)
+                e = ConnectionLost(f"NBD export {self.export}: internal error: "
+                                   f"{type(e).__name__}: {e}")
             if self._closed:
                 e = ConnectionLost(f"NBD export {self.export}: closed")
             with self._lock:
