@@ -95,6 +95,10 @@ def test_errors_carry_the_status_and_bad_arguments_are_refused(ctrl):
         ns.read(ns.blocks - 8, 8)
     assert info.value.status & 0xFF == 0x80  # LBA Out of Range
     assert "LBA Out of Range" in str(info.value)
+    # The message names the command by its fields (built only when needed).
+    assert str(info.value).startswith(f"Read {ns.blocks - 8}+8")
+    with pytest.raises(api.CommandError, match=rf"^Write {ns.blocks - 1}\+1"):
+        ns.write(ns.blocks - 1, bytes(ns.block_size))
 
 
 def test_log_page_and_features(ctrl):

@@ -57,6 +57,7 @@ Error = NvmeControlError  # the base of every error raised here
 # One Read/Write carries at most 64 Ki blocks (NLB is 16 bits) and MDTS.
 _MAX_NLB = 0x10000
 _PSDT_SGL = int(PSDT_SGL)
+_READ, _WRITE = int(NvmOpc.READ), int(NvmOpc.WRITE)
 # Bytes one Write Zeroes or Deallocate covers: within NBD's 32-bit length.
 _RANGE_BYTES = 1 << 30
 # The kernel maps a passthrough's buffer into one request, which its queue
@@ -304,12 +305,14 @@ class Namespace:
         self._check_range(lba, count)
         if count > self.max_blocks:
             raise UsageError(f"{count} blocks in one command: at most {self.max_blocks}")
-        buf = bytearray(count * self.block_size) if into is None else into
-        view = memoryview(buf).cast("B")
-        if len(view) != count * self.block_size:
-            raise UsageError(f"buffer of {len(view)} bytes for {count} blocks")
-        return self._submit(IoRequest(NvmOpc.READ, self.nsid, lba, count, 0, None, view, buf,
-                                      f"Read {lba}+{count}"))
+        if into is None:
+            buf = bytearray(count * self.block_size)
+            view = memoryview(buf)
+        else:
+            buf, view = into, memoryview(into).cast("B")
+            if len(view) != count * self.block_size:
+                raise UsageError(f"buffer of {len(view)} bytes for {count} blocks")
+        return self._submit(IoRequest(_READ, self.nsid, lba, count, 0, None, view, buf, None))
 
     def submit_write(self, lba: int, data, *, fua: bool = False) -> "IoRequest":
         """Write ``data`` (whole blocks, at most ``max_blocks``) at ``lba``."""
@@ -320,8 +323,8 @@ class Namespace:
         self._check_range(lba, count)
         if count > self.max_blocks:
             raise UsageError(f"{count} blocks in one command: at most {self.max_blocks}")
-        return self._submit(IoRequest(NvmOpc.WRITE, self.nsid, lba, count, FUA if fua else 0,
-                                      bytes(data), None, None, f"Write {lba}+{count}"))
+        return self._submit(IoRequest(_WRITE, self.nsid, lba, count, FUA if fua else 0,
+                                      bytes(data), None, None, None))
 
     def submit_flush(self) -> "IoRequest":
         return self._submit(IoRequest(NvmOpc.FLUSH, self.nsid, 0, 0, 0, None, None, None,
@@ -529,8 +532,12 @@ class _Completions:
             with self._completed:
                 self._completed.notify_all()
 
+    def _before_wait(self) -> None:
+        """What a thread about to wait does first (an I/O queue sends what it deferred)."""
+
     def wait_for(self, cmd: "IoRequest", timeout: float | None) -> None:
         """Until ``cmd`` finished; PeerTimeout after ``timeout`` seconds."""
+        self._before_wait()
         with self._completed:
             self._waiting += 1
             try:
@@ -683,7 +690,7 @@ class IoRequest:
     """
 
     __slots__ = ("opc", "nsid", "c10", "c11", "c12", "data", "read_len", "into", "value",
-                 "what", "queue", "finished", "error", "retried")
+                 "_what", "queue", "finished", "error", "retried")
 
     def __init__(self, opc, nsid, slba, nlb, flags, data, into, value, what):
         self.opc, self.nsid = int(opc), nsid
@@ -692,11 +699,20 @@ class IoRequest:
         self.data = data
         self.into = into  # receives read data (the queue pair copies into it)
         self.read_len = 0
-        self.value, self.what = value, what
+        self.value = value
+        self._what = what  # None: a Read or Write, named from its fields when needed
         self.queue: _IoQueue | None = None
         self.finished = False
         self.error: NvmeControlError | None = None
         self.retried = False  # sent again after a re-authentication (once at most)
+
+    @property
+    def what(self) -> str:
+        """The command as messages name it ("Read 8+8")."""
+        if self._what is None:
+            name = "Read" if self.opc == _READ else "Write"
+            return f"{name} {self.c10 | self.c11 << 32}+{(self.c12 & 0xFFFF) + 1}"
+        return self._what
 
     def done(self) -> bool:
         return self.finished
@@ -750,13 +766,18 @@ class _IoQueue(_Completions):
         threading.Thread(target=self._sender, daemon=True, name=f"{self.name}-tx").start()
 
     def submit(self, cmd: IoRequest) -> "IoRequest":
+        qp = self.qp
         with self.lock:
             if self.failed is not None:
                 raise self.failed
             cmd.queue = self
-            self.backlog.append(cmd)
-            self._drain()
-            out = self.qp.take_outgoing()
+            if self.backlog or self._authenticating or not qp.room():
+                self.backlog.append(cmd)
+                self._drain()
+            else:  # the usual case: straight into the queue pair
+                qp.queue_command(cmd.opc, _PSDT_SGL, cmd.nsid, 0, 0, 0, cmd.c10, cmd.c11,
+                                 cmd.c12, 0, 0, 0, cmd.data, cmd.into, 0, cmd)
+            out = qp.take_outgoing()
             # Alone on the queue: send now (latency).  Else the sender thread
             # takes it, with whatever else was submitted meanwhile: one
             # sendmsg for a burst of submissions (throughput).
@@ -768,10 +789,22 @@ class _IoQueue(_Completions):
                 self._defer(out)
         return cmd
 
+    def _before_wait(self) -> None:
+        # The caller is about to block for a completion: it sends what its
+        # submissions deferred itself rather than wait for the sender thread
+        # to be scheduled (on a busy machine that is a whole time slice).
+        with self._deferred_cv:
+            out, self._deferred = self._deferred, []
+        if out:
+            self._send(out)
+
     def _defer(self, out: list) -> None:
         with self._deferred_cv:
+            # The sender waits only while the list is empty: one wake-up per
+            # burst of submissions, not one per command.
+            if not self._deferred:
+                self._deferred_cv.notify()
             self._deferred.extend(out)
-            self._deferred_cv.notify()
 
     def _drain(self) -> None:
         """Queue what the queue has room for (caller holds the lock)."""
