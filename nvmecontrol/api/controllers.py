@@ -17,6 +17,7 @@ import queue as _queue
 import threading
 from collections import deque
 
+from nvmecontrol.api.admin import parse_secrets
 from nvmecontrol.api.discovery import discover
 from nvmecontrol.backends.admin_access import (AdminAccess, AssociationAccess, KernelAccess,
                                                SessionAccess, open_admin)
@@ -37,7 +38,6 @@ from nvmecontrol.options import OPTIONS, default
 from nvmecontrol.transport.address import IO_PORT, parse_address
 from nvmecontrol.wire import admin as A
 from nvmecontrol.wire.auth import asks_authentication
-from nvmecontrol.wire.dhchap_key import parse_secret
 from nvmecontrol.wire.capsule import PSDT_SGL, SQE
 from nvmecontrol.wire.identify import (CNS_ACTIVE_NSID_LIST, CNS_CONTROLLER, CNS_NAMESPACE,
                                        IDENTIFY_DATA_SIZE, decode_active_nsid_list,
@@ -72,15 +72,6 @@ def _host(hostnqn: str | None, hostid: str | None):
     return resolve_host_identity(hostnqn, hostid)
 
 
-def _secret(text: str | None, what: str):
-    if text is None:
-        return None
-    try:
-        return parse_secret(text)
-    except ValueError as e:
-        raise UsageError(f"{what}: {e}") from None
-
-
 def connect(address: str, subnqn: str, *, io_queues: int = default("num_io_queues"),
             queue_size: int = default("queue_size"), kato: int = default("kato_s"),
             hdgst: bool = default("hdgst"), ddgst: bool = default("ddgst"),
@@ -105,11 +96,10 @@ def connect(address: str, subnqn: str, *, io_queues: int = default("num_io_queue
     if not 1 <= io_queues <= 0xFFFF:
         raise UsageError(f"io_queues {io_queues} out of range 1..65535")
     addr = parse_address(address, default_port=IO_PORT)
+    host_key, ctrl_key = parse_secrets(dhchap_secret, dhchap_ctrl_secret)
     params = AssociationParams(hdgst=hdgst, ddgst=ddgst, kato_s=kato, num_io_queues=io_queues,
                                io_queue_size=queue_size, timeout_s=timeout,
-                               dhchap_secret=_secret(dhchap_secret, "dhchap_secret"),
-                               dhchap_ctrl_secret=_secret(dhchap_ctrl_secret,
-                                                          "dhchap_ctrl_secret"))
+                               dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
     return Controller(_AssociationLink(connect_association(addr, subnqn, _host(hostnqn, hostid),
                                                            params)))
 
