@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from typing import TYPE_CHECKING
+from nvmecontrol.options import CNTLID_DYNAMIC, default, record_fields
 
-from nvmecontrol.options import CNTLID_DYNAMIC, default
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 
 if TYPE_CHECKING:  # imported when used: listing devices needs no host machinery
     from nvmecontrol.host.association import AssociationParams
@@ -39,18 +39,21 @@ def _secret(text: str | None):
     return parse_secret(text)
 
 
-@dataclass(slots=True)
-class ConnectParams:
-    """Everything needed to build (or rebuild) one association."""
+@dataclass(slots=True, kw_only=True)
+class Tuning:
+    """How an association is tuned: one record for connect, connect-all and reconnect.
 
-    traddr: str
-    trsvcid: str
-    subnqn: str
-    hostnqn: str
-    hostid: str  # UUID text
-    transport: str = "tcp"
-    # How the association is tuned: Tuning's fields (api/tuning.py),
-    # with the option table's defaults (nvmecontrol/options.py).
+    Its fields are the option table's record fields (``nvmecontrol/options.py``)
+    and so are their defaults: FreeBSD's (one I/O queue, KATO 120 s, reconnect
+    every 10 s, give up after 600 s, the controller's largest queue size).
+    ``queue_size`` 0 takes the controller's largest (CAP.MQES+1, capped);
+    ``kato_s`` 0 means no keep-alive; ``reconnect_delay_s`` and
+    ``ctrl_loss_tmo_s`` are how a session or the kernel redials a lost
+    association; the secrets are ``DHHC-1:..`` text.  Public as
+    ``nvmecontrol.api.Tuning``; :class:`ConnectParams` is one for one
+    subsystem and host.
+    """
+
     num_io_queues: int = default("num_io_queues")
     queue_size: int = default("queue_size")  # 0: CAP.MQES + 1 (capped)
     kato_s: int = default("kato_s")
@@ -59,12 +62,42 @@ class ConnectParams:
     hdgst: bool = default("hdgst")
     ddgst: bool = default("ddgst")
     sq_flow_control: bool = default("sq_flow_control")
-    cntlid: int = CNTLID_DYNAMIC
     timeout_s: float = default("timeout_s")
-    # DH-HMAC-CHAP secrets in DHHC-1 form (checked by the CLI); every
-    # association built from these params, reconnects included, authenticates.
+    # Every association built with these, reconnects included, authenticates.
     dhchap_secret: str | None = default("dhchap_secret")
     dhchap_ctrl_secret: str | None = default("dhchap_ctrl_secret")
+
+    @classmethod
+    def from_options(cls, **values) -> "Tuning":
+        """The tuning of command options by their names (``keep_alive_tmo=...``,
+        as the option table spells them); options that tune nothing are ignored."""
+        names = record_fields()
+        return cls(**{names[k]: v for k, v in values.items() if k in names})
+
+    def tuning(self) -> "Tuning":
+        """Just the tuning (a ConnectParams without its address and identities)."""
+        return Tuning(**{f.name: getattr(self, f.name) for f in fields(Tuning)})
+
+    def params(self, traddr: str, trsvcid: str, subnqn: str, host, *,
+               cntlid: int = CNTLID_DYNAMIC) -> "ConnectParams":
+        """What a backend keeps of one association: this tuning for one subsystem
+        and host (a ``HostIdentity``)."""
+        return ConnectParams(traddr, str(trsvcid), subnqn, host.hostnqn, str(host.hostid),
+                             cntlid=cntlid, **asdict(self.tuning()))
+
+
+@dataclass(slots=True)
+class ConnectParams(Tuning):
+    """Everything needed to build (or rebuild) one association: where, who,
+    and the :class:`Tuning` fields (keywords)."""
+
+    traddr: str
+    trsvcid: str
+    subnqn: str
+    hostnqn: str
+    hostid: str  # UUID text
+    transport: str = "tcp"
+    cntlid: int = CNTLID_DYNAMIC
 
     @property
     def address_text(self) -> str:
