@@ -49,7 +49,7 @@ on first use, so importing the package costs nothing at start-up.
 
 from __future__ import annotations
 
-import importlib
+from nvmecontrol.api._lazy import lazy_names
 
 # Not typing.TYPE_CHECKING: importing typing costs start-up time (issue 13).
 TYPE_CHECKING = False
@@ -100,19 +100,7 @@ _SUBMODULES = frozenset({"addresses", "admin", "controllers", "discovery", "fabr
 __all__ = list(_WHERE)
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"nvmecontrol.api.{name}")
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'nvmecontrol.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value  # once: later lookups are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, _SUBMODULES)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the names, eagerly

@@ -15,8 +15,9 @@ defines it, so a renderer of one structure does not load the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from nvmecontrol.api._lazy import lazy_names
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 
 _IDENTIFY = "nvmecontrol.wire.identify"
 _DISCOVERY = "nvmecontrol.wire.discovery"
@@ -59,17 +60,7 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'nvmecontrol.api.structures' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value  # once: later lookups are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 
 if TYPE_CHECKING:  # what type checkers see: the names, eagerly
