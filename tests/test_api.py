@@ -246,3 +246,72 @@ def test_a_receiver_that_fails_on_a_bug_fails_its_commands(monkeypatch):
         cmd.result(timeout=10)
     with pytest.raises(NvmeControlError, match="internal error"):
         q.submit(IoRequest(0x00, 1, 0, 0, 0, None, None, None, "Flush"))
+
+
+def test_result_times_out_when_the_controller_stops_reading():
+    """A controller that no longer reads holds our sends: result(timeout)
+    still raises PeerTimeout on time, whatever is stuck in a send (review
+    finding: a waiting thread that sent deferred commands itself blocked)."""
+    import threading as T
+    import time
+
+    from nvmecontrol.api.controllers import IoRequest, _IoQueue
+    from nvmecontrol.errors import PeerTimeout
+    from nvmecontrol.wire.nvm import NvmOpc
+
+    class QueuePair:
+        def __init__(self):
+            self.outstanding, self._out = 2, []  # two commands already in flight
+
+        def room(self):
+            return 32
+
+        def queue_command(self, *args):
+            self.outstanding += 1
+            self._out.append(b"capsule")
+
+        def take_outgoing(self):
+            out, self._out = self._out, []
+            return out
+
+        def outstanding_tags(self):
+            return []
+
+    class Driver:  # send blocks, as sendmsg does on a full socket buffer
+        def __init__(self):
+            self.qp, self.lock, self.gone = QueuePair(), T.Lock(), T.Event()
+            self.send_lock = T.Lock()
+
+        def set_timeout(self, t):
+            pass
+
+        def serve(self, on_batch):
+            self.gone.wait(30)
+
+        def send(self, out):
+            with self.send_lock:
+                self.gone.wait(30)
+
+        def abort(self):
+            self.gone.set()
+
+    d = Driver()
+    q = _IoQueue(d, 0)
+    try:
+        q.submit(IoRequest(NvmOpc.WRITE, 1, 0, 1, 0, b"\0" * 512, None, None, None))
+        time.sleep(0.3)  # the sender thread took it and is stuck sending
+        cmd = q.submit(IoRequest(NvmOpc.WRITE, 1, 8, 1, 0, b"\0" * 512, None, None, None))
+        outcome = []
+
+        def wait():
+            try:
+                cmd.result(timeout=1.0)
+            except PeerTimeout as e:
+                outcome.append(str(e))
+
+        waiter = T.Thread(target=wait, daemon=True)
+        waiter.start()
+        waiter.join(10)
+        assert outcome == ["Write 8+1: not completed within 1 s"]
+    finally:
+        d.abort()

@@ -33,6 +33,7 @@ ALLOWED = {
     "errors": set(),
     "exitcodes": set(),  # the sysexits table both programs share
     "options": set(),  # the option table: spellings, defaults, bounds, help
+    "tuning": {"options"},  # the one record of an association's tuning
     "nqn": {"errors"},
     "hostid": {"errors", "nqn"},
     "recvbuf": set(),
@@ -40,11 +41,12 @@ ALLOWED = {
     "nbd": {"errors", "recvbuf"},
     "transport": {"errors", "nqn", "wire"},
     "host": {"errors", "options", "nqn", "hostid", "wire", "transport"},
-    "backends": {"errors", "options", "nqn", "hostid", "wire", "transport", "host", "nbd"},
+    "backends": {"errors", "options", "tuning", "nqn", "hostid", "wire", "transport", "host",
+                 "nbd"},
     "target": {"errors", "exitcodes", "nqn", "hostid", "wire", "transport"},
     # The public API (docs/api.md): what the CLI does, for programs.
-    "api": {"errors", "options", "nqn", "hostid", "wire", "transport", "host", "backends",
-            "nbd"},
+    "api": {"errors", "options", "tuning", "nqn", "hostid", "wire", "transport", "host",
+            "backends", "nbd"},
     "cli": {"errors", "exitcodes", "options", "nqn", "hostid", "wire", "transport", "host",
             "backends", "nbd", "api", "__init__"},
     "__init__": set(),

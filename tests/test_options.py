@@ -25,9 +25,11 @@ from nvmecontrol.options import CNTLID_DYNAMIC, OPTIONS, default, record_fields
 from nvmecontrol.wire import fabrics
 
 CLI = Path(__file__).resolve().parents[1] / "nvmecontrol" / "cli"
+# The module of each command's typer signature (cli/signatures/ for the commands
+# the start-up fast path runs: their bodies are typer-free).
 COMMANDS = {"connect": "connect.py", "connect-all": "connect_all.py",
-            "reconnect": "reconnect.py", "discover": "discover.py",
-            "identify": "identify.py", "logpage": "logpage.py"}
+            "reconnect": "reconnect.py", "discover": "signatures/discover.py",
+            "identify": "signatures/identify.py", "logpage": "signatures/logpage.py"}
 # What one command says differently, on purpose.
 OVERRIDES = {("connect-all", "cntlid")}
 HOST = HostIdentity("nqn.2014-08.org.nvmexpress:uuid:3f0a9b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
@@ -100,7 +102,7 @@ def test_conversions_carry_every_field():
                             dhchap_ctrl_secret=None, backend="nbd")  # backend tunes nothing
     assert all(getattr(t, f.name) != f.default for f in dataclasses.fields(Tuning)
                if f.name != "dhchap_ctrl_secret")
-    p = t.params("192.0.2.1", 4420, "nqn.2014-08.org.example:x", HOST, cntlid=5)
+    p = ConnectParams.of(t, "192.0.2.1", 4420, "nqn.2014-08.org.example:x", HOST, cntlid=5)
     assert {f.name: getattr(p, f.name) for f in dataclasses.fields(Tuning)} == \
         dataclasses.asdict(t)
     assert (p.trsvcid, p.hostnqn, p.cntlid) == ("4420", HOST.hostnqn, 5)

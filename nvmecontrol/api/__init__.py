@@ -19,8 +19,8 @@ What ``nvmecontrol discover`` and ``connect`` do, as calls::
         ns.write(0, bytes(4096))
 
 A :class:`Controller` reaches its controller one of three ways, each a
-transport object of this module's (``_AssociationLink``, ``_KernelLink``,
-``_SessionLink``) behind the one interface:
+transport object of :mod:`nvmecontrol.api.controllers` (``_AssociationLink``,
+``_KernelLink``, ``_SessionLink``) behind the one interface:
 
 * :func:`connect`: an association of its own.  Admin commands on its admin
   queue, one at a time, Keep Alive every KATO/2 from a thread of its own; I/O
@@ -43,8 +43,13 @@ here: a command that completes with an error status raises
 :class:`CommandFailed`, whose ``status`` is the NVMe status field and whose
 message names it (:class:`CommandError`, its subclass, also carries the
 completion queue entry when the command went over our own association).
-Everything not named in ``__all__`` is private; the names are loaded
-on first use, so importing the package costs nothing at start-up.
+The public submodules do one job each (``api.discovery``, ``api.admin``,
+``api.reservations``, ``api.fabrics``, ``api.hosts``, ``api.keys``,
+``api.structures``, ``api.tuning``, ``api.addresses``, ``api.controllers``)
+and are reachable as attributes; the most used names are in ``__all__``
+here too.  Everything else, and every name with a leading underscore, is
+private.  Names load on first use, so importing the package costs nothing
+at start-up.
 """
 
 from __future__ import annotations

@@ -522,12 +522,8 @@ class _Completions:
             with self._completed:
                 self._completed.notify_all()
 
-    def _before_wait(self) -> None:
-        """What a thread about to wait does first (an I/O queue sends what it deferred)."""
-
     def wait_for(self, cmd: "IoRequest", timeout: float | None) -> None:
         """Until ``cmd`` finished; PeerTimeout after ``timeout`` seconds."""
-        self._before_wait()
         with self._completed:
             self._waiting += 1
             try:
@@ -778,15 +774,6 @@ class _IoQueue(_Completions):
             else:
                 self._defer(out)
         return cmd
-
-    def _before_wait(self) -> None:
-        # The caller is about to block for a completion: it sends what its
-        # submissions deferred itself rather than wait for the sender thread
-        # to be scheduled (on a busy machine that is a whole time slice).
-        with self._deferred_cv:
-            out, self._deferred = self._deferred, []
-        if out:
-            self._send(out)
 
     def _defer(self, out: list) -> None:
         with self._deferred_cv:

@@ -74,7 +74,7 @@ def read_discovery(address: str, *, hostnqn: str | None = OPTIONS["hostnqn"].def
     """:func:`discover`, with the controller's Identify data (``identify``) or the walk's trail.
 
     ``timeout`` bounds the whole exchange with one discovery controller (not
-    each of its commands); when walking, each controller's.  ``warn`` is
+    each of its commands); when walking, with each controller in turn.  ``warn`` is
     called, before connecting, with what resolving the host identity noticed
     (an unreadable ``/etc/nvme/hostnqn``...).
     """

@@ -112,18 +112,23 @@ def connect(address: str | Address, subnqn: str, *,
     """
     import dataclasses
 
+    from nvmecontrol.api.admin import parse_secrets
     from nvmecontrol.backends import runtime
+    from nvmecontrol.backends.model import ConnectParams
     from nvmecontrol.host.association import connect_association
     from nvmecontrol.hostid import resolve_host_identity
     from nvmecontrol.transport.address import IO_PORT, parse_address
 
+    tuning = Tuning() if tuning is None else tuning
+    # Malformed secrets, or a controller secret without the host's, before anything is dialled.
+    parse_secrets(tuning.dhchap_secret, tuning.dhchap_ctrl_secret)
     if isinstance(address, str):
         address = parse_address(address, default_port=IO_PORT)
     if isinstance(backend, str):
         backend = choose_backend(backend)
     host = resolve_host_identity() if host is None else host
-    tuning = Tuning() if tuning is None else tuning
-    params = tuning.params(address.host, str(address.port), subnqn, host, cntlid=cntlid)
+    params = ConnectParams.of(tuning, address.host, str(address.port), subnqn, host,
+                              cntlid=cntlid)
     with runtime.locked(_association_lock(subnqn, host.hostnqn)):
         existing = backend.find(params)
         if existing is not None:
@@ -288,9 +293,14 @@ def reconnect(device: str, address: str | Address | None = None, *,
     clients' requests meanwhile and replays them; the kernel resets the
     controller).  With ``address`` (``host:port``, port required): there,
     with ``tuning`` (default: the table's) and the saved subsystem,
-    controller ID and host NQN and ID unless ``hostnqn``/``hostid`` are given.
+    controller ID and host NQN and ID unless ``hostnqn``/``hostid`` are given;
+    a ``tuning`` without DH-HMAC-CHAP secrets takes the saved ones (the
+    association's credentials, which the command line has no option for).
     """
+    import dataclasses
+
     from nvmecontrol.backends import select
+    from nvmecontrol.backends.model import ConnectParams
     from nvmecontrol.hostid import resolve_host_identity
     from nvmecontrol.transport.address import parse_address
 
@@ -307,6 +317,9 @@ def reconnect(device: str, address: str | Address | None = None, *,
             address = parse_address(address, default_port=None, command="reconnect")
         host = resolve_host_identity(hostnqn or saved.hostnqn, hostid or saved.hostid)
         tuning = Tuning() if tuning is None else tuning
-        params = tuning.params(address.host, str(address.port), saved.subnqn, host,
-                               cntlid=saved.cntlid)
+        if tuning.dhchap_secret is None and tuning.dhchap_ctrl_secret is None:
+            tuning = dataclasses.replace(tuning, dhchap_secret=saved.dhchap_secret,
+                                         dhchap_ctrl_secret=saved.dhchap_ctrl_secret)
+        params = ConnectParams.of(tuning, address.host, str(address.port), saved.subnqn, host,
+                                  cntlid=saved.cntlid)
     return backend.reconnect(device, params)

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from nvmecontrol.options import CNTLID_DYNAMIC, default, record_fields
+from nvmecontrol.options import CNTLID_DYNAMIC, default
+from nvmecontrol.tuning import Tuning
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 
 if TYPE_CHECKING:  # imported when used: listing devices needs no host machinery
     from nvmecontrol.host.association import AssociationParams
+
+_JSON_ORDER = ("traddr", "trsvcid", "subnqn", "hostnqn", "hostid", "transport", "num_io_queues",
+               "queue_size", "kato_s", "reconnect_delay_s", "ctrl_loss_tmo_s", "hdgst", "ddgst",
+               "sq_flow_control", "cntlid", "timeout_s", "dhchap_secret", "dhchap_ctrl_secret")
 
 # The option table's defaults (FreeBSD connect.c: NVMF_KATO_DEFAULT,
 # NVMF_DEFAULT_RECONNECT_DELAY, NVMF_DEFAULT_CONTROLLER_LOSS), by the names
@@ -39,53 +44,6 @@ def _secret(text: str | None):
     return parse_secret(text)
 
 
-@dataclass(slots=True, kw_only=True)
-class Tuning:
-    """How an association is tuned: one record for connect, connect-all and reconnect.
-
-    Its fields are the option table's record fields (``nvmecontrol/options.py``)
-    and so are their defaults: FreeBSD's (one I/O queue, KATO 120 s, reconnect
-    every 10 s, give up after 600 s, the controller's largest queue size).
-    ``queue_size`` 0 takes the controller's largest (CAP.MQES+1, capped);
-    ``kato_s`` 0 means no keep-alive; ``reconnect_delay_s`` and
-    ``ctrl_loss_tmo_s`` are how a session or the kernel redials a lost
-    association; the secrets are ``DHHC-1:..`` text.  Public as
-    ``nvmecontrol.api.Tuning``; :class:`ConnectParams` is one for one
-    subsystem and host.
-    """
-
-    num_io_queues: int = default("num_io_queues")
-    queue_size: int = default("queue_size")  # 0: CAP.MQES + 1 (capped)
-    kato_s: int = default("kato_s")
-    reconnect_delay_s: int = default("reconnect_delay_s")
-    ctrl_loss_tmo_s: int = default("ctrl_loss_tmo_s")
-    hdgst: bool = default("hdgst")
-    ddgst: bool = default("ddgst")
-    sq_flow_control: bool = default("sq_flow_control")
-    timeout_s: float = default("timeout_s")
-    # Every association built with these, reconnects included, authenticates.
-    dhchap_secret: str | None = default("dhchap_secret")
-    dhchap_ctrl_secret: str | None = default("dhchap_ctrl_secret")
-
-    @classmethod
-    def from_options(cls, **values) -> "Tuning":
-        """The tuning of command options by their names (``keep_alive_tmo=...``,
-        as the option table spells them); options that tune nothing are ignored."""
-        names = record_fields()
-        return cls(**{names[k]: v for k, v in values.items() if k in names})
-
-    def tuning(self) -> "Tuning":
-        """Just the tuning (a ConnectParams without its address and identities)."""
-        return Tuning(**{f.name: getattr(self, f.name) for f in fields(Tuning)})
-
-    def params(self, traddr: str, trsvcid: str, subnqn: str, host, *,
-               cntlid: int = CNTLID_DYNAMIC) -> "ConnectParams":
-        """What a backend keeps of one association: this tuning for one subsystem
-        and host (a ``HostIdentity``)."""
-        return ConnectParams(traddr, str(trsvcid), subnqn, host.hostnqn, str(host.hostid),
-                             cntlid=cntlid, **asdict(self.tuning()))
-
-
 @dataclass(slots=True)
 class ConnectParams(Tuning):
     """Everything needed to build (or rebuild) one association: where, who,
@@ -98,6 +56,13 @@ class ConnectParams(Tuning):
     hostid: str  # UUID text
     transport: str = "tcp"
     cntlid: int = CNTLID_DYNAMIC
+
+    @classmethod
+    def of(cls, tuning: Tuning, traddr: str, trsvcid: str, subnqn: str, host, *,
+           cntlid: int = CNTLID_DYNAMIC) -> "ConnectParams":
+        """``tuning`` for one subsystem and host (a ``HostIdentity``)."""
+        return cls(traddr, str(trsvcid), subnqn, host.hostnqn, str(host.hostid),
+                   cntlid=cntlid, **asdict(tuning.tuning()))
 
     @property
     def address_text(self) -> str:
@@ -122,7 +87,9 @@ class ConnectParams(Tuning):
             (other.transport.lower(), other.traddr, str(other.trsvcid), other.subnqn, other.hostnqn)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        # Where and who first, then the tuning: the order devlist -o json and
+        # the saved state have always had (asdict would put the base's first).
+        return {name: getattr(self, name) for name in _JSON_ORDER}
 
     @classmethod
     def from_json(cls, data: dict) -> "ConnectParams":

@@ -10,6 +10,8 @@ walking them is bounded and remembers where it has been.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -145,8 +147,11 @@ def walk_referrals(address: Address, host: HostIdentity,
     while queue:
         addr, depth = queue.pop(0)
         result.visited.append(format_address(addr.host, addr.port))
+        # The timeout bounds each controller's whole exchange, as without a walk.
+        own = dataclasses.replace(params or AssociationParams())
+        own.deadline = time.monotonic() + own.timeout_s
         try:
-            log, _ = discover(addr, host, params)
+            log, _ = discover(addr, host, own)
         except NvmeControlError as e:
             if depth == 0:
                 raise

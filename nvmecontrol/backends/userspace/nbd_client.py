@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 from nvmecontrol.errors import ConnectError, ConnectionLost, PeerProtocolError, UsageError
 from nvmecontrol.nbd import protocol as N
 
-log = logging.getLogger("nvmecontrol.api")
+log = logging.getLogger(__name__)
 
 _GREETING = struct.Struct(">QQH")  # NBDMAGIC, IHAVEOPT, handshake flags
 _OPTION = struct.Struct(">QII")  # IHAVEOPT, option, length
