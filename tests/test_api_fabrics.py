@@ -139,3 +139,32 @@ def test_backend_choice_and_its_reasons():
     assert fabrics.choose_backend("nbd").name == "nbd"
     with pytest.raises(api.UsageError, match="unknown backend 'bogus'"):
         fabrics.choose_backend("bogus")
+
+
+def test_reconnect_to_a_new_address_keeps_the_saved_secrets(nvmfd_factory):
+    """reconnect has no secret options: an association that authenticated
+    authenticates again at the new address with the secrets it was made with."""
+    from nvmecontrol.target.config import HostAuthConfig
+    from nvmecontrol.wire.dhchap_key import format_secret, generate_secret
+
+    from .conftest import simple_config
+
+    key, ctrl_key = (format_secret(generate_secret(transform=t)) for t in (1, 2))
+    cfg = simple_config(namespaces=["mem:4M"], allow_hosts=[HOST.hostnqn])
+    cfg.host_auth[HOST.hostnqn] = HostAuthConfig(key, ctrl_key, "hmac(sha256)", "ffdhe2048")
+    target = nvmfd_factory(cfg)
+    first = _connect(target, tuning=Tuning(dhchap_secret=key, dhchap_ctrl_secret=ctrl_key))
+    try:
+        moved = fabrics.reconnect(first.info.name, f"localhost:{target.port}",
+                                  tuning=Tuning(kato_s=9))
+        assert moved.params.kato_s == 9
+        assert moved.params.dhchap_secret is not None  # kept (shown redacted)
+        # The controller saw a second, authenticated association from this host.
+        assert len([c for c in target.server.controllers.values()
+                    if c.hostnqn == HOST.hostnqn]) >= 1
+    finally:
+        fabrics.disconnect_all()
+    # Without the secrets the target refuses this host: the reconnect above
+    # could only have worked with them.
+    with pytest.raises(api.Error):
+        _connect(target, tuning=Tuning())
