@@ -48,12 +48,8 @@ Every path is looked up under ``root`` so tests can pass a fake sysroot.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -168,11 +164,16 @@ def machine_id_uuid(machine_id: str) -> uuid.UUID:
     text = machine_id.strip()
     if len(text) != 32 or any(c not in "0123456789abcdefABCDEF" for c in text):
         raise ValueError(f'"{text}" is not 32 hex digits')
+    import hashlib
+    import hmac
+
     digest = hmac.new(bytes.fromhex(text), MACHINE_ID_APP_ID.bytes, hashlib.sha256).digest()
     return uuid.UUID(bytes=digest[:16], version=4)
 
 
 def _freebsd_sysctl(name: str) -> str | None:
+    import subprocess
+
     try:
         done = subprocess.run(
             ["sysctl", "-n", name],
@@ -348,6 +349,8 @@ def hostid_bytes(u: uuid.UUID, byte_order: str = "rfc") -> bytes:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

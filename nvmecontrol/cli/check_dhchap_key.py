@@ -2,22 +2,17 @@
 
 Option as nvme-cli's ``check-dhchap-key`` (-k); a bad key is one line
 saying what is wrong, with exit status 64 (a bad argument).
+The options and their help: ``cli/signatures/check_dhchap_key.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from nvmecontrol.cli.options import OutputFormat
 from nvmecontrol.cli.output import Format, emit, emit_json
 
 
-def command(
-    key: Annotated[str, typer.Option("-k", "--key", help="The DHHC-1:NN:<base64>: secret.")],
-    fmt: OutputFormat = Format.text,
-):
+def execute(*, key: str, fmt: Format):
+    """The command, from the typer signature or the fast path."""
+
     from nvmecontrol.api.keys import check_key
     from nvmecontrol.errors import UsageError
 

@@ -36,7 +36,7 @@ def explain_refusal(subnqn: str, hostnqn: str, hostid: str) -> AbstractContextMa
 def _check_secrets(target: str, opts: ConnectOptions) -> None:
     """The secrets, as the command line spells them, when an address will use them."""
     from nvmecontrol.api.admin import target_kind
-    from nvmecontrol.cli.options import check_dhchap
+    from nvmecontrol.cli.option_values import check_dhchap
 
     if target_kind(target) == "address":
         check_dhchap(opts.dhchap_secret, opts.dhchap_ctrl_secret)

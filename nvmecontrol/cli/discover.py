@@ -7,19 +7,16 @@ follows referrals (bounded, loop-free), which FreeBSD does not.  Settings the
 command line leaves out (host NQN and ID, DH-HMAC-CHAP secrets) come from
 nvme-cli's config.json port of the discovery subsystem at that address, as
 ``connect`` takes them (``fabrics_config``).
+The options and their help: ``cli/signatures/discover.py``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
-
-import typer
-
-from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
-from nvmecontrol.cli.options import (DhchapCtrlSecret, DhchapSecret, HostId, HostNqn, OutputFormat,
-                                     TimeoutS, Transport, check_dhchap, check_transport)
+from nvmecontrol.cli.option_values import DEFAULTS as D  # the option table's defaults
+from nvmecontrol.cli.option_values import check_dhchap, check_transport
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.api.discovery import Discovery
 
@@ -74,21 +71,11 @@ def render_json(r: Discovery) -> dict:
     return out
 
 
-def command(
-    ctx: typer.Context,
-    address: Annotated[Optional[str], typer.Argument(
-        help="host[:port], [v6addr][:port]; port defaults to 8009 (none: every discovery "
-             "controller of /etc/nvme/discovery.conf).")] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show the discovery controller's identify data first.")] = False,
-    transport: Transport = D.transport,
-    hostnqn: HostNqn = D.hostnqn,
-    hostid: HostId = D.hostid,
-    walk: Annotated[bool, typer.Option("--walk", help="Follow referrals to other discovery controllers.")] = False,
-    fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = D.timeout,
-    dhchap_secret: DhchapSecret = D.dhchap_secret,
-    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
-):
+def execute(ctx, *, address: str | None, verbose: bool, transport: str, hostnqn: str | None,
+            hostid: str | None, walk: bool, fmt: Format, timeout: float,
+            dhchap_secret: str | None, dhchap_ctrl_secret: str | None):
+    """The command, from the typer signature or the fast path (``ctx``: the options given)."""
+
     check_transport(transport)
     if address is None:
         return discover_configured(hostnqn=hostnqn, hostid=hostid, verbose=verbose, walk=walk,

@@ -1,7 +1,9 @@
 """The console entry point (``nvmecontrol``, ``python -m nvmecontrol``).
 
-The commands repeated in loops (help, devlist) start without typer
-(``fastpath``); everything else loads the typer command tree, in which each
+The help texts and the commands that run in loops or end at once (devlist,
+identify, logpage, discover, hostnqn, the DH-HMAC-CHAP keys) start without
+typer (``fastpath``); everything else, and any command line the fast path
+does not fully understand, loads the typer command tree, in which each
 subcommand's module is imported only when it runs.
 
 Loading the command line (typer, rich) takes a few tenths of a second; a
@@ -36,7 +38,7 @@ def run() -> None:
     from nvmecontrol.cli.fastpath import try_run
 
     status = try_run(sys.argv[1:])
-    if status is not None:  # --help, --version, devlist: typer is not loaded
+    if status is not None:  # help, --version, the fast commands: typer is not loaded
         sys.exit(status)
     from nvmecontrol.cli.app import main
 

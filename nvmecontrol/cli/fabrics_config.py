@@ -26,13 +26,17 @@ this layout.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nvmecontrol.errors import UsageError
 
-CONFIG_JSON = Path("/etc/nvme/config.json")
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# json and pathlib are imported when a file is read: identify and logpage of a
+# device pass through here and need neither (start-up time, issue 13).
+CONFIG_JSON = "/etc/nvme/config.json"
 NO_CONFIG = "none"  # --config none: read no file, as nvme-cli's -J none
 
 # config.json port key -> the connect option (command parameter) it sets.
@@ -71,13 +75,17 @@ class Port:
 
 def config_path(option: str | None) -> Path | None:
     """The file ``--config`` names (None: the default), or None for ``--config none``."""
+    from pathlib import Path
+
     if option == NO_CONFIG:
         return None
-    return CONFIG_JSON if option is None else Path(option)
+    return Path(CONFIG_JSON if option is None else option)
 
 
 def load(option: str | None) -> list[Port]:
     """The ports of the file ``--config`` names; [] when the default file does not exist."""
+    import json
+
     path = config_path(option)
     if path is None:
         return []
@@ -130,6 +138,8 @@ def parse(data, source: str) -> list[Port]:
 
 def _expect(value, kind, where: str):
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        import json
+
         raise UsageError(f"{where}: expected {kind.__name__}, got {json.dumps(value)}")
     return value
 
@@ -137,6 +147,8 @@ def _expect(value, kind, where: str):
 def _option(value, key: str, where: str):
     if key in _INT_OPTIONS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            import json
+
             raise UsageError(f"{where}: expected a number, got {json.dumps(value)}")
         return value
     if key in _BOOL_OPTIONS:
@@ -174,12 +186,15 @@ def port_for_target(target: str, subnqn: str | None, hostnqn: str | None = None,
     theirs (8009 for discovery, 4420 otherwise).  An address that does not
     parse is left to the command, which reports it.
     """
+    from nvmecontrol.api.admin import target_kind
+
+    # A device or session first: they need none of the address machinery
+    # (sockets, host identity), which would only slow their start-up.
+    if target_kind(target) != "address":
+        return None
     from nvmecontrol.api.addresses import DISCOVERY_PORT, IO_PORT, parse_address
-    from nvmecontrol.api.fabrics import is_device_name
     from nvmecontrol.api.hosts import DISCOVERY_NQN
 
-    if is_device_name(target):
-        return None
     nqn = DISCOVERY_NQN if subnqn is None else subnqn
     try:
         address = parse_address(target, default_port=DISCOVERY_PORT if nqn == DISCOVERY_NQN

@@ -5,33 +5,17 @@ Options as nvme-cli's ``gen-dhchap-key``: -s hex secret, -l key length,
 an HMAC the secret is stored transformed with the NQN (the host NQN by
 default), as nvme-cli 2.x does, so both tools print the same key for the
 same -s, -m and -n.
+The options and their help: ``cli/signatures/gen_dhchap_key.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
-import typer
-
-from nvmecontrol.cli.numbers import NumberOption
-from nvmecontrol.cli.options import OutputFormat
 from nvmecontrol.cli.output import Format, emit, emit_json
 
 
-def command(
-    secret: Annotated[Optional[str], typer.Option(
-        "-s", "--secret", help="Secret in hexadecimal (default: random).")] = None,
-    # Numbers as strtoul(..., 0) reads them (cli/numbers.py); the bounds are only
-    # a sanity check, generate_secret says which lengths and HMACs exist.
-    key_length: Annotated[int, NumberOption(
-        "-l", "--key-length", lo=0, hi=0xFFFF, help="Key length in bytes: 32, 48 or 64 (default: the HMAC's "
-        "size, else 32).")] = 0,
-    nqn: Annotated[Optional[str], typer.Option(
-        "-n", "--nqn", help="NQN the HMAC transforms the key with (default: the host NQN).")] = None,
-    hmac: Annotated[int, NumberOption(
-        "-m", "--hmac", lo=0, hi=0xFF, help="Transform HMAC: 0 none, 1 SHA-256, 2 SHA-384, 3 SHA-512.")] = 0,
-    fmt: OutputFormat = Format.text,
-):
+def execute(*, secret: str | None, key_length: int, nqn: str | None, hmac: int, fmt: Format):
+    """The command, from the typer signature or the fast path."""
+
     from nvmecontrol.api.keys import generate_key
     from nvmecontrol.errors import UsageError
 

@@ -2,27 +2,18 @@
 
 Like nvme-cli's ``show-hostnqn``/``gen-hostnqn``, plus the source of each
 value, because "which host NQN am I using?" is a question users keep asking.
+The options and their help: ``cli/signatures/hostnqn.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from nvmecontrol.cli.options import HostId, HostNqn, OutputFormat
 from nvmecontrol.cli.output import Format, emit, emit_json, warn
 
 
-def command(
-    generate: Annotated[bool, typer.Option("--generate", help="Print a new random host NQN.")] = False,
-    write: Annotated[bool, typer.Option("--write", help="With --generate: store it in /etc/nvme/hostnqn and hostid.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="With --write: replace existing files.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also show the host ID and the sources.")] = False,
-    hostnqn: HostNqn = None,
-    hostid: HostId = None,
-    fmt: OutputFormat = Format.text,
-):
+def execute(*, generate: bool, write: bool, force: bool, verbose: bool, hostnqn: str | None,
+            hostid: str | None, fmt: Format):
+    """The command, from the typer signature or the fast path."""
+
     from nvmecontrol.api.hosts import generate_hostnqn, hostid_of, resolve_host, write_host_files
 
     if generate:

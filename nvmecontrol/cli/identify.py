@@ -3,22 +3,17 @@
 FreeBSD syntax (``identify [-v] [-x] [-n nsid] <device-id | namespace-id>``),
 plus a network form ``identify address subnqn`` that asks over a one-shot
 userspace association.  ``-x`` dumps hex (``-v`` the whole 4 KiB).
+The options and their help: ``cli/signatures/identify.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Optional
 
-import typer
-
-from nvmecontrol.cli.numbers import NumberOption
-from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
-from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
-                                     HostNqn, OutputFormat, TimeoutS)
 from nvmecontrol.cli.output import Format, emit, emit_json
 from nvmecontrol.errors import UsageError
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.api.admin import ConnectOptions
     from nvmecontrol.api.structures import IdentifyController, IdentifyNamespace
@@ -50,26 +45,13 @@ def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions)
         return IdentifyResult(ident.raw, nsid, ident.data)
 
 
-def command(
-    ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")],
-    subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
-    nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=0, hi=0xFFFFFFFF,
-                                                help="Namespace ID (0: the controller).")] = None,
-    hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="With -x: dump the whole structure.")] = False,
-    hostnqn: HostNqn = D.hostnqn,
-    hostid: HostId = D.hostid,
-    hdr_digests: HdrDigest = D.hdr_digests,
-    data_digests: DataDigest = D.data_digests,
-    fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = D.timeout,
-    dhchap_secret: DhchapSecret = D.dhchap_secret,
-    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
-):
+def execute(ctx, *, target: str, subnqn: str | None, nsid: int | None, hex_: bool,
+            verbose: bool, hostnqn: str | None, hostid: str | None, hdr_digests: bool,
+            data_digests: bool, fmt: Format, timeout: float, dhchap_secret: str | None,
+            dhchap_ctrl_secret: str | None):
+    """The command, from the typer signature or the fast path (``ctx``: the options given)."""
+
     from nvmecontrol.cli.fabrics_config import network_options
-    from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
-                                                 render_controller_text, render_namespace_text)
 
     if hex_ and fmt is Format.json:
         raise UsageError("-x cannot be combined with -o json")
@@ -77,6 +59,10 @@ def command(
                            hdr_digests=hdr_digests, data_digests=data_digests, timeout=timeout,
                            dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, nsid, opts)
+    # The renderers once there is something to render (a failing command starts faster).
+    from nvmecontrol.cli.render.identify import (controller_to_json, namespace_to_json,
+                                                 render_controller_text, render_namespace_text)
+
     if hex_:
         from nvmecontrol.cli.render.logpage import hexdump
 

@@ -6,24 +6,20 @@ FreeBSD syntax: ``logpage -p page [-x] [-b] [-v vendor] [-f LSP] [-i LSI]
 page; pages without a printer fall back to hex.  The discovery log (0x70)
 is readable here too (FreeBSD only shows it through ``discover``), fetched by
 ``api.admin`` as ``discover`` fetches it (GENCTR stable).
+The options and their help: ``cli/signatures/logpage.py``.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Optional
-
-import typer
 
 from nvmecontrol.cli.exitcodes import EX_USAGE
-from nvmecontrol.cli.numbers import NumberOption, parse_number
-from nvmecontrol.cli.options import DEFAULTS as D  # the option table's defaults
-from nvmecontrol.cli.options import (DataDigest, DhchapCtrlSecret, DhchapSecret, HdrDigest, HostId,
-                                     HostNqn, OutputFormat, TimeoutS)
+from nvmecontrol.cli.numbers import parse_number
 from nvmecontrol.cli.output import Format, emit, emit_binary, emit_json
 from nvmecontrol.errors import Unsupported, UsageError
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.api.admin import ConnectOptions
     from nvmecontrol.api.structures import IdentifyController
@@ -63,11 +59,13 @@ class LogPageResult:
 
 def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 0,
         rae: bool = False, nsid: int | None = None, opts: ConnectOptions) -> LogPageResult:
-    from nvmecontrol.api.structures import LPA_SMART_PER_NS, NSID_BROADCAST, LogPage
     from nvmecontrol.cli.device import open_controller
-    from nvmecontrol.cli.render.logpage import DecodedPage, decode_logpage, logpage_size
 
     with open_controller(target, subnqn, opts) as ctrl:
+        # The structures and decoders once there is a controller to ask.
+        from nvmecontrol.api.structures import LPA_SMART_PER_NS, NSID_BROADCAST, LogPage
+        from nvmecontrol.cli.render.logpage import DecodedPage, decode_logpage, logpage_size
+
         cdata = ctrl.identify_controller().data
         if nsid is None:
             nsid = ctrl.nsid
@@ -87,39 +85,22 @@ def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 
         return LogPageResult(decode_logpage(page, raw), cdata)
 
 
-def command(
-    ctx: typer.Context,
-    target: Annotated[Optional[str], typer.Argument(metavar="DEVICE|ADDRESS", help="nvmeX, nvmeXnY, or host:port of a controller.")] = None,
-    subnqn: Annotated[Optional[str], typer.Argument(metavar="[SUBNQN]", help="Subsystem NQN (with an address).")] = None,
-    page: Annotated[Optional[str], typer.Option("-p", "--page", help="Log page: number (2, 0x02) or name (smart, error, fw, changed-ns, effects, ana, discovery).")] = None,
-    hex_: Annotated[bool, typer.Option("-x", "--hex", help="Print a hex dump.")] = False,
-    binary: Annotated[bool, typer.Option("-b", "--binary", help="Write the raw page to stdout.")] = False,
-    vendor: Annotated[Optional[str], typer.Option("-v", "--vendor", help="Vendor pages; 'help' lists the known pages.")] = None,
-    lsp: Annotated[int, NumberOption("-f", "--lsp", lo=0, hi=0x7F, help="Log Specific Parameter.")] = 0,
-    lsi: Annotated[int, NumberOption("-i", "--lsi", lo=0, hi=0xFFFF, help="Log Specific Identifier.")] = 0,
-    rae: Annotated[bool, typer.Option("-r", "--rae", help="Retain Asynchronous Event.")] = False,
-    nsid: Annotated[Optional[int], NumberOption("-n", "--nsid", lo=0, hi=0xFFFFFFFF,
-                                                help="Namespace ID (SMART per namespace).")] = None,
-    hostnqn: HostNqn = D.hostnqn,
-    hostid: HostId = D.hostid,
-    hdr_digests: HdrDigest = D.hdr_digests,
-    data_digests: DataDigest = D.data_digests,
-    fmt: OutputFormat = Format.text,
-    timeout: TimeoutS = D.timeout,
-    dhchap_secret: DhchapSecret = D.dhchap_secret,
-    dhchap_ctrl_secret: DhchapCtrlSecret = D.dhchap_ctrl_secret,
-):
+def execute(ctx, *, target: str | None, subnqn: str | None, page: str | None, hex_: bool,
+            binary: bool, vendor: str | None, lsp: int, lsi: int, rae: bool, nsid: int | None,
+            hostnqn: str | None, hostid: str | None, hdr_digests: bool, data_digests: bool,
+            fmt: Format, timeout: float, dhchap_secret: str | None,
+            dhchap_ctrl_secret: str | None):
+    """The command, from the typer signature or the fast path (``ctx``: the options given)."""
+
     from nvmecontrol.cli.fabrics_config import network_options
-    from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
-    from nvmecontrol.api.structures import LogPage
-    from nvmecontrol.cli.render.logpage import (hexdump, logpage_to_json, render_logpage_help,
-                                                render_logpage_text)
 
     if fmt is Format.json and (hex_ or binary or vendor == "help"):
         raise UsageError(f"{'-x' if hex_ else '-b' if binary else '-v help'} "
                          "cannot be combined with -o json")
     if vendor is not None:
         if vendor == "help":
+            from nvmecontrol.cli.render.logpage import render_logpage_help
+
             # FreeBSD: the list goes to stderr and the command ends as a usage.
             sys.stderr.write(render_logpage_help())
             return EX_USAGE
@@ -134,6 +115,11 @@ def command(
                            hdr_digests=hdr_digests, data_digests=data_digests, timeout=timeout,
                            dhchap_secret=dhchap_secret, dhchap_ctrl_secret=dhchap_ctrl_secret)
     r = run(target, subnqn, parse_page(page), lsp=lsp, lsi=lsi, rae=rae, nsid=nsid, opts=opts)
+    # The renderers once there is something to render (a failing command starts faster).
+    from nvmecontrol.api.structures import LogPage
+    from nvmecontrol.cli.render.discovery import discovery_to_json, render_discovery_text
+    from nvmecontrol.cli.render.logpage import hexdump, logpage_to_json, render_logpage_text
+
     if binary:
         emit_binary(r.page.raw)
     elif hex_:

@@ -8,7 +8,8 @@ wrap-around, and every value is checked against its option's range.
 
 from __future__ import annotations
 
-import typer
+# typer is imported by the two helpers that make typer options, not here:
+# parse_number also serves the start-up fast path (cli/argv_parser.py).
 
 _DIGITS = {8: set("01234567"), 10: set("0123456789"), 16: set("0123456789abcdefABCDEF")}
 
@@ -31,6 +32,8 @@ def parse_number(text: str) -> int:
 def number_parser(lo: int, hi: int, *, also: tuple = ()):
     """A typer ``parser`` for an integer option in ``lo..hi``, or one of ``also``
     (defaults pass through)."""
+    import typer
+
     def parse(value):
         if isinstance(value, int):  # the default, or a value typer parsed already
             return value
@@ -48,6 +51,8 @@ def number_parser(lo: int, hi: int, *, also: tuple = ()):
 def NumberOption(*decls: str, lo: int, hi: int, also: tuple = (), **kw):
     """``typer.Option`` for an integer in ``lo..hi`` (or one of ``also``) read as
     strtoul(..., 0) does."""
+    import typer
+
     kw.setdefault("metavar", "N")
     low = min((lo, *also))
     return typer.Option(*decls, parser=number_parser(lo, hi, also=also), min=low, max=hi, **kw)

@@ -4,18 +4,21 @@ Spellings, defaults, bounds and help come from the option table
 (``nvmecontrol/options.py``): here they become typer options, and command
 signatures take their defaults from :data:`DEFAULTS`.  Spellings follow
 FreeBSD nvmecontrol; nvme-cli long names are aliases where they do not clash.
+``DEFAULTS`` and the checks of option values live in ``cli/option_values.py``
+(re-exported here), where the command bodies, which the start-up fast path
+runs without typer, import them.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
 
 from nvmecontrol.cli.numbers import NumberOption
+# The defaults and checks, typer-free for the command bodies (re-exported here).
+from nvmecontrol.cli.option_values import DEFAULTS, check_dhchap, check_transport  # noqa: F401
 from nvmecontrol.cli.output import Format
-from nvmecontrol.errors import UsageError
 from nvmecontrol.options import OPTIONS
 
 
@@ -41,9 +44,6 @@ def _finite(value):
     return value
 
 
-# The parameter defaults of the commands, read from the table.
-DEFAULTS = SimpleNamespace(**{name: o.default for name, o in OPTIONS.items()})
-
 Transport = Annotated[str, table_option("transport")]
 HostNqn = Annotated[Optional[str], table_option("hostnqn")]
 HostId = Annotated[Optional[str], table_option("hostid")]
@@ -54,26 +54,3 @@ OutputFormat = Annotated[Format, typer.Option("-o", "--format", "--output-format
 DhchapSecret = Annotated[Optional[str], table_option("dhchap_secret")]
 DhchapCtrlSecret = Annotated[Optional[str], table_option("dhchap_ctrl_secret")]
 TimeoutS = Annotated[float, table_option("timeout")]
-
-
-def check_transport(transport: str) -> None:
-    from nvmecontrol.errors import Unsupported
-
-    if transport.lower() != "tcp":
-        raise Unsupported(f"unsupported or invalid transport {transport!r} (only tcp)")
-
-
-def check_dhchap(secret: str | None, ctrl_secret: str | None) -> None:
-    """Both secrets well formed (form, length, CRC), as one line naming the option."""
-    from nvmecontrol.api.keys import check_key
-
-    if ctrl_secret and not secret:
-        raise UsageError("--dhchap-ctrl-secret needs --dhchap-secret (the host authenticates "
-                          "first)")
-    for option, text in (("--dhchap-secret", secret), ("--dhchap-ctrl-secret", ctrl_secret)):
-        if text:
-            try:
-                check_key(text)
-            except UsageError as exc:
-                raise UsageError(f"{option}: {exc}") from None
-

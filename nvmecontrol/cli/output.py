@@ -7,7 +7,6 @@ column-exact); JSON is indented, sorted as built, and never coloured.
 from __future__ import annotations
 
 import enum
-import json
 import sys
 
 
@@ -22,6 +21,8 @@ def emit(text: str) -> None:
 
 
 def emit_json(obj) -> None:
+    import json  # not at start-up: the text output does not need it
+
     sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
 
 

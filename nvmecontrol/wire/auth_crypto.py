@@ -20,9 +20,9 @@ compares every prime against a digest of OpenSSL's copy.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+# hashlib, hmac and secrets are imported where used: with OpenSSL and random
+# they cost about a bare interpreter start here, and gen-dhchap-key and
+# check-dhchap-key, which read these tables, mostly need none of them.
 from enum import IntEnum
 from functools import lru_cache
 from typing import NamedTuple
@@ -87,10 +87,14 @@ def hash_len(hash_id: int) -> int:
 
 
 def digest(hash_id: int, data: bytes) -> bytes:
+    import hashlib
+
     return hashlib.new(_DIGEST[HashId(hash_id)], data).digest()
 
 
 def hmac_digest(hash_id: int, key: bytes, *parts: bytes) -> bytes:
+    import hmac
+
     mac = hmac.new(key, digestmod=_DIGEST[HashId(hash_id)])
     for part in parts:
         mac.update(part)
@@ -175,6 +179,8 @@ def dh_generate(group: int, private: int | None = None) -> DhKeyPair:
     """A fresh ephemeral key pair; *private* only for known-answer tests."""
     p = ffdhe_prime(group)
     if private is None:
+        import secrets
+
         bits = _EXPONENT_BITS[DhGroup(group)]
         private = secrets.randbits(bits) | (1 << (bits - 1))
     public = pow(FFDHE_GENERATOR, private, p)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets as _random
 import zlib
 
 from nvmecontrol.errors import UsageError
@@ -89,7 +88,12 @@ def generate_secret(*, key_len: int = 0, transform: int = 0, secret: bytes | Non
         raise BadSecret(f"key length {key_len} is not 32, 48 or 64")
     if secret is not None and len(secret) != key_len:
         raise BadSecret(f"secret is {len(secret)} bytes, key length is {key_len}")
-    raw = secret if secret is not None else _random.token_bytes(key_len)
+    if secret is None:
+        import secrets  # here: it loads OpenSSL (start-up time of the commands)
+
+        raw = secrets.token_bytes(key_len)
+    else:
+        raw = secret
     if transform and nqn:
         raw = hmac_digest(transform, raw, nqn.encode(), b"NVMe-over-Fabrics")
     return DhchapKey(raw, transform)

@@ -31,11 +31,30 @@ Conventions:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nvmecontrol.errors import LocalProtocolError, PeerProtocolError
+
+if TYPE_CHECKING:
+    from nvmecontrol.wire.identify_records import IdentifyController, IdentifyNamespace
+
+# The decoded records are dataclasses made on first use (identify_records
+# says why); ``from nvmecontrol.wire.identify import IdentifyController``
+# works as ever, through __getattr__.
+_RECORDS = ("IdentifyController", "IdentifyNamespace")
+
+
+def __getattr__(name: str) -> Any:  # PEP 562
+    if name in _RECORDS:
+        from nvmecontrol.wire import identify_records
+
+        return getattr(identify_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_RECORDS])
 
 IDENTIFY_DATA_SIZE = 4096
 
@@ -287,100 +306,7 @@ _CTRL_LAYOUT = _layout(
     ("ofcs", 1804, _K_U16),
     ("dctype", 1806, _K_U8),
 )
-
-
-@dataclass(slots=True)
-class IdentifyController:
-    """Identify Controller data structure; every field defaults to zero/empty."""
-
-    vid: int = 0
-    ssvid: int = 0
-    sn: str = ""
-    mn: str = ""
-    fr: str = ""
-    rab: int = 0
-    ieee: int = 0  # 24-bit OUI, byte 73 is the least significant
-    cmic: int = 0
-    mdts: int = 0
-    cntlid: int = 0
-    ver: int = 0
-    rtd3r: int = 0
-    rtd3e: int = 0
-    oaes: int = 0
-    ctratt: int = 0
-    rrls: int = 0
-    cntrltype: int = 0
-    fguid: bytes = bytes(16)
-    crdt1: int = 0
-    crdt2: int = 0
-    crdt3: int = 0
-    nvmsr: int = 0
-    vwci: int = 0
-    mec: int = 0
-    oacs: int = 0
-    acl: int = 0
-    aerl: int = 0
-    frmw: int = 0
-    lpa: int = 0
-    elpe: int = 0
-    npss: int = 0
-    avscc: int = 0
-    apsta: int = 0
-    wctemp: int = 0
-    cctemp: int = 0
-    mtfa: int = 0
-    hmpre: int = 0
-    hmmin: int = 0
-    tnvmcap: int = 0
-    unvmcap: int = 0
-    rpmbs: int = 0
-    edstt: int = 0
-    dsto: int = 0
-    fwug: int = 0
-    kas: int = 0
-    hctma: int = 0
-    mntmt: int = 0
-    mxtmt: int = 0
-    sanicap: int = 0
-    hmminds: int = 0
-    hmmaxd: int = 0
-    nsetidmax: int = 0
-    endgidmax: int = 0
-    anatt: int = 0
-    anacap: int = 0
-    anagrpmax: int = 0
-    nanagrpid: int = 0
-    pels: int = 0
-    domainid: int = 0
-    megcap: int = 0
-    sqes: int = 0
-    cqes: int = 0
-    maxcmd: int = 0
-    nn: int = 0
-    oncs: int = 0
-    fuses: int = 0
-    fna: int = 0
-    vwc: int = 0
-    awun: int = 0
-    awupf: int = 0
-    icsvscc: int = 0
-    nwpc: int = 0
-    acwu: int = 0
-    ocfs: int = 0
-    sgls: int = 0
-    mnan: int = 0
-    maxdna: int = 0
-    maxcna: int = 0
-    oaqd: int = 0
-    subnqn: str = ""
-    ioccsz: int = 0
-    iorcsz: int = 0
-    icdoff: int = 0
-    fcatt: int = 0
-    msdbd: int = 0
-    ofcs: int = 0
-    dctype: int = 0
-    raw: bytes = field(default=b"", repr=False, compare=False)
+# The record these fields fill: identify_records.IdentifyController.
 
 
 def decode_identify_controller(buf: Any) -> IdentifyController:
@@ -388,6 +314,8 @@ def decode_identify_controller(buf: Any) -> IdentifyController:
     n = len(buf)
     if n < IDENTIFY_DATA_SIZE:
         raise _too_short("Identify Controller data", n, IDENTIFY_DATA_SIZE)
+    from nvmecontrol.wire.identify_records import IdentifyController
+
     values = _decode_fields(buf, _CTRL_LAYOUT)
     return IdentifyController(**values, raw=bytes(buf[:IDENTIFY_DATA_SIZE]))
 
@@ -455,64 +383,7 @@ NSFEAT_THINP = 1 << 0
 NSFEAT_OPTPERF = 1 << 4  # NPWG..NOWS are valid
 FLBAS_EXTENDED = 1 << 4  # metadata transferred at the end of the LBA
 
-
-@dataclass(slots=True)
-class IdentifyNamespace:
-    """Identify Namespace data structure (NVM command set)."""
-
-    nsze: int = 0
-    ncap: int = 0
-    nuse: int = 0
-    nsfeat: int = 0
-    nlbaf: int = 0  # 0's based
-    flbas: int = 0
-    mc: int = 0
-    dpc: int = 0
-    dps: int = 0
-    nmic: int = 0
-    rescap: int = 0
-    fpi: int = 0
-    dlfeat: int = 0
-    nawun: int = 0
-    nawupf: int = 0
-    nacwu: int = 0
-    nabsn: int = 0
-    nabo: int = 0
-    nabspf: int = 0
-    noiob: int = 0
-    nvmcap: int = 0
-    npwg: int = 0
-    npwa: int = 0
-    npdg: int = 0
-    npda: int = 0
-    nows: int = 0
-    mssrl: int = 0
-    mcl: int = 0
-    msrc: int = 0
-    nulbaf: int = 0
-    anagrpid: int = 0
-    nsattr: int = 0
-    nvmsetid: int = 0
-    endgid: int = 0
-    nguid: bytes = bytes(16)
-    eui64: bytes = bytes(8)
-    # The nlbaf+1 formats in use (entries beyond them stay in ``raw``).
-    lbaf: list[LbaFormat] = field(default_factory=list)
-    raw: bytes = field(default=b"", repr=False, compare=False)
-
-    def lba_format_index(self) -> int:
-        """FLBAS bits 3:0, extended by bits 6:5 when more than 16 formats exist."""
-        idx = self.flbas & 0x0F
-        if self.nlbaf >= 16:
-            idx |= ((self.flbas >> 5) & 0x3) << 4
-        return idx
-
-    def block_size(self) -> int:
-        """Bytes per logical block of the current format (0 if it is not listed)."""
-        idx = self.lba_format_index()
-        if idx >= len(self.lbaf):
-            return 0
-        return 1 << self.lbaf[idx].lbads
+# The record these fields and the LBA formats fill: identify_records.IdentifyNamespace.
 
 
 def decode_identify_namespace(buf: Any) -> IdentifyNamespace:
@@ -520,6 +391,8 @@ def decode_identify_namespace(buf: Any) -> IdentifyNamespace:
     n = len(buf)
     if n < IDENTIFY_DATA_SIZE:
         raise _too_short("Identify Namespace data", n, IDENTIFY_DATA_SIZE)
+    from nvmecontrol.wire.identify_records import IdentifyNamespace
+
     values = _decode_fields(buf, _NS_LAYOUT)
     count = min(values["nlbaf"] + 1, LBAF_MAX)
     values["lbaf"] = [
