@@ -31,7 +31,6 @@ the NBD bridge.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -295,6 +294,8 @@ def run_authentication(execute, *, qid: int, host: HostIdentity, subnqn: str,
         raise auth.auth_error(auth.AuthKeyMissing,
                                f"controller {subnqn} {why} on queue {qid}: give the host secret "
                                f"with --dhchap-secret", "host", 0)
+    import secrets  # here: a connect without a secret never needs it (start-up)
+
     machine = auth.HostAuth(qid=qid, t_id=secrets.randbits(16), hostnqn=host.hostnqn,
                             subnqn=subnqn, host_key=params.dhchap_secret,
                             ctrl_key=params.dhchap_ctrl_secret, now=time.monotonic(),

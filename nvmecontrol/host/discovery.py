@@ -22,11 +22,10 @@ from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.transport.address import Address, format_address
 from nvmecontrol.wire import admin
-from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
+from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE, LID_DISCOVERY,
                                         DiscoveryHeader, DiscoveryLogEntry, SubType,
                                         check_record_count, decode_discovery_entries,
                                         decode_discovery_header)
-from nvmecontrol.wire.logpages import LogPage
 from nvmecontrol.wire.status import decode_status
 
 # GENCTR kept changing this many times: give up rather than loop forever
@@ -61,7 +60,7 @@ def _read(source: LogPageSource, offset: int, length: int, lsp: int, rae: bool) 
     out = bytearray()
     while length > 0:
         n = min(length, _CHUNK)
-        out += source.get_log_page(admin.GetLogPage(lid=LogPage.DISCOVERY, length=n,
+        out += source.get_log_page(admin.GetLogPage(lid=LID_DISCOVERY, length=n,
                                                     offset=offset, nsid=0, lsp=lsp, rae=rae))
         offset += n
         length -= n

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
-from typing import NamedTuple
+from collections import namedtuple
 
 from nvmecontrol.errors import ConnectError, UsageError
 
@@ -37,12 +36,14 @@ PORT_MIN, PORT_MAX = 1, 65535
 _PORT_RE = re.compile(r"[0-9]+")
 
 
-class Address(NamedTuple):
-    """A parsed address: host without brackets, the port, the text as typed."""
+# Not typing.NamedTuple, and socket only where it is used: every command that
+# takes an address imports this module, and typing and socket cost start-up
+# time (issue 13).
+class Address(namedtuple("Address", "host port text")):
+    """A parsed address: host without brackets (str), the port (int, or None),
+    the text as typed (str)."""
 
-    host: str
-    port: int | None
-    text: str
+    __slots__ = ()
 
 
 def _fail(text: str, problem: str) -> UsageError:
@@ -150,6 +151,8 @@ def format_sockaddr(sockaddr: tuple) -> str:
     """
     host, port = sockaddr[0], sockaddr[1]
     if len(sockaddr) == 4 and sockaddr[3] and "%" not in host:
+        import socket
+
         try:
             host = f"{host}%{socket.if_indextoname(sockaddr[3])}"
         except OSError:
@@ -167,13 +170,16 @@ def adrfam_of(host: str) -> int | None:
 
 
 def resolve(
-    address: Address, *, family: int = socket.AF_UNSPEC
+    address: Address, *, family: int = 0
 ) -> list[tuple[int, tuple]]:
     """Every ``(family, sockaddr)`` for ``address`` over TCP, in getaddrinfo order.
 
-    Callers try them in turn until one connects (as FreeBSD does).  Raises
-    ConnectError when the name does not resolve.
+    ``family`` 0 is AF_UNSPEC (any).  Callers try them in turn until one
+    connects (as FreeBSD does).  Raises ConnectError when the name does not
+    resolve.
     """
+    import socket
+
     if address.port is None:
         raise ValueError(f"{address.text!r} has no port to resolve")
     try:

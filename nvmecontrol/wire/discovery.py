@@ -44,6 +44,11 @@ TRADDR_SIZE = 256
 TSAS_SIZE = 256
 
 
+# Get Log Page's LID of the discovery log (wire.logpages.LogPage.DISCOVERY),
+# here too so that fetching it does not load every log page's records.
+LID_DISCOVERY = 0x70
+
+
 class TrType(IntEnum):
     """Transport type (NVMe-oF figure "TRTYPE")."""
 

@@ -196,3 +196,10 @@ def test_fuzz_only_protocol_errors():
             decode_discovery_log(bytes(data))
         except PeerProtocolError:
             pass
+
+
+def test_the_discovery_log_lid_is_the_log_pages_one():
+    from nvmecontrol.wire.discovery import LID_DISCOVERY
+    from nvmecontrol.wire.logpages import LogPage
+
+    assert LID_DISCOVERY == LogPage.DISCOVERY == 0x70

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from nvmecontrol.backends.runtime import locked, runtime_dir
 from nvmecontrol.backends.names import _NAME_RE, parse_session_name  # noqa: F401 (re-exported)
 from nvmecontrol.backends.userspace.paths import NBD_PORT, SessionPaths
 from nvmecontrol.errors import ConnectError, NotFound, PeerTimeout
-from nvmecontrol.transport.address import parse_address
 
 PREFIX = "nvmeu"
 # How long disconnect waits for a session process to finish its shutdown.
@@ -65,6 +63,8 @@ class UserspaceBackend(AssociationBackend):
         if nbd_tcp:
             # Checked here, before connect builds an association for nothing
             # (the session process would only find it bad after the handoff).
+            from nvmecontrol.transport.address import parse_address
+
             parse_address(nbd_tcp, default_port=NBD_PORT, listen=True)
         self.environ = environ
         self.nbd_tcp = nbd_tcp
@@ -189,7 +189,9 @@ class UserspaceBackend(AssociationBackend):
         return names
 
     def _disconnect_one(self, info: ControllerInfo) -> None:
-        # Imported when used: listing sessions needs neither.
+        # Imported when used: listing sessions needs none of them.
+        import signal
+
         from nvmecontrol.backends.userspace import attach as nbd_attach
         from nvmecontrol.backends.userspace.control import SessionClient
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 from nvmecontrol.backends.runtime import ENV_RUNTIME_DIR
@@ -80,6 +79,8 @@ class SessionPaths:
 def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one step; several threads may write it at once
     (each through a temporary file of its own)."""
+    import tempfile  # only writers need it, not listing (start-up)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -9,7 +9,8 @@ exports are (NBD URI, /dev/nbdX) after the size.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 
 if TYPE_CHECKING:  # annotations only: devlist loads the backends when it runs
     from nvmecontrol.api.structures import ControllerInfo, NamespaceInfo
