@@ -31,19 +31,17 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# The editable install in setuptools' compat mode: a .pth file that puts this
-# checkout on sys.path.  The default (lenient) mode installs an import hook
-# instead, a module every start of the interpreter imports (about 20 ms here,
-# as much as the rest of a bare start; issue 13 measures commands against it).
-# (setuptools calls compat mode transitional; should a release drop it,
-# package-dir = {"" = "."} under [tool.setuptools] in pyproject.toml makes
-# the default mode write the same .pth.)  The stamp holds the way of
-# installing, so a .venv made the other way is installed again once.
-install_kind="editable_mode=compat"
+# An editable install.  pyproject.toml names the package directory
+# (package-dir), so setuptools writes a .pth that puts this checkout on
+# sys.path rather than an import hook every start of the interpreter would
+# load (about 20 ms here, as much as the rest of a bare start; issue 13
+# measures commands against a bare start).  The stamp holds the way of
+# installing, so a .venv made another way is installed again once.
+install_kind="editable-pth"
 stamp=.venv/.nvmecontrol-installed
 if [ "$(cat "$stamp" 2>/dev/null)" != "$install_kind" ] || [ pyproject.toml -nt "$stamp" ] \
         || [ setup.py -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >&2
-    .venv/bin/python -m pip install -q -e '.[test]' --config-settings "$install_kind" >&2
+    .venv/bin/python -m pip install -q -e '.[test]' >&2
     echo "$install_kind" >"$stamp"
 fi
