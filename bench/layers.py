@@ -16,7 +16,7 @@ The figures are µs of profiled wall time per I/O: cProfile slows Python
 code by a roughly even factor (2-3x here), so read the shares, and compare
 runs of two trees with each other, not with the unprofiled suite.
 
-    python -m bench.layers [--seconds S] [--qd N] [--json PATH]
+    python -m bench.layers [--seconds S] [--qd N] [--size MIB] [--json PATH]
 """
 
 from __future__ import annotations
@@ -119,10 +119,10 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _fio(uri: str, rw: str, qd: int, seconds: float) -> int:
+def _fio(uri: str, rw: str, qd: int, seconds: float, size: int) -> int:
     p = subprocess.run(["fio", "--name=layers", "--ioengine=nbd", f"--uri={uri}", f"--rw={rw}",
                         "--bs=4k", f"--iodepth={qd}", f"--runtime={seconds}", "--time_based",
-                        f"--size={SIZE}", "--norandommap", "--randrepeat=0",
+                        f"--size={size}", "--norandommap", "--randrepeat=0",
                         "--output-format=json"], capture_output=True, text=True)
     if p.returncode:
         raise RuntimeError(f"fio failed: {(p.stderr or p.stdout).strip()[-300:]}")
@@ -145,26 +145,26 @@ def _wait_for_profiles(profiles: Path, io_queue_connections: int) -> None:
     time.sleep(0.5)  # the admin queue's threads, which end last
 
 
-def profile_job(rw: str, qd: int, seconds: float) -> dict:
+def profile_job(rw: str, qd: int, seconds: float, size: int = SIZE) -> dict:
     """One nvmfd, one session, one fio job; the layer table of each data-path thread."""
     profiles = Path(tempfile.mkdtemp(prefix="nvb-prof-"))
     servers = Servers()
     try:
         servers.env["PYTHONPATH"] = f"{REPO}{os.pathsep}{SITE}"
         servers.env["NVMECONTROL_BENCH_PROFILE"] = str(profiles)
-        nvmfd, port = servers.nvmfd("nvmfd", SUBNQN, SIZE)
+        nvmfd, port = servers.nvmfd("nvmfd", SUBNQN, size)
         sessions = servers.sessions_connect(port, SUBNQN, {"fill": [], "layers": []})
         # The namespace written once through another session (reads move real
         # data, writes take no first-touch page faults); its threads' profiles
         # are dropped before the measured job starts.
-        fio.fill(sessions["fill"]["uri"], SIZE)
+        fio.fill(sessions["fill"]["uri"], size)
         _disconnect(servers, sessions["fill"]["name"])
         _wait_for_profiles(profiles, 2)
         for stale in profiles.glob("*.prof"):
             stale.unlink()
         session = sessions["layers"]
         cpu0 = _cpu_s(session["pid"]), _cpu_s(nvmfd.pid)
-        ios = _fio(session["uri"], rw, qd, seconds)
+        ios = _fio(session["uri"], rw, qd, seconds, size)
         cpu1 = _cpu_s(session["pid"]), _cpu_s(nvmfd.pid)
         # The receiver and nvmfd's connection thread write their profiles
         # when the association ends.
@@ -200,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="seconds per fio job (4)")
     ap.add_argument("--qd", type=int, default=32, help="fio iodepth (32)")
+    ap.add_argument("--size", type=int, default=SIZE >> 20,
+                    help=f"MiB of the RAM namespace ({SIZE >> 20})")
     ap.add_argument("--json", type=Path, help="also write the figures there")
     args = ap.parse_args(argv)
-    jobs = [profile_job(rw, args.qd, args.seconds) for rw in ("randread", "randwrite")]
+    jobs = [profile_job(rw, args.qd, args.seconds, args.size << 20)
+            for rw in ("randread", "randwrite")]
     for job in jobs:
         print(render(job))
     if args.json:

@@ -123,3 +123,37 @@ def test_quick_run(tmp_path):
         assert list(scratch.iterdir()) == []
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_layers_profile_runs(tmp_path):
+    """``python -m bench.layers``: every data-path thread of both processes is
+    profiled and its Python time attributed to the issue's layers."""
+    need_tools()
+    scratch = Path(tempfile.mkdtemp(prefix="nvbt-", dir="/tmp"))
+    try:
+        out = tmp_path / "layers.json"
+        env = dict(os.environ, TMPDIR=str(scratch))
+        env.pop("NVMECONTROL_RUNTIME_DIR", None)
+        p = subprocess.run([sys.executable, "-m", "bench.layers", "--seconds", "0.5",
+                            "--size", "16", "--json", str(out)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+        jobs = json.loads(out.read_text())
+        assert [j["rw"] for j in jobs] == ["randread", "randwrite"]
+        for job in jobs:
+            assert job["ios"] > 0
+            threads = job["threads"]
+            assert set(threads) == {"session: NBD intake", "session: I/O queue receiver",
+                                    "nvmfd: connection"}, threads
+            intake = threads["session: NBD intake"]["layers_us_per_io"]
+            receiver = threads["session: I/O queue receiver"]["layers_us_per_io"]
+            target = threads["nvmfd: connection"]["layers_us_per_io"]
+            assert intake["NBD request decode"] > 0 and intake["SQE encode and queueing"] > 0
+            assert receiver["PDU header check and decode"] > 0
+            assert receiver["NBD reply encode and send"] > 0
+            assert target["dispatch, namespace copy, C2HData/CapsuleResp encode"] > 0
+            assert f"4 KiB {job['rw']} QD32" in p.stdout
+        assert processes_mentioning(str(scratch)) == []
+        assert list(scratch.iterdir()) == []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
