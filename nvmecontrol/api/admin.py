@@ -21,12 +21,15 @@ from __future__ import annotations
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from collections.abc import Callable
 
 from nvmecontrol.errors import UsageError
 from nvmecontrol.options import OPTIONS, default
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 if TYPE_CHECKING:
+    from typing import Literal
+
     from nvmecontrol.backends.admin_access import AdminAccess
     from nvmecontrol.host.association import Association
     from nvmecontrol.host.discovery import DiscoveryLog

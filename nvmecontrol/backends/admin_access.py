@@ -23,13 +23,12 @@ from __future__ import annotations
 import abc
 import base64
 
-from typing import TYPE_CHECKING
-
 from nvmecontrol.backends.names import parse_device_name, parse_session_name
 from nvmecontrol.errors import CommandFailed, UsageError
 from nvmecontrol.wire.capsule import SQE, encode_sqe
 from nvmecontrol.wire.status import describe_status, status_is_error
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 if TYPE_CHECKING:
     from nvmecontrol.backends.linux_admin import KernelController
 

@@ -29,9 +29,11 @@ from __future__ import annotations
 import os
 import re
 
-from nvmecontrol.backends.model import (DEFAULT_CTRL_LOSS_TMO_S, DEFAULT_KATO_S,
-                                        DEFAULT_RECONNECT_DELAY_S, ConnectParams, ControllerInfo,
-                                        NamespaceInfo)
+# backends.model (the records devlist reports) is imported by the methods
+# that build them: identify and logpage on a device only look a node up.
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
 
 CLASS_NVME = "sys/class/nvme"
 CLASS_SUBSYS = "sys/class/nvme-subsystem"
@@ -173,6 +175,8 @@ class Sysfs:
     def namespace(self, disk: str, where: str, path_dir: str | None = None) -> NamespaceInfo:
         """The namespace ``disk`` (sysfs directory ``where``); ``path_dir`` is its
         per-path disk under one controller, where the ANA state through it is."""
+        from nvmecontrol.backends.model import NamespaceInfo
+
         def attr(*parts):
             return _read(os.path.join(where, *parts))
 
@@ -212,6 +216,9 @@ class Sysfs:
         sysfs does not show digests or SQ flow control: those stay at their
         defaults (off; flow control disabled).
         """
+        from nvmecontrol.backends.model import (DEFAULT_CTRL_LOSS_TMO_S, DEFAULT_KATO_S,
+                                                DEFAULT_RECONNECT_DELAY_S, ConnectParams)
+
         d = (CLASS_NVME, name)
         transport = (self.read(*d, "transport") or "").lower()
         addr = parse_address(self.read(*d, "address") or "")
@@ -234,6 +241,8 @@ class Sysfs:
             dhchap_ctrl_secret=_secret(self.read(*d, "dhchap_ctrl_secret")))
 
     def controller(self, name: str) -> ControllerInfo | None:
+        from nvmecontrol.backends.model import ControllerInfo
+
         if not self.has_controller(name):
             return None
         d = (CLASS_NVME, name)

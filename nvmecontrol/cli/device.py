@@ -13,10 +13,9 @@ set the field (``cli/refusal.py``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from nvmecontrol.api.admin import ConnectOptions
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 

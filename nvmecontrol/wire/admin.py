@@ -7,7 +7,7 @@ the queue pair assigns the CID and the SGL when the command is submitted.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from collections import namedtuple
 
 from nvmecontrol.wire.capsule import SQE
 
@@ -46,26 +46,22 @@ def build_identify(cns: int, nsid: int = 0, cntid: int = 0, csi: int = 0) -> SQE
     return SQE(AdminOpc.IDENTIFY, nsid=nsid, cdw10=cns | (cntid << 16), cdw11=csi << 24)
 
 
-class IdentifyArgs(NamedTuple):
-    cns: int
-    cntid: int
-    nsid: int
-    csi: int
+class IdentifyArgs(namedtuple("IdentifyArgs", "cns cntid nsid csi")):
+    """An Identify command's arguments (ints)."""
+
+    __slots__ = ()
 
 
 def parse_identify(sqe: SQE) -> IdentifyArgs:
     return IdentifyArgs(sqe.cdw10 & 0xFF, sqe.cdw10 >> 16, sqe.nsid, sqe.cdw11 >> 24)
 
 
-class GetLogPage(NamedTuple):
-    lid: int
-    length: int  # bytes (a multiple of 4)
-    offset: int = 0  # bytes, 64-bit
-    lsp: int = 0
-    lsi: int = 0
-    rae: bool = False
-    nsid: int = 0xFFFFFFFF
-    csi: int = 0
+class GetLogPage(namedtuple("GetLogPage", "lid length offset lsp lsi rae nsid csi",
+                             defaults=(0, 0, 0, False, 0xFFFFFFFF, 0))):
+    """A Get Log Page's arguments: ``length`` and ``offset`` in bytes (length a
+    multiple of 4, offset 64-bit), ``rae`` a bool, the rest ints."""
+
+    __slots__ = ()
 
 
 def build_get_log_page(g: GetLogPage) -> SQE:
@@ -143,10 +139,10 @@ def build_async_event_request() -> SQE:
     return SQE(AdminOpc.ASYNC_EVENT_REQUEST)
 
 
-class AsyncEvent(NamedTuple):
-    type: int
-    info: int
-    lid: int
+class AsyncEvent(namedtuple("AsyncEvent", "type info lid")):
+    """An Asynchronous Event's completion dword 0, split (ints)."""
+
+    __slots__ = ()
 
 
 def aer_dw0(ev: AsyncEvent) -> int:

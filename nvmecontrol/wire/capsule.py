@@ -6,7 +6,7 @@ target rejects PRP-style commands outright.
 """
 
 import struct
-from typing import NamedTuple
+from collections import namedtuple
 
 SQE_SIZE = 64
 CQE_SIZE = 16
@@ -24,42 +24,31 @@ _SQE = struct.Struct("<BBHIIIQQI3sB6I")
 _CQE = struct.Struct("<IIHHHH")
 
 
-class SGL(NamedTuple):
-    """One SGL descriptor as carried in SQE DPTR."""
-
-    addr: int
-    length: int
-    type: int
+# Records are collections.namedtuple classes, not typing.NamedTuple: typing
+# costs start-up time, and every command that speaks NVMe loads this module.
 
 
-class SQE(NamedTuple):
-    """A 64-byte submission queue entry, fields by spec mnemonic."""
+class SGL(namedtuple("SGL", "addr length type")):
+    """One SGL descriptor as carried in SQE DPTR (ints)."""
 
-    opc: int
-    flags: int = PSDT_SGL
-    cid: int = 0
-    nsid: int = 0
-    cdw2: int = 0
-    cdw3: int = 0
-    mptr: int = 0
-    sgl: SGL = SGL(0, 0, SGL_TRANSPORT_DATA_BLOCK)
-    cdw10: int = 0
-    cdw11: int = 0
-    cdw12: int = 0
-    cdw13: int = 0
-    cdw14: int = 0
-    cdw15: int = 0
+    __slots__ = ()
 
 
-class CQE(NamedTuple):
-    """A 16-byte completion queue entry.  ``status`` is the 15-bit status field."""
+class SQE(namedtuple("SQE", "opc flags cid nsid cdw2 cdw3 mptr sgl cdw10 cdw11 cdw12 cdw13 "
+                           "cdw14 cdw15",
+                     defaults=(PSDT_SGL, 0, 0, 0, 0, 0, SGL(0, 0, SGL_TRANSPORT_DATA_BLOCK),
+                               0, 0, 0, 0, 0, 0))):
+    """A 64-byte submission queue entry, fields by spec mnemonic (ints; ``sgl`` an
+    :class:`SGL`); only ``opc`` is required."""
 
-    dw0: int = 0
-    dw1: int = 0
-    sqhd: int = 0
-    sqid: int = 0
-    cid: int = 0
-    status: int = 0
+    __slots__ = ()
+
+
+class CQE(namedtuple("CQE", "dw0 dw1 sqhd sqid cid status", defaults=(0, 0, 0, 0, 0, 0))):
+    """A 16-byte completion queue entry (ints, 0 by default).  ``status`` is the
+    15-bit status field."""
+
+    __slots__ = ()
 
     @property
     def result64(self) -> int:

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections import namedtuple
 
 from nvmecontrol.errors import LocalProtocolError, PeerProtocolError
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from nvmecontrol.wire.identify_records import IdentifyController, IdentifyNamespace
 
 # The decoded records are dataclasses made on first use (identify_records
@@ -330,12 +333,10 @@ def encode_identify_controller(ctrl: IdentifyController) -> bytes:
 LBAF_MAX = 64
 
 
-class LbaFormat(NamedTuple):
+class LbaFormat(namedtuple("LbaFormat", "ms lbads rp")):
     """One LBA Format entry: metadata size, log2 of the data size, relative performance."""
 
-    ms: int
-    lbads: int
-    rp: int
+    __slots__ = ()
 
 
 _NS_LAYOUT = _layout(
@@ -470,11 +471,10 @@ NIDT_LENGTHS = {Nidt.EUI64: 8, Nidt.NGUID: 16, Nidt.UUID: 16, Nidt.CSI: 1}
 _NID_HDR = struct.Struct("<BBH")
 
 
-class NsIdDescriptor(NamedTuple):
+class NsIdDescriptor(namedtuple("NsIdDescriptor", "nidt nid")):
     """One descriptor: type (``Nidt`` or raw int) and the identifier bytes."""
 
-    nidt: int
-    nid: bytes
+    __slots__ = ()
 
 
 def decode_ns_id_descriptors(buf: Any) -> list[NsIdDescriptor]:

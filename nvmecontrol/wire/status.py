@@ -34,8 +34,12 @@ No I/O here: bytes and integers in, names out.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from enum import IntEnum
-from typing import Literal, NamedTuple
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Literal
 
 # --- field layout -----------------------------------------------------------
 
@@ -331,17 +335,14 @@ _PATH: dict[int, str] = {
     0x71: "Command Aborted By Host",
 }
 
-StatusContext = Literal["fabrics", "nvm"]
+if TYPE_CHECKING:
+    StatusContext = Literal["fabrics", "nvm"]
 
 
-class Status(NamedTuple):
-    """The decoded 15-bit status field."""
+class Status(namedtuple("Status", "sc sct crd more dnr")):
+    """The decoded 15-bit status field (sc, sct, crd: ints; more, dnr: bools)."""
 
-    sc: int
-    sct: int
-    crd: int
-    more: bool
-    dnr: bool
+    __slots__ = ()
 
 
 def decode_status(status: int) -> Status:
