@@ -23,9 +23,9 @@ from __future__ import annotations
 # hashlib, hmac and secrets are imported where used: with OpenSSL and random
 # they cost about a bare interpreter start here, and gen-dhchap-key and
 # check-dhchap-key, which read these tables, mostly need none of them.
+from collections import namedtuple
 from enum import IntEnum
 from functools import lru_cache
-from typing import NamedTuple
 
 
 class HashId(IntEnum):
@@ -75,11 +75,12 @@ _HOST_LABEL = b"HostHost"
 _CTRL_LABEL = b"Controller"
 
 
-class DhchapKey(NamedTuple):
+# Records are collections.namedtuple classes, not typing.NamedTuple: typing
+# costs start-up time (gen-dhchap-key and check-dhchap-key load this module).
+class DhchapKey(namedtuple("DhchapKey", "secret transform", defaults=(0,))):
     """A DH-HMAC-CHAP secret: the key bytes and the hash that transforms them (0: none)."""
 
-    secret: bytes
-    transform: int = 0
+    __slots__ = ()
 
 
 def hash_len(hash_id: int) -> int:
@@ -169,10 +170,11 @@ def dh_value_len(group: int) -> int:
     return _FFDHE_X[DhGroup(group)][0] // 8
 
 
-class DhKeyPair(NamedTuple):
-    group: int
-    private: int
-    public: bytes  # big-endian, dh_value_len(group) bytes
+class DhKeyPair(namedtuple("DhKeyPair", "group private public")):
+    """An ephemeral DH key pair: group and private exponent (ints), the public
+    value (big-endian bytes, dh_value_len(group) of them)."""
+
+    __slots__ = ()
 
 
 def dh_generate(group: int, private: int | None = None) -> DhKeyPair:
