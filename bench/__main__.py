@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     data["duration_s"] = round(time.monotonic() - started, 1)
     report.write_json(data, out)
     print(report.table(data))
+    cpu = report.cpu_table(data)
+    if cpu:
+        print(cpu)
     print(f"JSON: {out}" + "".join(f"\nplot: {p}" for p in plots))
     print(f"took {data['duration_s']:.0f} s")
     if args.strict and any(m["met"] is False for m in data["measures"].values()):

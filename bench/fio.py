@@ -39,9 +39,15 @@ def run(uri: str, job: Job, seconds: float, size: int) -> dict:
                            f"{(p.stderr or p.stdout).strip()[-400:]}")
     out = p.stdout
     data = json.loads(out[out.index("{"):])
-    side = data["jobs"][0]["write" if "write" in job.rw else "read"]
+    j = data["jobs"][0]  # with --group_reporting, every job's figures together
+    side = j["write" if "write" in job.rw else "read"]
+    ios = side["total_ios"]
+    # usr_cpu/sys_cpu: percent of one CPU over job_runtime (ms; with
+    # --group_reporting the jobs' runtimes summed), start-up excluded.
+    fio_cpu_s = (j["usr_cpu"] + j["sys_cpu"]) / 100 * j["job_runtime"] / 1000
     # fio's bw_bytes is bytes/s; MB/s here is 10^6 bytes/s throughout.
-    return {"iops": side["iops"], "mbps": side["bw_bytes"] / 1e6}
+    return {"iops": side["iops"], "mbps": side["bw_bytes"] / 1e6, "ios": ios,
+            "cpu_fio": fio_cpu_s * 1e6 / ios if ios else 0.0}
 
 
 def fill(uri: str, size: int) -> None:

@@ -56,6 +56,36 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(data: dict) -> str:
+    """CPU per I/O of each process of the CPU_JOBS runs, bridge against nbdkit.
+
+    "CPUs busy" is that CPU per I/O times the IOPS: near the machine's CPU
+    count a run is CPU-bound, and only less CPU per I/O makes it faster.
+    """
+    cpus = (data.get("machine") or {}).get("cpus") or os.cpu_count()
+    rows = [("job", "side", "fio", "server processes", "total", "IOPS", "CPUs busy")]
+    for job, sides in data.get("cpu_per_io", {}).items():
+        for i, (side, cpu) in enumerate(sides.items()):
+            iops = sorted(data["runs"][f"{side}:{job}"]["iops"])
+            iops = iops[len(iops) // 2]
+            servers = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()
+                                if k not in ("fio", "total"))
+            rows.append((job if i == 0 else "", side, f"{cpu['fio']:.1f}", servers,
+                         f"{cpu['total']:.1f}", f"{iops:,.0f}",
+                         f"{cpu['total'] * iops / 1e6:.2f} of {cpus}"))
+    if len(rows) == 1:
+        return ""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["CPU per I/O, µs (medians; fio's own figures, the servers' from /proc):"]
+    for i, row in enumerate(rows):
+        cells = [c.ljust(w) if j < 2 or j == 3 else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def plots(data: dict, stem: Path) -> list[str]:
     """IOPS against queue depth (4 KiB randread) and MB/s against block size
     (randread QD32), bridge and nbdkit, medians with min-max bars.

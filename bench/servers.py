@@ -39,6 +39,16 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -147,6 +157,10 @@ class Servers:
         if errors:
             raise RuntimeError("connect failed: " + "; ".join(errors))
         return got
+
+    def pid(self, name: str) -> int:
+        """The process started as ``name`` (nbdkit, refloop, an nvmfd)."""
+        return next(p.pid for n, p in self.procs if n == name)
 
     def track(self, name: str, proc: subprocess.Popen) -> subprocess.Popen:
         """Stop ``proc`` in close() too (a background fio, say)."""

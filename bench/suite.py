@@ -20,9 +20,14 @@ import time
 from bench import fio, refloop, startup
 from bench.measures import (FIO_JOBS, MEASURES, NVMF_TESTS, RSS_IDLE_ASSOCIATIONS,
                             RSS_IDLE_TCP, RSS_LOAD, round_groups)
-from bench.servers import Servers, rss_mib
+from bench.servers import Servers, cpu_seconds, rss_mib
 
 SUBNQN = "nqn.2014-08.org.example:bench"
+# The runs whose CPU per I/O the result sums up (report.cpu_table), bridge
+# against nbdkit.
+CPU_JOBS = ("4k_randread_qd32", "4k_randwrite_qd32", "4k_randread_qd1", "128k_randread_qd32",
+            "1m_seqread_qd8")
+CPU_SIDES = ("bridge", "nbdkit")
 SESSIONS = {"bridge": [], "digests": ["-g", "-G"], "bridge2q": ["-i", "2"],
             "rss": ["-i", "4", "-Q", "128"]}
 IDLE_NS_SIZE = 16 << 20
@@ -52,7 +57,7 @@ class Suite:
     def _one(self, run: str) -> dict:
         side, job = run.split(":", 1)
         if side in self.uris:
-            return fio.run(self.uris[side], FIO_JOBS[job], self.fio_seconds, self.size)
+            return self._fio(side, job)
         if side == "tcp":
             return {"mbps": refloop.bw_run(self.ref_port, self.fio_seconds)}
         nbytes, qd, resp = NVMF_TESTS[job]
@@ -65,6 +70,16 @@ class Suite:
         else:
             raise ValueError(f"unknown run {run}")
         return {"ops": ops, "mbps": ops * nbytes / 1e6}
+
+    def _fio(self, side: str, job: str) -> dict:
+        """One fio run, with the CPU each server process of ``side`` spent per I/O."""
+        pids = self.cpu_pids[side]
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        got = fio.run(self.uris[side], FIO_JOBS[job], self.fio_seconds, self.size)
+        ios = got["ios"]
+        for name, pid in pids.items():
+            got[f"cpu_{name}"] = (cpu_seconds(pid) - before[name]) * 1e6 / ios if ios else 0.0
+        return got
 
     def _rounds(self) -> None:
         groups = round_groups(self.quick)
@@ -152,12 +167,16 @@ class Suite:
         try:
             log(f"bench: starting nvmfd (mem {_mib(self.size)}), nbdkit, reference loop, "
                 f"{len(SESSIONS)} sessions in {servers.tmp}")
-            _proc, port = servers.nvmfd("nvmfd", SUBNQN, self.size)
+            nvmfd, port = servers.nvmfd("nvmfd", SUBNQN, self.size)
             nbdkit_uri = servers.nbdkit(self.size)
             self.ref_port = servers.refloop()
             self.sessions = servers.sessions_connect(port, SUBNQN, SESSIONS)
             self.uris = {k: v["uri"] for k, v in self.sessions.items() if k != "rss"}
             self.uris["nbdkit"] = nbdkit_uri
+            # Whose CPU time a run of each NBD side costs, besides fio's own.
+            self.cpu_pids = {side: {"session": info["pid"], "nvmfd": nvmfd.pid}
+                             for side, info in self.sessions.items()}
+            self.cpu_pids["nbdkit"] = {"nbdkit": servers.pid("nbdkit")}
             log(f"bench: filling both disks ({_mib(self.size)} each)")
             fio.fill(self.uris["bridge"], self.size)
             fio.fill(nbdkit_uri, self.size)
@@ -197,7 +216,27 @@ class Suite:
                 "target": m.target, "op": m.op, "median": med, "min": min(values),
                 "max": max(values), "values": values, "met": m.met(med), **entry}
         runs = {run: {k: [r[k] for r in rs] for k in rs[0]} for run, rs in self.runs.items()}
-        return {"measures": measures, "runs": runs}
+        return {"measures": measures, "runs": runs, "cpu_per_io": cpu_per_io(runs)}
+
+
+def cpu_per_io(runs: dict) -> dict:
+    """job -> side -> {process: median CPU µs per I/O} for the CPU_JOBS runs.
+
+    On this machine every process of a run shares two vCPUs, so a run is
+    CPU-bound once their sum per I/O reaches 2 / IOPS: these figures say
+    where each side's I/Os go, and what a ratio can be at most while the
+    server side spends what it does.
+    """
+    out = {}
+    for job in CPU_JOBS:
+        for side in CPU_SIDES:
+            r = runs.get(f"{side}:{job}")
+            if not r:
+                continue
+            cpu = {k[4:]: statistics.median(v) for k, v in r.items() if k.startswith("cpu_")}
+            cpu["total"] = sum(cpu.values())
+            out.setdefault(job, {})[side] = cpu
+    return out
 
 
 def _side(run: str, rs: list[dict]) -> dict:

@@ -108,6 +108,18 @@ def test_quick_run(tmp_path):
                 for side in ("numerator", "denominator"):
                     assert isinstance(m[side][m["metric"]]["median"], (int, float)), (key, side)
 
+        # CPU per I/O of every process of the summed-up runs: fio's own and
+        # each server's, bridge (session + nvmfd) against nbdkit.
+        from bench.suite import CPU_JOBS
+        assert set(data["cpu_per_io"]) == set(CPU_JOBS)
+        for job, sides in data["cpu_per_io"].items():
+            assert set(sides["bridge"]) == {"fio", "session", "nvmfd", "total"}, (job, sides)
+            assert set(sides["nbdkit"]) == {"fio", "nbdkit", "total"}, (job, sides)
+            for side, cpu in sides.items():
+                assert cpu["fio"] > 0 and cpu["total"] == sum(
+                    v for k, v in cpu.items() if k != "total"), (job, side, cpu)
+        assert "CPU per I/O" in p.stdout and "CPUs busy" in p.stdout
+
         try:
             import matplotlib  # noqa: F401
         except ImportError:
