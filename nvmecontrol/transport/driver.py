@@ -32,12 +32,15 @@ machine chose).
 from __future__ import annotations
 
 import threading
-from typing import Callable, Protocol
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up of every command)
+if TYPE_CHECKING:
+    from typing import Callable
 
 from nvmecontrol.wire.qpair import ControllerQueuePair, Established, HostQueuePair
 
 
-class QueueDriver(Protocol):
+class QueueDriver:  # a protocol (structural), written without typing
     qp: HostQueuePair | ControllerQueuePair
     timeout: float | None  # how long one receive or send may block (None: for ever)
     lock: threading.Lock  # guards the queue pair's state when several threads use it
@@ -68,7 +71,7 @@ class QueueDriver(Protocol):
     def close(self) -> None: ...
 
 
-class Dialer(Protocol):
+class Dialer:  # a protocol (structural), written without typing
     """Opens a queue pair as host and runs connection initialization (ICReq/ICResp)."""
 
     def __call__(self, addrinfo: list, *, timeout: float, **qp_args) -> QueueDriver: ...

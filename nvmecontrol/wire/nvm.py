@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
-from typing import NamedTuple
+from collections import namedtuple
 
 from nvmecontrol.wire.capsule import PSDT_SGL, SQE, SQE_SIZE
 
@@ -31,10 +31,7 @@ DSM_RANGE = struct.Struct("<IIQ")  # context attributes, NLB (1's based), SLBA
 DSM_MAX_RANGES = 256
 
 
-class Rw(NamedTuple):
-    nsid: int
-    slba: int
-    nlb: int  # 1's based block count
+Rw = namedtuple("Rw", "nsid slba nlb")  # nlb: 1's based block count (not typing: start-up)
 
 
 # NLB is a 16-bit 0's based field: 1..65536 blocks per command.

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum
-from typing import NamedTuple
+from collections import namedtuple
 
 from nvmecontrol.errors import PeerProtocolError
 from nvmecontrol.recvbuf import ReceiveBuffer
@@ -127,63 +127,21 @@ _U16 = struct.Struct("<H")
 
 
 # --- PDU records -----------------------------------------------------------
+# collections.namedtuple, not typing.NamedTuple (the same classes): every
+# command that reaches a controller imports this module, and typing costs
+# its start-up about 3 ms (issue 13).
 
-class ICReq(NamedTuple):
-    hpda: int = 0
-    dgst: int = 0
-    maxr2t: int = 0  # 0's based
-    pfv: int = PFV
-
-
-class ICResp(NamedTuple):
-    cpda: int = 0
-    dgst: int = 0
-    maxh2cdata: int = 0x20000
-    pfv: int = PFV
-
-
-class TermReq(NamedTuple):
-    """H2CTermReq or C2HTermReq (``h2c`` tells which)."""
-
-    fes: int
-    fei: int = 0
-    data: bytes = b""
-    h2c: bool = True
-
-
-class CapsuleCmd(NamedTuple):
-    sqe: bytes  # 64 bytes
-    data: memoryview | bytes | None = None  # in-capsule data
-    digest_error: bool = False
-
-
-class CapsuleResp(NamedTuple):
-    cqe: bytes  # 16 bytes
-
-
-class H2CData(NamedTuple):
-    cccid: int
-    ttag: int
-    datao: int
-    data: memoryview | bytes
-    last: bool = True
-    digest_error: bool = False
-
-
-class C2HData(NamedTuple):
-    cccid: int
-    datao: int
-    data: memoryview | bytes
-    last: bool = True
-    success: bool = False
-    digest_error: bool = False
-
-
-class R2T(NamedTuple):
-    cccid: int
-    ttag: int
-    r2to: int
-    r2tl: int
+ICReq = namedtuple("ICReq", "hpda dgst maxr2t pfv", defaults=(0, 0, 0, PFV))  # maxr2t 0's based
+ICResp = namedtuple("ICResp", "cpda dgst maxh2cdata pfv", defaults=(0, 0, 0x20000, PFV))
+TermReq = namedtuple("TermReq", "fes fei data h2c", defaults=(0, b"", True))
+TermReq.__doc__ = "H2CTermReq or C2HTermReq (``h2c`` tells which)."
+# sqe: 64 bytes; data: in-capsule data (memoryview, bytes or None)
+CapsuleCmd = namedtuple("CapsuleCmd", "sqe data digest_error", defaults=(None, False))
+CapsuleResp = namedtuple("CapsuleResp", "cqe")  # 16 bytes
+H2CData = namedtuple("H2CData", "cccid ttag datao data last digest_error", defaults=(True, False))
+C2HData = namedtuple("C2HData", "cccid datao data last success digest_error",
+                     defaults=(True, False, False))
+R2T = namedtuple("R2T", "cccid ttag r2to r2tl")
 
 
 # --- encoding --------------------------------------------------------------
@@ -293,15 +251,9 @@ def join(buffers) -> bytes:
 
 # --- header validation -----------------------------------------------------
 
-class HeaderInfo(NamedTuple):
-    """What :func:`check_header` learned: enough to frame the PDU."""
-
-    ptype: int
-    flags: int
-    hlen: int
-    pdo: int
-    plen: int
-    data_len: int  # bytes of PDU data (0 if none)
+# data_len: bytes of PDU data (0 if none)
+HeaderInfo = namedtuple("HeaderInfo", "ptype flags hlen pdo plen data_len")
+HeaderInfo.__doc__ = "What :func:`check_header` learned: enough to frame the PDU."
 
 
 def _bad(fei: int, why: str) -> PeerProtocolError:
