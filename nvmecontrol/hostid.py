@@ -51,12 +51,15 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from collections import namedtuple
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from nvmecontrol import nqn as nqnmod
 from nvmecontrol.errors import DeviceError, UsageError
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENV_HOSTNQN = "NVMECONTROL_HOSTNQN"
 ENV_HOSTID = "NVMECONTROL_HOSTID"
@@ -94,20 +97,27 @@ _MAX_FILE_BYTES = 4096
 _RANK_CMDLINE, _RANK_ENV, _RANK_FILE, _RANK_NONE = 0, 1, 2, 3
 
 
-@dataclass(frozen=True)
-class HostIdentity:
-    """The resolved host NQN and host ID, with where each came from."""
+class HostIdentity(namedtuple("HostIdentity", (
+        "hostnqn", "hostid",  # str, uuid.UUID
+        "hostnqn_source", "hostid_source",
+        "warnings",  # list[str]: what resolving skipped on the way
+        # Host ID and the UUID in the host NQN disagree: what, why it matters, the fix.
+        "mismatch"))):
+    """The resolved host NQN and host ID, with where each came from (immutable).
 
-    hostnqn: str
-    hostid: uuid.UUID
-    hostnqn_source: str
-    hostid_source: str
-    warnings: list[str] = field(default_factory=list)
-    # Host ID and the UUID in the host NQN disagree: what, why it matters, the fix.
-    mismatch: str | None = None
+    A namedtuple rather than a dataclass: every command that reaches a
+    controller resolves one, and ``import dataclasses`` costs start-up time.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, hostnqn: str, hostid: uuid.UUID, hostnqn_source: str, hostid_source: str,
+                warnings: list[str] | None = None, mismatch: str | None = None):
+        return super().__new__(cls, hostnqn, hostid, hostnqn_source, hostid_source,
+                               [] if warnings is None else warnings, mismatch)
 
 
-def _read_one_line(root: Path, logical: str, warnings: list[str], *,
+def _read_one_line(root: str, logical: str, warnings: list[str], *,
                    skip_unreadable: bool = False) -> str | None:
     """First line of ``root/logical`` stripped, or None when absent or empty.
 
@@ -115,7 +125,7 @@ def _read_one_line(root: Path, logical: str, warnings: list[str], *,
     hints: any problem becomes a warning.  A configured file we cannot read
     is an error, since skipping it would silently change the identity.
     """
-    path = root / logical.lstrip("/")
+    path = os.path.join(root, logical.lstrip("/"))
     try:
         with open(path, "rb") as f:
             raw = f.read(_MAX_FILE_BYTES)
@@ -205,7 +215,7 @@ def _machine_uuid(value: str | None, source: str, warnings: list[str]) -> uuid.U
 
 
 def _hostid_from_machine(
-    root: Path,
+    root: str,
     platform: str,
     sysctl: Callable[[str], str | None],
     warnings: list[str],
@@ -229,7 +239,7 @@ def _hostid_from_machine(
 
 
 def _first_configured(
-    explicit: object, env: Mapping[str, str], env_name: str, root: Path, logical: str,
+    explicit: object, env: Mapping[str, str], env_name: str, root: str, logical: str,
     warnings: list[str],
 ) -> tuple:
     """(value, source, rank) of the first configured source, or (None, "", _RANK_NONE)."""
@@ -261,7 +271,7 @@ def resolve_host_identity(
     → value or None) default to the running system.  Raises UsageError for
     an invalid value (naming its source) or when no source yields a host ID.
     """
-    rootp = Path(root)
+    rootp = os.fspath(root)  # os.path, not pathlib: its import costs start-up time
     env = os.environ if environ is None else environ
     plat = sys.platform if platform is None else platform
     read_sysctl = _freebsd_sysctl if sysctl is None else sysctl
@@ -386,6 +396,8 @@ def write_host_files(
             f"host ID {u} does not match the UUID in host NQN {hostnqn}; "
             "the kernel pairs them, so they must agree"
         )
+    from pathlib import Path
+
     rootp = Path(root)
     nqn_path = rootp / HOSTNQN_FILE.lstrip("/")
     id_path = rootp / HOSTID_FILE.lstrip("/")

@@ -18,25 +18,25 @@ Standard library only, and cheap: ``--help`` and ``devlist`` read it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 from types import MappingProxyType
 
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One option of the table."""
-
-    name: str  # the command's parameter (and config.json key)
-    flags: tuple[str, ...]  # FreeBSD spelling first, then nvme-cli aliases
-    default: object  # any value a parameter takes (not typing.Any: typing costs start-up time)
-    help: str
+# One option of the table (immutable).  A namedtuple, not a dataclass: every
+# command reads this table, and ``import dataclasses`` (inspect, ast, dis)
+# would cost them about a bare interpreter start.
+Option = namedtuple("Option", (
+    "name",  # the command's parameter (and config.json key)
+    "flags",  # tuple of spellings: FreeBSD's first, then nvme-cli aliases
+    "default",  # any value a parameter takes
+    "help",
     # The field of the option records (Tuning, ConnectParams) it sets; None
     # for options that say where or how, not how the association is tuned.
-    field: str | None = None
-    lo: int | float | None = None  # bounds, inclusive
-    hi: int | float | None = None
-    also: tuple = ()  # values accepted outside lo..hi
-    metavar: str | None = None
+    "field",
+    "lo", "hi",  # bounds, inclusive (None: unbounded)
+    "also",  # values accepted outside lo..hi
+    "metavar",
+), defaults=(None, None, None, (), None))
+Option.__doc__ = "One option of the table."
 
 
 _TABLE = (

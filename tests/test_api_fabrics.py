@@ -6,8 +6,6 @@ each association; the kernel backend's calls are the same ones (tests/interop).
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from nvmecontrol import api
@@ -120,14 +118,14 @@ def test_connect_each_entry_of_a_discovery_log(nvmfd_server):
 
 def test_unusable_entries_say_why(nvmfd_server):
     (entry,) = discover(f"127.0.0.1:{nvmfd_server.port}", **WHO).entries
-    assert fabrics.unusable(dataclasses.replace(entry, trtype=1)) == "unsupported transport 1"
-    assert fabrics.unusable(dataclasses.replace(entry, adrfam=3)).startswith(
+    assert fabrics.unusable(entry._replace(trtype=1)) == "unsupported transport 1"
+    assert fabrics.unusable(entry._replace(adrfam=3)).startswith(
         "unsupported address family")
-    assert fabrics.unusable(dataclasses.replace(entry, tsas=bytes([2]) + entry.tsas[1:])) == \
+    assert fabrics.unusable(entry._replace(tsas=bytes([2]) + entry.tsas[1:])) == \
         "requires TLS, which nvmecontrol does not support"
-    assert fabrics.unusable(dataclasses.replace(entry, trsvcid="nvme")) == "invalid port 'nvme'"
+    assert fabrics.unusable(entry._replace(trsvcid="nvme")) == "invalid port 'nvme'"
     with pytest.raises(ValueError):
-        fabrics.connect_entry(dataclasses.replace(entry, trsvcid="nvme"), backend="nbd",
+        fabrics.connect_entry(entry._replace(trsvcid="nvme"), backend="nbd",
                               host=HOST)
 
 

@@ -19,12 +19,13 @@ beside them for hex and binary dumps.  Errors are the package's families:
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections import namedtuple
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from nvmecontrol.errors import UsageError
 from nvmecontrol.options import OPTIONS, default
+from nvmecontrol.wire.records import Record
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 if TYPE_CHECKING:
@@ -52,8 +53,7 @@ _NSID_BROADCAST = 0xFFFFFFFF  # wire.identify.NSID_BROADCAST, without loading it
 ExplainRefusal = Callable[[str, str, str], AbstractContextManager]
 
 
-@dataclass(slots=True)
-class ConnectOptions:
+class ConnectOptions(Record):
     """How to reach a controller over the network (unused for devices and sessions).
 
     Defaults are the option table's (``nvmecontrol/options.py``); the host
@@ -62,21 +62,29 @@ class ConnectOptions:
     ``DHHC-1:..`` text.
     """
 
-    hostnqn: str | None = OPTIONS["hostnqn"].default
-    hostid: str | None = OPTIONS["hostid"].default
-    hdgst: bool = default("hdgst")
-    ddgst: bool = default("ddgst")
-    timeout_s: float = default("timeout_s")  # bounds the whole one-shot exchange
-    dhchap_secret: str | None = default("dhchap_secret")
-    dhchap_ctrl_secret: str | None = default("dhchap_ctrl_secret")
+    __slots__ = ("hostnqn", "hostid", "hdgst", "ddgst", "timeout_s", "dhchap_secret",
+                 "dhchap_ctrl_secret")
+
+    def __init__(self, hostnqn: str | None = OPTIONS["hostnqn"].default,
+                 hostid: str | None = OPTIONS["hostid"].default,
+                 hdgst: bool = default("hdgst"), ddgst: bool = default("ddgst"),
+                 timeout_s: float = default("timeout_s"),
+                 dhchap_secret: str | None = default("dhchap_secret"),
+                 dhchap_ctrl_secret: str | None = default("dhchap_ctrl_secret")):
+        self.hostnqn = hostnqn
+        self.hostid = hostid
+        self.hdgst = hdgst
+        self.ddgst = ddgst
+        self.timeout_s = timeout_s  # bounds the whole one-shot exchange
+        self.dhchap_secret = dhchap_secret
+        self.dhchap_ctrl_secret = dhchap_ctrl_secret
 
 
-@dataclass(frozen=True, slots=True)
-class Identified:
-    """An Identify data structure as read (``raw``, 4096 bytes) and decoded once (``data``)."""
-
-    raw: bytes
-    data: IdentifyController | IdentifyNamespace
+# An Identify data structure as read (``raw``, 4096 bytes) and decoded once
+# (``data``: IdentifyController or IdentifyNamespace); immutable.
+Identified = namedtuple("Identified", ("raw", "data"))
+Identified.__doc__ = ("An Identify data structure as read (``raw``, 4096 bytes) and decoded once "
+                      "(``data``).")
 
 
 def target_kind(target: str) -> Literal["session", "device", "address"]:
@@ -121,6 +129,8 @@ def parse_secrets(secret: str | None,
     the one that is malformed, or a controller secret without the host's."""
     if ctrl_secret and not secret:
         raise UsageError("dhchap_ctrl_secret needs dhchap_secret (the host authenticates first)")
+    if not secret and not ctrl_secret:
+        return None, None  # without loading the key machinery (start-up)
     from nvmecontrol.wire.dhchap_key import parse_secret
 
     keys = []

@@ -5,15 +5,14 @@ discovery controller, without keep-alive (KATO 0, as FreeBSD's discover)
 and without digests; DH-HMAC-CHAP when a secret is given.  The log is read
 as header, entries, header again until GENCTR stands still.  The records
 (``log.header``, ``log.entries``: :class:`~nvmecontrol.wire.discovery.DiscoveryHeader`
-and :class:`~nvmecontrol.wire.discovery.DiscoveryLogEntry` dataclasses) are
+and :class:`~nvmecontrol.wire.discovery.DiscoveryLogEntry` records) are
 the data ``discover -o json`` prints.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from nvmecontrol.api.admin import parse_secrets
 from nvmecontrol.host.association import AssociationParams
@@ -23,7 +22,9 @@ from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.options import DISCOVERY_KATO_S, OPTIONS, default
 from nvmecontrol.transport.address import DISCOVERY_PORT, format_address, parse_address
 from nvmecontrol.wire.discovery import DiscoveryHeader
+from nvmecontrol.wire.records import Record
 
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
 if TYPE_CHECKING:
     from nvmecontrol.wire.discovery import DiscoveryLogEntry
     from nvmecontrol.wire.identify import IdentifyController
@@ -32,8 +33,7 @@ __all__ = ["Discovery", "DiscoveryLog", "discover", "read_discovery", "is_referr
            "subsystems_by_address", "DISCOVERY_PORT"]
 
 
-@dataclass(slots=True)
-class Discovery:
+class Discovery(Record):
     """What one ``discover`` found.
 
     ``controller``: the discovery controller's Identify data, when asked
@@ -43,10 +43,14 @@ class Discovery:
     raised instead).
     """
 
-    log: DiscoveryLog
-    controller: IdentifyController | None = None
-    visited: list[str] | None = None
-    errors: list[str] | None = None
+    __slots__ = ("log", "controller", "visited", "errors")
+
+    def __init__(self, log: DiscoveryLog, controller: IdentifyController | None = None,
+                 visited: list[str] | None = None, errors: list[str] | None = None):
+        self.log = log
+        self.controller = controller
+        self.visited = visited
+        self.errors = errors
 
 
 def discover(address: str, *, hostnqn: str | None = OPTIONS["hostnqn"].default,

@@ -24,14 +24,14 @@ Nothing here is imported before it is used: listing costs no host logic.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections import namedtuple
 
-from nvmecontrol.api.tuning import Tuning
 from nvmecontrol.errors import NotFound, UsageError
 from nvmecontrol.options import CNTLID_DYNAMIC
 
 TYPE_CHECKING = False  # typing's, without importing typing (devlist's start-up)
 if TYPE_CHECKING:
+    from nvmecontrol.api.tuning import Tuning
     from nvmecontrol.backends.base import AssociationBackend
     from nvmecontrol.backends.model import ControllerInfo
     from nvmecontrol.errors import CommandFailed
@@ -45,12 +45,26 @@ __all__ = ["Connected", "Refusal", "choose_backend", "why_not_kernel", "attach_p
            "is_device_name"]
 
 
-@dataclass(slots=True)
 class Connected:
     """A controller :func:`connect` handed to a backend, or found there already."""
 
-    info: ControllerInfo  # as devlist shows it: name, subnqn, address, namespaces, backend
-    existing: bool  # the same subsystem, address and host was connected before
+    # Plain slots, not a dataclass: devlist imports this module, and
+    # ``import dataclasses`` costs about a bare interpreter start.
+    __slots__ = ("info", "existing")
+
+    def __init__(self, info: ControllerInfo, existing: bool):
+        self.info = info  # as devlist shows it: name, subnqn, address, namespaces, backend
+        self.existing = existing  # the same subsystem, address and host was connected before
+
+    def __repr__(self) -> str:
+        return f"Connected(info={self.info!r}, existing={self.existing!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.info, self.existing) == (other.info, other.existing)
+
+    __hash__ = None  # mutable, as the dataclass it was
 
 
 # -- the backend ------------------------------------------------------------------------------------
@@ -113,6 +127,7 @@ def connect(address: str | Address, subnqn: str, *,
     import dataclasses
 
     from nvmecontrol.api.admin import parse_secrets
+    from nvmecontrol.api.tuning import Tuning
     from nvmecontrol.backends import runtime
     from nvmecontrol.backends.model import ConnectParams
     from nvmecontrol.host.association import connect_association
@@ -193,13 +208,12 @@ def connect_entry(entry: DiscoveryLogEntry, *, backend: str | AssociationBackend
                    dle=encode_discovery_entry(entry))
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """The Connect field a controller refused (Connect Invalid Parameters)."""
-
-    field: str  # SUBNQN, HOSTNQN, HOSTID, CNTLID, SQSIZE, QID, KATO, CATTR, RECFMT
-    offset: int  # the byte the controller points at (IPO)
-    in_data: bool  # of the Connect data (else of the Connect command)
+Refusal = namedtuple("Refusal", (
+    "field",  # SUBNQN, HOSTNQN, HOSTID, CNTLID, SQSIZE, QID, KATO, CATTR, RECFMT
+    "offset",  # the byte the controller points at (IPO)
+    "in_data",  # of the Connect data (else of the Connect command)
+))
+Refusal.__doc__ = "The Connect field a controller refused (Connect Invalid Parameters)."
 
 
 def connect_refusal(error: CommandFailed) -> Refusal | None:
@@ -299,6 +313,7 @@ def reconnect(device: str, address: str | Address | None = None, *,
     """
     import dataclasses
 
+    from nvmecontrol.api.tuning import Tuning
     from nvmecontrol.backends import select
     from nvmecontrol.backends.model import ConnectParams
     from nvmecontrol.hostid import resolve_host_identity

@@ -11,11 +11,14 @@ them.  Bad values raise :class:`nvmecontrol.errors.UsageError` with one line.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from nvmecontrol import hostid as _hostid
 from nvmecontrol import nqn as _nqn
 from nvmecontrol.hostid import HostIdentity
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["HostIdentity", "DISCOVERY_NQN", "resolve_host", "generate_hostnqn", "hostid_of",
            "write_host_files", "validate_nqn", "looks_like_nqn"]

@@ -11,19 +11,18 @@ what is wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 __all__ = ["Key", "generate_key", "check_key"]
 
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """A secret in its text form, and what it holds."""
-
-    text: str  # DHHC-1:NN:<base64>:
-    hmac: int  # the transform: 0 none, 1 SHA-256, 2 SHA-384, 3 SHA-512
-    key_length: int  # bytes: 32, 48 or 64
-    crc: int  # the CRC-32 the text carries after the key
+# Immutable; a namedtuple, as ``import dataclasses`` costs start-up time.
+Key = namedtuple("Key", (
+    "text",  # DHHC-1:NN:<base64>:
+    "hmac",  # the transform: 0 none, 1 SHA-256, 2 SHA-384, 3 SHA-512
+    "key_length",  # bytes: 32, 48 or 64
+    "crc",  # the CRC-32 the text carries after the key
+))
+Key.__doc__ = "A secret in its text form, and what it holds."
 
 
 def _key(key) -> Key:

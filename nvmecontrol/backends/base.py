@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from nvmecontrol.backends.model import ConnectParams, ControllerInfo
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from nvmecontrol.backends.model import ConnectParams, ControllerInfo
 
 
 class AssociationBackend(ABC):

@@ -2,13 +2,14 @@
 
 Commands look at a target's form first (a kernel device, a session, an
 address) and load only what that kind needs: these parsers import nothing
-but ``re`` and ``dataclasses`` (start-up of identify, logpage, resv).
+but ``re`` (start-up of identify, logpage, resv, devlist).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from nvmecontrol.wire.records import Record
 
 # nvme0, nvme0n1, FreeBSD's nvme0ns1, with or without /dev/; also the
 # per-path node nvme0c1n1 (subsystem 0, controller 1) the kernel creates
@@ -16,14 +17,19 @@ from dataclasses import dataclass
 _DEVICE_RE = re.compile(r"^(?:/dev/)?(nvme(\d+))(?:(?:c(\d+)n|n(?:s)?)(\d+))?$")
 
 
-@dataclass(slots=True)
-class DeviceName:
-    controller: str  # nvmeX
-    instance: int
-    nsid: int | None  # from the name (nvmeXnY), if any
-    # Y of a per-path node nvmeXcYnZ: the controller behind that path (X is
-    # then the subsystem's instance).
-    path_instance: int | None = None
+class DeviceName(Record):
+    """A kernel device name, taken apart."""
+
+    __slots__ = ("controller", "instance", "nsid", "path_instance")
+
+    def __init__(self, controller: str, instance: int, nsid: int | None,
+                 path_instance: int | None = None):
+        self.controller = controller  # nvmeX
+        self.instance = instance
+        self.nsid = nsid  # from the name (nvmeXnY), if any
+        # Y of a per-path node nvmeXcYnZ: the controller behind that path (X is
+        # then the subsystem's instance).
+        self.path_instance = path_instance
 
     @property
     def path(self) -> str:

@@ -49,10 +49,11 @@ def remember_nqns(address_text: str, entries) -> None:
 
 def render_text(r: Discovery) -> str:
     from nvmecontrol.cli.render.discovery import render_discovery_text
-    from nvmecontrol.cli.render.identify import render_controller_text
 
     parts = []
-    if r.controller is not None:
+    if r.controller is not None:  # -v: Identify's renderer (and its dataclasses) only then
+        from nvmecontrol.cli.render.identify import render_controller_text
+
         parts.append(render_controller_text(r.controller) + "\n")
     parts.append(render_discovery_text(r.log.header, r.log.entries))
     return "".join(parts)
@@ -60,10 +61,11 @@ def render_text(r: Discovery) -> str:
 
 def render_json(r: Discovery) -> dict:
     from nvmecontrol.cli.render.discovery import discovery_to_json
-    from nvmecontrol.cli.render.identify import controller_to_json
 
     out = discovery_to_json(r.log.header, r.log.entries)
     if r.controller is not None:
+        from nvmecontrol.cli.render.identify import controller_to_json
+
         out["controller"] = controller_to_json(r.controller)
     if r.visited is not None:
         out["visited"] = r.visited

@@ -26,8 +26,6 @@ this layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from nvmecontrol.errors import UsageError
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
@@ -35,7 +33,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 # json and pathlib are imported when a file is read: identify and logpage of a
-# device pass through here and need neither (start-up time, issue 13).
+# device, and commands on a host without config.json, need neither (start-up
+# time, issue 13).
 CONFIG_JSON = "/etc/nvme/config.json"
 NO_CONFIG = "none"  # --config none: read no file, as nvme-cli's -J none
 
@@ -56,16 +55,34 @@ SQFLOW_KEY = "disable_sqflow"
 _SQFLOW_GIVEN_BY = ("flow_control", "disable_sqflow")
 
 
-@dataclass(slots=True)
 class Port:
     """One port of one subsystem of one host, with the options it sets."""
 
-    subnqn: str
-    traddr: str
-    trsvcid: str
-    hostnqn: str | None = None
-    hostid: str | None = None
-    options: dict = field(default_factory=dict)  # connect parameter name -> value
+    # Plain slots, not a dataclass: discover reads this module, and
+    # ``import dataclasses`` costs about a bare interpreter start.
+    __slots__ = ("subnqn", "traddr", "trsvcid", "hostnqn", "hostid", "options")
+
+    def __init__(self, subnqn: str, traddr: str, trsvcid: str, hostnqn: str | None = None,
+                 hostid: str | None = None, options: dict | None = None):
+        self.subnqn = subnqn
+        self.traddr = traddr
+        self.trsvcid = trsvcid
+        self.hostnqn = hostnqn
+        self.hostid = hostid
+        self.options = {} if options is None else options  # connect parameter name -> value
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "Port(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # mutable
 
     @property
     def address(self) -> str:
@@ -84,6 +101,17 @@ def config_path(option: str | None) -> Path | None:
 
 def load(option: str | None) -> list[Port]:
     """The ports of the file ``--config`` names; [] when the default file does not exist."""
+    if option is None:
+        # Usually absent: found out without json and pathlib (start-up of
+        # discover, identify and logpage of an address).
+        import os
+
+        try:
+            os.stat(CONFIG_JSON)
+        except FileNotFoundError:
+            return []
+        except OSError:
+            pass  # reported below, as reading it is
     import json
 
     path = config_path(option)

@@ -25,11 +25,13 @@ def check_transport(transport: str) -> None:
 
 def check_dhchap(secret: str | None, ctrl_secret: str | None) -> None:
     """Both secrets well formed (form, length, CRC), as one line naming the option."""
-    from nvmecontrol.api.keys import check_key
-
     if ctrl_secret and not secret:
         raise UsageError("--dhchap-ctrl-secret needs --dhchap-secret (the host authenticates "
                           "first)")
+    if not secret:
+        return  # without loading the key machinery (start-up)
+    from nvmecontrol.api.keys import check_key
+
     for option, text in (("--dhchap-secret", secret), ("--dhchap-ctrl-secret", ctrl_secret)):
         if text:
             try:

@@ -32,7 +32,6 @@ the NBD bridge.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from nvmecontrol.errors import (CommandFailed, ConnectionLost, HostRefused, NvmeControlError,
                                 PeerProtocolError, PeerTimeout,
@@ -44,12 +43,17 @@ from nvmecontrol.host.queue import CommandError, HostQueue
 from nvmecontrol.transport.address import Address, format_address, resolve
 from nvmecontrol.transport.driver import Dialer
 from nvmecontrol.transport.tcp import TcpQueuePair
-from nvmecontrol.wire import admin, auth, fabrics as F
-from nvmecontrol.wire.auth_crypto import DhchapKey
+from nvmecontrol.wire import admin, fabrics as F
 from nvmecontrol.wire.fabrics import CAP, CC, CSTS, Prop
 from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE, decode_identify_controller
 from nvmecontrol.wire.qpair import ADMIN_ICD
+from nvmecontrol.wire.records import Record
 from nvmecontrol.wire.status import decode_status
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from nvmecontrol.wire import auth
+    from nvmecontrol.wire.auth_crypto import DhchapKey
 
 # Admin SQ entries for I/O and discovery associations (Linux uses 32; the
 # spec minimum NVME_AQ_MIN is 2 and nvmet allows up to 32).
@@ -64,57 +68,83 @@ IOSQES, IOCQES = 6, 4  # 64-byte SQEs, 16-byte CQEs
 CSS_NVM = 0x01
 
 
-@dataclass(slots=True)
-class AssociationParams:
+class AssociationParams(Record):
     """What the user chose for an association (FreeBSD connect options).
 
     Defaults are the option table's (nvmecontrol/options.py), but for
     ``num_io_queues``: none unless asked (discovery and one-shot commands).
     Built from a connect's options by ``ConnectParams.association_params``.
+    A slots record rather than a dataclass: ``import dataclasses`` costs
+    every discover about a bare interpreter start (``copy()`` is
+    ``dataclasses.replace(params)``).
     """
 
-    hdgst: bool = default("hdgst")
-    ddgst: bool = default("ddgst")
-    kato_s: int = default("kato_s")
-    num_io_queues: int = 0
-    io_queue_size: int = default("queue_size")  # 0: CAP.MQES + 1, capped at DEFAULT_IO_QUEUE_SIZE
-    admin_queue_size: int = ADMIN_QUEUE_SIZE
-    sq_flow_control: bool = default("sq_flow_control")  # FreeBSD -F: keep SQ flow control
-    cntlid: int = F.CNTLID_DYNAMIC
-    timeout_s: float = default("timeout_s")
-    # Monotonic time by which a one-shot operation (discover, identify,
-    # logpage) must be done, every command included; None: each command alone
-    # is bounded by timeout_s (sessions, connect).
-    deadline: float | None = None
-    # How a queue pair is opened (the queue-driver seam): TCP by default.
-    dial: Dialer = TcpQueuePair.connect_host
-    # DH-HMAC-CHAP: the host's secret, and the controller's for bidirectional
-    # authentication (the controller must prove it holds it).
-    dhchap_secret: DhchapKey | None = None
-    dhchap_ctrl_secret: DhchapKey | None = None
+    __slots__ = ("hdgst", "ddgst", "kato_s", "num_io_queues", "io_queue_size", "admin_queue_size",
+                 "sq_flow_control", "cntlid", "timeout_s", "deadline", "dial", "dhchap_secret",
+                 "dhchap_ctrl_secret")
+
+    def __init__(self, hdgst: bool = default("hdgst"), ddgst: bool = default("ddgst"),
+                 kato_s: int = default("kato_s"), num_io_queues: int = 0,
+                 io_queue_size: int = default("queue_size"),
+                 admin_queue_size: int = ADMIN_QUEUE_SIZE,
+                 sq_flow_control: bool = default("sq_flow_control"),
+                 cntlid: int = F.CNTLID_DYNAMIC, timeout_s: float = default("timeout_s"),
+                 deadline: float | None = None, dial: Dialer = TcpQueuePair.connect_host,
+                 dhchap_secret: DhchapKey | None = None,
+                 dhchap_ctrl_secret: DhchapKey | None = None):
+        self.hdgst = hdgst
+        self.ddgst = ddgst
+        self.kato_s = kato_s
+        self.num_io_queues = num_io_queues
+        self.io_queue_size = io_queue_size  # 0: CAP.MQES + 1, capped at DEFAULT_IO_QUEUE_SIZE
+        self.admin_queue_size = admin_queue_size
+        self.sq_flow_control = sq_flow_control  # FreeBSD -F: keep SQ flow control
+        self.cntlid = cntlid
+        self.timeout_s = timeout_s
+        # Monotonic time by which a one-shot operation (discover, identify,
+        # logpage) must be done, every command included; None: each command alone
+        # is bounded by timeout_s (sessions, connect).
+        self.deadline = deadline
+        # How a queue pair is opened (the queue-driver seam): TCP by default.
+        self.dial = dial
+        # DH-HMAC-CHAP: the host's secret, and the controller's for bidirectional
+        # authentication (the controller must prove it holds it).
+        self.dhchap_secret = dhchap_secret
+        self.dhchap_ctrl_secret = dhchap_ctrl_secret
+
+    def copy(self) -> "AssociationParams":
+        return self._replace()
 
 
 DEFAULT_IO_QUEUE_SIZE = 128
 
 
-@dataclass(slots=True)
-class Association:
+class Association(Record):
     """A live association: admin queue, I/O queues and what we learned."""
 
-    address: Address
-    subnqn: str
-    host: HostIdentity
-    params: AssociationParams
-    admin: HostQueue
-    cntlid: int = 0
-    cap: CAP | None = None
-    vs: F.VS | None = None
-    cdata: object = None  # decoded Identify Controller
-    cdata_raw: bytes = b""
-    io: list[HostQueue] = field(default_factory=list)
-    io_queue_size: int = 0
-    sq_flow_control: bool = True
-    addrinfo: list = field(default_factory=list)
+    __slots__ = ("address", "subnqn", "host", "params", "admin", "cntlid", "cap", "vs", "cdata",
+                 "cdata_raw", "io", "io_queue_size", "sq_flow_control", "addrinfo")
+
+    def __init__(self, address: Address, subnqn: str, host: HostIdentity,
+                 params: AssociationParams, admin: HostQueue, cntlid: int = 0,
+                 cap: CAP | None = None, vs: F.VS | None = None, cdata: object = None,
+                 cdata_raw: bytes = b"", io: list[HostQueue] | None = None,
+                 io_queue_size: int = 0, sq_flow_control: bool = True,
+                 addrinfo: list | None = None):
+        self.address = address
+        self.subnqn = subnqn
+        self.host = host
+        self.params = params
+        self.admin = admin
+        self.cntlid = cntlid
+        self.cap = cap
+        self.vs = vs
+        self.cdata = cdata  # decoded Identify Controller
+        self.cdata_raw = cdata_raw
+        self.io = [] if io is None else io
+        self.io_queue_size = io_queue_size
+        self.sq_flow_control = sq_flow_control
+        self.addrinfo = [] if addrinfo is None else addrinfo
 
     @property
     def peer(self) -> str:
@@ -139,7 +169,11 @@ class Association:
         try:
             return q.execute(sqe, what, **kw)
         except CommandError as exc:
-            if not auth.asks_authentication(exc.cqe.status) or self.params.dhchap_secret is None:
+            if self.params.dhchap_secret is None:
+                raise
+            from nvmecontrol.wire import auth
+
+            if not auth.asks_authentication(exc.cqe.status):
                 raise
         self.authenticate(q)
         return q.execute(sqe, what, **kw)
@@ -288,6 +322,10 @@ def run_authentication(execute, *, qid: int, host: HostIdentity, subnqn: str,
     ``execute(sqe, what, write_data=..., read_len=...)`` runs one command and
     returns the data it read, raising ``CommandError`` on an error status.
     """
+    # The DH-HMAC-CHAP machinery (hashlib, hmac, secrets) loads only when a
+    # controller asks for authentication or secrets were given (start-up).
+    from nvmecontrol.wire import auth
+
     if params.dhchap_secret is None:
         why = ("requires DH-HMAC-CHAP authentication" if required else
                "must be authenticated (--dhchap-ctrl-secret) but no host secret was given")

@@ -10,10 +10,7 @@ walking them is bounded and remembers where it has been.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from nvmecontrol.errors import CommandFailed, NvmeControlError, PeerProtocolError
 from nvmecontrol.host.association import (Association, AssociationParams,
@@ -26,6 +23,7 @@ from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_S
                                         DiscoveryHeader, DiscoveryLogEntry, SubType,
                                         check_record_count, decode_discovery_entries,
                                         decode_discovery_header)
+from nvmecontrol.wire.records import Record
 from nvmecontrol.wire.status import decode_status
 
 # GENCTR kept changing this many times: give up rather than loop forever
@@ -41,19 +39,27 @@ _RESTART = {(1, 0x83), (1, 0x90)}  # Connect Restart Discovery, Discover Restart
 _CHUNK = 256 * 1024
 
 
-class LogPageSource(Protocol):
+class LogPageSource:
     """What the log is read from: an association, or a controller the kernel
-    or a session holds (``backends.admin_access``)."""
+    or a session holds (``backends.admin_access``); any object with this
+    method (a protocol, written without typing: start-up)."""
 
-    def get_log_page(self, g: admin.GetLogPage) -> bytes: ...
+    def get_log_page(self, g: admin.GetLogPage) -> bytes:
+        raise NotImplementedError
 
 
-@dataclass(slots=True)
-class DiscoveryLog:
-    header: DiscoveryHeader
-    entries: list[DiscoveryLogEntry]
-    # The page as read (header and records), for hex and binary dumps.
-    raw: bytes = field(default=b"", repr=False, compare=False)
+class DiscoveryLog(Record):
+    """A discovery log page: its header and entries."""
+
+    __slots__ = ("header", "entries", "raw")
+    _NOT_COMPARED = ("raw",)  # nor shown in the repr
+
+    def __init__(self, header: DiscoveryHeader, entries: list[DiscoveryLogEntry],
+                 raw: bytes = b""):
+        self.header = header
+        self.entries = entries
+        # The page as read (header and records), for hex and binary dumps.
+        self.raw = raw
 
 
 def _read(source: LogPageSource, offset: int, length: int, lsp: int, rae: bool) -> bytes:
@@ -123,13 +129,16 @@ def is_referral(e: DiscoveryLogEntry) -> bool:
         e.subnqn == DISCOVERY_NQN
 
 
-@dataclass(slots=True)
-class WalkResult:
+class WalkResult(Record):
     """Every I/O subsystem entry found, and the discovery controllers visited."""
 
-    entries: list[DiscoveryLogEntry] = field(default_factory=list)
-    visited: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    __slots__ = ("entries", "visited", "errors")
+
+    def __init__(self, entries: list[DiscoveryLogEntry] | None = None,
+                 visited: list[str] | None = None, errors: list[str] | None = None):
+        self.entries = [] if entries is None else entries
+        self.visited = [] if visited is None else visited
+        self.errors = [] if errors is None else errors
 
 
 def walk_referrals(address: Address, host: HostIdentity,
@@ -147,7 +156,7 @@ def walk_referrals(address: Address, host: HostIdentity,
         addr, depth = queue.pop(0)
         result.visited.append(format_address(addr.host, addr.port))
         # The timeout bounds each controller's whole exchange, as without a walk.
-        own = dataclasses.replace(params or AssociationParams())
+        own = (params or AssociationParams()).copy()
         own.deadline = time.monotonic() + own.timeout_s
         try:
             log, _ = discover(addr, host, own)

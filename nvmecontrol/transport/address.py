@@ -182,9 +182,15 @@ def resolve(
 
     if address.port is None:
         raise ValueError(f"{address.text!r} has no port to resolve")
+    # getaddrinfo runs a str host through the IDNA codec (encodings.idna,
+    # stringprep, unicodedata: start-up time), which leaves a numeric address
+    # as it is: that one goes as bytes.  Names still take the codec.
+    host = address.host
+    if host.isascii() and adrfam_of(host) is not None:
+        host = host.encode("ascii")
     try:
         infos = socket.getaddrinfo(
-            address.host, address.port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP
+            host, address.port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP
         )
     except socket.gaierror as exc:
         raise ConnectError(f"cannot resolve {address.host}: {exc.strerror}") from None

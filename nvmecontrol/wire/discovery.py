@@ -21,12 +21,16 @@ the entries; the host re-reads the header until GENCTR is stable
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 from enum import IntEnum
-from typing import Any, NamedTuple
 
-from nvmecontrol.wire.identify import decode_ascii, decode_nqn
 from nvmecontrol.errors import LocalProtocolError, PeerProtocolError
+from nvmecontrol.wire.identify import decode_ascii, decode_nqn
+from nvmecontrol.wire.records import Record
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up of discover)
+if TYPE_CHECKING:
+    from typing import Any
 
 DISCOVERY_HEADER_SIZE = 1024
 DISCOVERY_ENTRY_SIZE = 1024
@@ -139,30 +143,38 @@ _ascii = decode_ascii
 _nqn = decode_nqn
 
 
-class DiscoveryHeader(NamedTuple):
-    genctr: int
-    numrec: int
-    recfmt: int
+DiscoveryHeader = namedtuple("DiscoveryHeader", ("genctr", "numrec", "recfmt"))
+
+_NO_TSAS = bytes(TSAS_SIZE)
 
 
-@dataclass(slots=True)
-class DiscoveryLogEntry:
+class DiscoveryLogEntry(Record):
     """One discovery log entry.  ``tsas`` holds the raw transport specific
     address subtype; use the properties for its TCP/RDMA fields and
-    :func:`tcp_tsas` / :func:`rdma_tsas` to build one."""
+    :func:`tcp_tsas` / :func:`rdma_tsas` to build one.  (A slots record, not a
+    dataclass: ``import dataclasses`` costs discover's start-up; ``_replace``
+    gives a changed copy.)"""
 
-    trtype: int = TrType.TCP
-    adrfam: int = AdrFam.IPV4
-    subtype: int = SubType.NVME
-    treq: int = 0
-    portid: int = 0
-    cntlid: int = CNTLID_DYNAMIC
-    asqsz: int = 0
-    eflags: int = 0
-    trsvcid: str = ""
-    subnqn: str = ""
-    traddr: str = ""
-    tsas: bytes = bytes(TSAS_SIZE)
+    __slots__ = ("trtype", "adrfam", "subtype", "treq", "portid", "cntlid", "asqsz", "eflags",
+                 "trsvcid", "subnqn", "traddr", "tsas")
+
+    def __init__(self, trtype: int = TrType.TCP, adrfam: int = AdrFam.IPV4,
+                 subtype: int = SubType.NVME, treq: int = 0, portid: int = 0,
+                 cntlid: int = CNTLID_DYNAMIC, asqsz: int = 0, eflags: int = 0,
+                 trsvcid: str = "", subnqn: str = "", traddr: str = "",
+                 tsas: bytes = _NO_TSAS):
+        self.trtype = trtype
+        self.adrfam = adrfam
+        self.subtype = subtype
+        self.treq = treq
+        self.portid = portid
+        self.cntlid = cntlid
+        self.asqsz = asqsz
+        self.eflags = eflags
+        self.trsvcid = trsvcid
+        self.subnqn = subnqn
+        self.traddr = traddr
+        self.tsas = tsas
 
     @property
     def sectype(self) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections import namedtuple
 from enum import IntEnum
-from typing import NamedTuple
 
 from nvmecontrol.errors import PeerProtocolError
 from nvmecontrol.wire.capsule import CQE, SQE
@@ -56,20 +56,17 @@ PROP_SIZE = {Prop.CAP: 8, Prop.VS: 4, Prop.CC: 4, Prop.CSTS: 4, Prop.NSSR: 4}
 _CONNECT_DATA = struct.Struct("<16sH238x256s256s256x")
 
 
-class ConnectCmd(NamedTuple):
-    qid: int
-    sqsize: int  # 0's based (N.B. SQSIZE is 0's based)
-    kato_ms: int = 0
-    cattr: int = 0
-    recfmt: int = 0
+class ConnectCmd(namedtuple("ConnectCmd", "qid sqsize kato_ms cattr recfmt",
+                            defaults=(0, 0, 0))):
+    """A Connect command's fields (ints; N.B. SQSIZE is 0's based)."""
 
+    __slots__ = ()
 
-class ConnectData(NamedTuple):
-    hostid: bytes  # 16 bytes as sent on the wire
-    cntlid: int
-    subnqn: str
-    hostnqn: str
+class ConnectData(namedtuple("ConnectData", "hostid cntlid subnqn hostnqn")):
+    """The Connect data: ``hostid`` the 16 bytes as sent on the wire, ``cntlid`` an int,
+    the NQNs text."""
 
+    __slots__ = ()
 
 def _fabrics_sqe(fctype: int, cid: int, **cdw) -> SQE:
     # FCTYPE is byte 4, where an NVMe SQE has the low byte of NSID.
@@ -120,10 +117,10 @@ def decode_connect_data(buf) -> ConnectData:
     return ConnectData(hostid, cntlid, _cstr(subnqn, "SUBNQN"), _cstr(hostnqn, "HOSTNQN"))
 
 
-class ConnectResult(NamedTuple):
-    cntlid: int
-    authreq: int
+class ConnectResult(namedtuple("ConnectResult", "cntlid authreq")):
+    """A Connect response's DW0, split (ints)."""
 
+    __slots__ = ()
 
 def parse_connect_response(cqe: CQE) -> ConnectResult:
     return ConnectResult(cntlid=cqe.dw0 & 0xFFFF, authreq=cqe.dw0 >> 16)
@@ -163,25 +160,21 @@ def build_property_set(prop: int, value: int, cid: int = 0) -> SQE:
                         cdw12=value & 0xFFFFFFFF, cdw13=value >> 32)
 
 
-class PropertyAccess(NamedTuple):
-    offset: int
-    size: int  # 4 or 8
-    value: int  # for Property Set
+class PropertyAccess(namedtuple("PropertyAccess", "offset size value")):
+    """A Property Get or Set: ``size`` 4 or 8, ``value`` for Property Set (ints)."""
 
+    __slots__ = ()
 
 def parse_property(sqe: SQE) -> PropertyAccess:
     size = 8 if sqe.cdw10 & 0x7 == 1 else 4
     return PropertyAccess(sqe.cdw11, size, sqe.cdw12 | (sqe.cdw13 << 32))
 
 
-class AuthCommand(NamedTuple):
-    """Authentication Send (TL) or Receive (AL): CDW10 SECP/SPSP1/SPSP0, CDW11 the length."""
+class AuthCommand(namedtuple("AuthCommand", "secp spsp0 spsp1 length")):
+    """Authentication Send (TL) or Receive (AL): CDW10 SECP/SPSP1/SPSP0, CDW11 the length
+    (TL for Send, AL for Receive; ints)."""
 
-    secp: int
-    spsp0: int
-    spsp1: int
-    length: int  # TL for Send, AL for Receive
-
+    __slots__ = ()
 
 def _auth_sqe(fctype: int, secp: int, length: int, cid: int, spsp0: int, spsp1: int) -> SQE:
     # CDW10: byte 0 reserved (NSSF is not used over Fabrics), SPSP0, SPSP1, SECP.
@@ -218,18 +211,12 @@ def build_disconnect(cid: int = 0) -> SQE:
 
 # --- register field codecs (NVMe Base 2.0, 3.1.4) ---------------------------
 
-class CAP(NamedTuple):
-    mqes: int  # 0's based
-    cqr: int = 1
-    ams: int = 0
-    to: int = 0  # worst-case time to ready, in 500 ms units
-    dstrd: int = 0
-    nssrs: int = 0
-    css: int = 0x01  # bit 0: NVM command set
-    bps: int = 0
-    mpsmin: int = 0  # 2^(12+mpsmin)
-    mpsmax: int = 0
-    cmbs: int = 0
+class CAP(namedtuple("CAP", "mqes cqr ams to dstrd nssrs css bps mpsmin mpsmax cmbs",
+                     defaults=(1, 0, 0, 0, 0, 0x01, 0, 0, 0, 0))):
+    """Controller Capabilities (ints): ``mqes`` 0's based, ``to`` the worst-case time
+    to ready in 500 ms units, ``css`` bit 0 the NVM command set, ``mpsmin`` 2^(12+mpsmin)."""
+
+    __slots__ = ()
 
     @classmethod
     def decode(cls, v: int) -> "CAP":
@@ -243,14 +230,11 @@ class CAP(NamedTuple):
                 | self.mpsmax << 52 | self.cmbs << 57)
 
 
-class CC(NamedTuple):
-    en: int = 0
-    css: int = 0
-    mps: int = 0
-    ams: int = 0
-    shn: int = 0  # 1 = normal shutdown, 2 = abrupt
-    iosqes: int = 0
-    iocqes: int = 0
+class CC(namedtuple("CC", "en css mps ams shn iosqes iocqes",
+                    defaults=(0, 0, 0, 0, 0, 0, 0))):
+    """Controller Configuration (ints): ``shn`` 1 = normal shutdown, 2 = abrupt."""
+
+    __slots__ = ()
 
     @classmethod
     def decode(cls, v: int) -> "CC":
@@ -268,12 +252,10 @@ SHN_NONE, SHN_NORMAL, SHN_ABRUPT = 0, 1, 2
 SHST_NORMAL, SHST_OCCURRING, SHST_COMPLETE = 0, 1, 2
 
 
-class CSTS(NamedTuple):
-    rdy: int = 0
-    cfs: int = 0
-    shst: int = 0
-    nssro: int = 0
-    pp: int = 0
+class CSTS(namedtuple("CSTS", "rdy cfs shst nssro pp", defaults=(0, 0, 0, 0, 0))):
+    """Controller Status (ints)."""
+
+    __slots__ = ()
 
     @classmethod
     def decode(cls, v: int) -> "CSTS":
@@ -283,10 +265,10 @@ class CSTS(NamedTuple):
         return self.rdy | self.cfs << 1 | self.shst << 2 | self.nssro << 4 | self.pp << 5
 
 
-class VS(NamedTuple):
-    mjr: int
-    mnr: int
-    ter: int = 0
+class VS(namedtuple("VS", "mjr mnr ter", defaults=(0,))):
+    """Version (ints)."""
+
+    __slots__ = ()
 
     @classmethod
     def decode(cls, v: int) -> "VS":

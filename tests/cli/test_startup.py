@@ -88,6 +88,18 @@ def test_devlist_json_takes_the_fast_path_too(modules_after):
     assert loaded(modules_after("devlist", "-o", "json", "--human"), HEAVY_LIBRARIES) == set()
 
 
+def test_devlist_and_discover_load_no_dataclasses_nor_authentication(modules_after):
+    """``import dataclasses`` (inspect, ast, dis) costs about a bare interpreter
+    start; DH-HMAC-CHAP (hashlib, hmac, secrets) is for a controller that asks."""
+    devlist = modules_after("devlist")
+    assert loaded(devlist, ("dataclasses", "inspect", "typing", "socket")) == set()
+    discover = modules_after("discover", "127.0.0.1:1")
+    assert loaded(discover, ("dataclasses", "inspect", "hashlib", "secrets",
+                             "nvmecontrol.wire.auth", "nvmecontrol.wire.dhchap_key")) == set()
+    if not os.path.exists("/etc/nvme/config.json"):  # reading it takes pathlib
+        assert "pathlib" not in discover
+
+
 def test_top_level_help_loads_no_subcommand(modules_after):
     cold = modules_after("--help")
     assert cold & SUBCOMMAND_MODULES == set()

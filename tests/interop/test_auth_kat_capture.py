@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-from nvmecontrol.host import association as host_association
 from nvmecontrol.host.association import AssociationParams, connect_association
 from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.transport.address import Address
@@ -131,7 +130,7 @@ def _kernel_controller(kernel_target, monkeypatch, hash_id, group, bidi, transfo
                 messages.append(("controller", msg))
             super().received(data, now)
 
-    monkeypatch.setattr(host_association.auth, "HostAuth", Recording)
+    monkeypatch.setattr(A, "HostAuth", Recording)  # host.association reads it at each use
     try:
         params = AssociationParams(timeout_s=30, dhchap_secret=parse_secret(host_key),
                                    dhchap_ctrl_secret=parse_secret(ctrl_key) if bidi else None)

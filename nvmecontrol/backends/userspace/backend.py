@@ -9,18 +9,21 @@ up by disconnect.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 from nvmecontrol.backends import presence
 from nvmecontrol.backends.base import AssociationBackend
-from nvmecontrol.backends.model import ConnectParams, ControllerInfo, NamespaceInfo
+from nvmecontrol.backends.model import ControllerInfo, NamespaceInfo
 from nvmecontrol.backends.runtime import locked, runtime_dir
 from nvmecontrol.backends.names import _NAME_RE, parse_session_name  # noqa: F401 (re-exported)
 from nvmecontrol.backends.userspace.paths import NBD_PORT, SessionPaths
 from nvmecontrol.errors import ConnectError, NotFound, PeerTimeout
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from nvmecontrol.backends.model import ConnectParams
 
 PREFIX = "nvmeu"
 # How long disconnect waits for a session process to finish its shutdown.
@@ -44,6 +47,8 @@ def process_alive(pid: int | None) -> bool:
 
 
 def _info_from_state(data: dict, alive: bool, mtime: float) -> ControllerInfo:
+    from nvmecontrol.backends.model import ConnectParams
+
     namespaces = [NamespaceInfo(**ns) for ns in data.get("namespaces", [])]
     params = ConnectParams.from_json(data["params"]) if data.get("params") else None
     info = ControllerInfo(**{k: v for k, v in data.items()
@@ -86,6 +91,8 @@ class UserspaceBackend(AssociationBackend):
 
     # -- enumeration --
     def _read(self, name: str) -> ControllerInfo | None:
+        import json  # only with a session to read (devlist's start-up)
+
         paths = self.paths(name)
         try:
             data = json.loads(paths.state.read_text())

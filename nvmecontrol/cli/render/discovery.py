@@ -23,7 +23,9 @@ emitted as its raw integer instead of nvme-cli's lossy ``"unrecognized"``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+TYPE_CHECKING = False  # typing's, without importing typing (discover's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 from nvmecontrol.api.structures import (
     CNTLID_DYNAMIC,
