@@ -14,7 +14,6 @@ more colons must be a valid IPv6 address.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import namedtuple
 
@@ -51,6 +50,8 @@ def _fail(text: str, problem: str) -> UsageError:
 
 
 def _is_ipv6(host: str) -> bool:
+    import ipaddress  # only for the IPv6 forms (start-up of every other address)
+
     try:
         ipaddress.IPv6Address(host)
     except ValueError:
@@ -162,11 +163,29 @@ def format_sockaddr(sockaddr: tuple) -> str:
 
 def adrfam_of(host: str) -> int | None:
     """The ADRFAM of a numeric address (1 IPv4, 2 IPv6), None for a name."""
+    import ipaddress  # as in _is_ipv6
+
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return None
     return ADRFAM_IPV4 if ip.version == 4 else ADRFAM_IPV6
+
+
+def _numeric(socket, host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal (with a scope), as
+    inet_pton reads them: what the IDNA codec would leave as it is."""
+    addr, pct, scope = host.partition("%")
+    if pct and not scope:
+        return False
+    # Only IPv6 addresses have a scope.
+    for family in (socket.AF_INET6,) if pct else (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, addr)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def resolve(
@@ -186,7 +205,7 @@ def resolve(
     # stringprep, unicodedata: start-up time), which leaves a numeric address
     # as it is: that one goes as bytes.  Names still take the codec.
     host = address.host
-    if host.isascii() and adrfam_of(host) is not None:
+    if host.isascii() and _numeric(socket, host):
         host = host.encode("ascii")
     try:
         infos = socket.getaddrinfo(

@@ -32,7 +32,6 @@ from collections import namedtuple
 
 from nvmecontrol.errors import PeerProtocolError
 from nvmecontrol.recvbuf import ReceiveBuffer
-from nvmecontrol.wire import crc
 from nvmecontrol.wire.capsule import CQE_SIZE, SQE_SIZE
 
 
@@ -195,13 +194,13 @@ def _framed(header: bytearray, data, hdgst: bool, ddgst: bool, pda: int) -> list
     struct.pack_into("<I", header, 4, plen)
     out = [header]
     if hdgst:
-        out.append(crc.digest(header))
+        out.append(_digest(header))
     if dlen:
         if pdo > hdr_end:
             out.append(bytes(pdo - hdr_end))
         out.append(data)
         if ddgst:
-            out.append(crc.digest(data))
+            out.append(_digest(data))
     return out
 
 
@@ -415,7 +414,23 @@ _TERM_PSH = struct.Struct("<8xHI")
 # different valid headers, and then costs one re-validation per key.
 HEADER_CACHE_MAX = 256
 
-_crc32c = crc.crc32c
+# CRC32C comes from wire.crc (fastcrc) on the first digest: fastcrc's package
+# loads every CRC width, start-up time that a command without digests (all
+# of discover, identify, logpage) would pay for nothing.  Each function
+# rebinds itself to the real one, which every later call finds as the module
+# global (the hot paths read it once per batch).
+def _crc32c(data) -> int:
+    global _crc32c
+    from nvmecontrol.wire.crc import crc32c
+    _crc32c = crc32c
+    return crc32c(data)
+
+
+def _digest(data) -> bytes:
+    global _digest
+    from nvmecontrol.wire.crc import digest
+    _digest = digest
+    return digest(data)
 
 
 def _raw_to_record(t):
@@ -616,14 +631,14 @@ def put_framed(out: list, header, data, hdgst: bool, ddgst: bool, pdo: int) -> N
     """Append a finished header (flags, PDO, PLEN set), its digests and data to ``out``."""
     out.append(header)
     if hdgst:
-        out.append(crc.digest(header))
+        out.append(_digest(header))
     if data is not None and len(data):
         hdr_end = len(header) + (DIGEST_SIZE if hdgst else 0)
         if pdo > hdr_end:
             out.append(bytes(pdo - hdr_end))
         out.append(data)
         if ddgst:
-            out.append(crc.digest(data))
+            out.append(_digest(data))
 
 
 def put_data_pdu(out: list, ptype: int, flags: int, cccid: int, ttag: int, offset: int, data,
@@ -657,7 +672,7 @@ def put_capsule_resp(out: list, cid: int, status: int, dw0: int, dw1: int, sqhd:
         hdr = _RESP_PDU.pack(RAW_RESP, F_HDGST, RESP_HLEN, 0, RESP_HLEN + DIGEST_SIZE,
                              dw0, dw1, sqhd, sqid, cid, (status & 0x7FFF) << 1)
         out.append(hdr)
-        out.append(crc.digest(hdr))
+        out.append(_digest(hdr))
     else:
         out.append(_RESP_PDU.pack(RAW_RESP, 0, RESP_HLEN, 0, RESP_HLEN,
                                   dw0, dw1, sqhd, sqid, cid, (status & 0x7FFF) << 1))

@@ -100,6 +100,12 @@ def test_devlist_and_discover_load_no_dataclasses_nor_authentication(modules_aft
         assert "pathlib" not in discover
 
 
+def test_discover_without_digests_or_ipv6_loads_neither_crc_nor_ipaddress(modules_after):
+    """fastcrc's package loads every CRC width; ipaddress is for IPv6 forms."""
+    assert loaded(modules_after("discover", "127.0.0.1:1"), ("fastcrc", "ipaddress")) == set()
+    assert "ipaddress" in modules_after("discover", "[::1]:1")
+
+
 def test_top_level_help_loads_no_subcommand(modules_after):
     cold = modules_after("--help")
     assert cold & SUBCOMMAND_MODULES == set()

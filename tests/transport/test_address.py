@@ -256,3 +256,17 @@ def test_a_listening_address_may_ask_for_any_port():
         parse_address("127.0.0.1:65536", default_port=10809, listen=True)
     with pytest.raises(UsageError, match="port 0 is not in 1-65535"):
         parse_address("127.0.0.1:0", default_port=10809)
+
+
+@pytest.mark.parametrize("host, numeric", [
+    ("127.0.0.1", True), ("::1", True), ("fe80::1%lo", True), ("::ffff:10.0.0.1", True),
+    ("fe80::1%", False),  # a scope must name something
+    ("10.0.0.1%lo", False),  # only IPv6 has a scope
+    ("localhost", False), ("a..b", False), ("1.2.3.4.5", False), ("", False),
+])
+def test_numeric_literals_skip_the_idna_codec(host, numeric):
+    """resolve() hands a numeric host to getaddrinfo as bytes (no IDNA codec):
+    only what inet_pton reads as an address is numeric."""
+    from nvmecontrol.transport.address import _numeric
+
+    assert _numeric(socket, host) is numeric
