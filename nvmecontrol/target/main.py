@@ -36,21 +36,19 @@ treq required, RDMA/FC ports, -K, -t other than tcp).
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import signal
 import sys
 import threading
 
 from nvmecontrol.errors import ConnectError, NotFound, NvmeControlError, UsageError
-from nvmecontrol.nqn import nqn_from_uuid
 from nvmecontrol.target.defaults import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, default_socket_path
 from nvmecontrol.target.defaults import ConfigRefused
 from nvmecontrol.transport.address import IO_PORT
 
-# The server stack (configuration, DH-HMAC-CHAP, the target) is imported when
-# a daemon starts or a subcommand runs: --help and usage errors stay quick.
+# The server stack (configuration, DH-HMAC-CHAP, the target), the log
+# (daemon_log), json and uuid are imported when a daemon starts or a
+# subcommand runs: --help and usage errors stay quick.
 
 # The statuses nvmecontrol uses too; EX_CONFIG: a configuration nvmfd cannot honour
 # (TLS, RDMA, -K...).  man/nvmfd.8 lists exactly the ones used here.
@@ -60,8 +58,6 @@ from nvmecontrol.exitcodes import (EX_CONFIG, EX_INTERRUPTED, EX_NOINPUT, EX_OK,
 ACL_SUBCOMMANDS = ("host-add", "host-remove", "save")
 SUBCOMMANDS = ("list", "terminate", "ns-add", "ns-remove", "ana-state", "reauth")
 SUBCOMMANDS += ACL_SUBCOMMANDS
-
-log = logging.getLogger("nvmfd")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -225,6 +221,8 @@ def _split(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def _default_subnqn() -> str:
     from nvmecontrol.hostid import resolve_host_identity
+    from nvmecontrol.nqn import nqn_from_uuid
+
     return nqn_from_uuid(resolve_host_identity().hostid)
 
 
@@ -281,47 +279,6 @@ def build_config(args) -> "TargetConfig":
                         host_auth=host_auth)
 
 
-class _SyslogHandler(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        import syslog
-        self._syslog = syslog
-        syslog.openlog("nvmfd", syslog.LOG_PID, syslog.LOG_DAEMON)
-
-    def emit(self, record):
-        prio = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                logging.CRITICAL: 2}.get(record.levelno, 6)
-        try:
-            self._syslog.syslog(prio, self.format(record))
-        except Exception:
-            pass
-
-
-class SafeFormatter(logging.Formatter):
-    """Text a host sent that is not UTF-8 (an NQN in Connect data, decoded with
-    surrogateescape) is logged escaped: writing it raw makes the handler fail,
-    with a traceback on stderr and the line lost."""
-
-    def format(self, record) -> str:
-        return super().format(record).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _setup_logging(args) -> None:
-    log.handlers.clear()
-    log.propagate = False
-    if args.log_file:
-        handler: logging.Handler = logging.FileHandler(args.log_file)
-        handler.setFormatter(SafeFormatter("%(asctime)s nvmfd: %(message)s"))
-    elif args.foreground:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(SafeFormatter("nvmfd: %(message)s"))
-    else:
-        handler = _SyslogHandler()
-        handler.setFormatter(SafeFormatter("%(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO if args.foreground else logging.WARNING)
-
-
 def _write_lines(path: str, values: list[int]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
@@ -359,7 +316,14 @@ def run_daemon(argv: list[str]) -> int:
     for name in ("socket", "port_file", "pid_file", "log_file", "config"):
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
-    _setup_logging(args)
+    from nvmecontrol.target import daemon_log
+
+    with daemon_log.kept() as log:
+        daemon_log.setup(args)
+        return _serve(args, log)
+
+
+def _serve(args, log) -> int:
     from nvmecontrol.target.lobby import raise_fd_limit
     from nvmecontrol.target.server import Server
 
@@ -415,7 +379,7 @@ def run_daemon(argv: list[str]) -> int:
             wake.clear()
             if reload_wanted.is_set() and not stop.is_set():
                 reload_wanted.clear()
-                reload_config(server, args.config)
+                reload_config(server, args.config, log)
     finally:
         server.stop()
         if args.pid_file:
@@ -426,7 +390,7 @@ def run_daemon(argv: list[str]) -> int:
     return EX_OK
 
 
-def reload_config(server, path: str | None) -> bool:
+def reload_config(server, path: str | None, log) -> bool:
     """SIGHUP: serve what ``path`` says now.  Never raises: a configuration
     that cannot be read, parsed, validated or served is logged in one line
     and the running one is kept."""
@@ -463,6 +427,8 @@ def render_list(assocs: list[dict]) -> str:
 
 
 def run_subcommand(cmd: str, argv: list[str]) -> int:
+    import json
+
     from nvmecontrol.target.config import mem_size
     from nvmecontrol.target.control import ControlClient
 
@@ -521,6 +487,8 @@ def save_config(config: dict, path: str | None) -> None:
     Mode 0600 (it may hold DH-HMAC-CHAP secrets), written whole then renamed
     so that a daemon reloading it never reads half a file.
     """
+    import json
+
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     if path is None:
         raise UsageError("the daemon has no configuration file (-c): name the file to "
@@ -546,8 +514,6 @@ def save_config(config: dict, path: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cmd, rest = _split(argv)
-    # In-process callers (tests) get the "nvmfd" logger back as it was.
-    saved = (list(log.handlers), log.propagate, log.level)
     try:
         return run_subcommand(cmd, rest) if cmd else run_daemon(rest)
     except ConfigRefused as e:
@@ -572,9 +538,6 @@ def main(argv: list[str] | None = None) -> int:
         return EX_INTERRUPTED
     except SystemExit as e:  # argparse (usage errors, -h)
         return e.code if isinstance(e.code, int) else EX_USAGE
-    finally:
-        log.handlers[:], log.propagate = saved[0], saved[1]
-        log.setLevel(saved[2])
 
 
 if __name__ == "__main__":

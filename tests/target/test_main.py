@@ -120,9 +120,11 @@ def test_log_lines_with_text_that_is_not_utf8_are_escaped_not_lost(tmp_path):
     made the log handler fail: a traceback on stderr and the line lost."""
     import logging
 
+    from nvmecontrol.target.daemon_log import SafeFormatter
+
     path = tmp_path / "nvmfd.log"
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(M.SafeFormatter("%(message)s"))
+    handler.setFormatter(SafeFormatter("%(message)s"))
     logger = logging.getLogger("nvmfd.test-safe-formatter")
     logger.propagate = False
     logger.addHandler(handler)
