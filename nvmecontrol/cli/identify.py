@@ -8,7 +8,7 @@ The options and their help: ``cli/signatures/identify.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 from nvmecontrol.cli.output import Format, emit, emit_json
 from nvmecontrol.errors import UsageError
@@ -16,7 +16,6 @@ from nvmecontrol.errors import UsageError
 TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.api.admin import ConnectOptions
-    from nvmecontrol.api.structures import IdentifyController, IdentifyNamespace
 
 
 # Without -v, hex dumps stop where the reserved/vendor areas begin, as
@@ -26,13 +25,11 @@ CONTROLLER_DUMP_LEN = 3072
 NAMESPACE_DUMP_LEN = 384
 
 
-@dataclass(slots=True)
-class IdentifyResult:
-    """The structure as read (for -x) and decoded once, here."""
-
-    raw: bytes
-    nsid: int  # 0 = controller
-    data: IdentifyController | IdentifyNamespace
+# The structure as read (raw, for -x), its NSID (0 = controller) and the
+# IdentifyController or IdentifyNamespace decoded once, here.  A namedtuple:
+# a dataclass would import dataclasses (inspect, ast, dis: about a bare
+# interpreter start) for one record.
+IdentifyResult = namedtuple("IdentifyResult", "raw nsid data")
 
 
 def run(target: str, subnqn: str | None, nsid: int | None, opts: ConnectOptions) -> IdentifyResult:

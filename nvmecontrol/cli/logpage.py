@@ -12,7 +12,7 @@ The options and their help: ``cli/signatures/logpage.py``.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections import namedtuple
 
 from nvmecontrol.cli.exitcodes import EX_USAGE
 from nvmecontrol.cli.numbers import parse_number
@@ -22,8 +22,6 @@ from nvmecontrol.errors import Unsupported, UsageError
 TYPE_CHECKING = False  # typing's, without importing typing (start-up time)
 if TYPE_CHECKING:  # the machinery is imported when the command runs, not for --help
     from nvmecontrol.api.admin import ConnectOptions
-    from nvmecontrol.api.structures import IdentifyController
-    from nvmecontrol.cli.render.logpage import DecodedPage
 
 
 # Names accepted by -p besides numbers (also offered by the completions).
@@ -49,12 +47,10 @@ def parse_page(text: str) -> int:
     return page
 
 
-@dataclass(slots=True)
-class LogPageResult:
-    """The page and the controller's Identify data, each decoded once, here."""
-
-    page: DecodedPage  # for the discovery log, .log is the API's DiscoveryLog
-    cdata: IdentifyController
+# The page (a DecodedPage; for the discovery log, .log is the API's
+# DiscoveryLog) and the controller's IdentifyController, each decoded once,
+# here.  Not a dataclass: see cli.identify's IdentifyResult.
+LogPageResult = namedtuple("LogPageResult", "page cdata")
 
 
 def run(target: str, subnqn: str | None, page: int, *, lsp: int = 0, lsi: int = 0,

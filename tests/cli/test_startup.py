@@ -100,6 +100,12 @@ def test_devlist_and_discover_load_no_dataclasses_nor_authentication(modules_aft
         assert "pathlib" not in discover
 
 
+@pytest.mark.parametrize("argv", [["identify", "nvme9"], ["logpage", "-p", "2", "nvme9"]],
+                         ids=["identify", "logpage"])
+def test_identify_and_logpage_load_no_dataclasses(modules_after, argv):
+    assert loaded(modules_after(*argv), ("dataclasses", "inspect", "typing")) == set()
+
+
 def test_discover_without_digests_or_ipv6_loads_neither_crc_nor_ipaddress(modules_after):
     """fastcrc's package loads every CRC width; ipaddress is for IPv6 forms."""
     assert loaded(modules_after("discover", "127.0.0.1:1"), ("fastcrc", "ipaddress")) == set()
