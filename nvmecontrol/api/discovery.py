@@ -21,7 +21,6 @@ from nvmecontrol.host.discovery import discover as _discover
 from nvmecontrol.hostid import resolve_host_identity
 from nvmecontrol.options import DISCOVERY_KATO_S, OPTIONS, default
 from nvmecontrol.transport.address import DISCOVERY_PORT, format_address, parse_address
-from nvmecontrol.wire.discovery import DiscoveryHeader
 from nvmecontrol.wire.records import Record
 
 TYPE_CHECKING = False  # typing's, without importing typing (start-up)
@@ -91,6 +90,8 @@ def read_discovery(address: str, *, hostnqn: str | None = OPTIONS["hostnqn"].def
     params = AssociationParams(kato_s=DISCOVERY_KATO_S, timeout_s=timeout,
                                dhchap_secret=host_key, dhchap_ctrl_secret=ctrl_key)
     if walk:
+        from nvmecontrol.wire.discovery import DiscoveryHeader
+
         res = walk_referrals(addr, host, params)
         header = DiscoveryHeader(0, len(res.entries), 0)
         return Discovery(DiscoveryLog(header, res.entries), visited=res.visited,

@@ -45,7 +45,6 @@ from nvmecontrol.transport.driver import Dialer
 from nvmecontrol.transport.tcp import TcpQueuePair
 from nvmecontrol.wire import admin, fabrics as F
 from nvmecontrol.wire.fabrics import CAP, CC, CSTS, Prop
-from nvmecontrol.wire.identify import CNS_CONTROLLER, IDENTIFY_DATA_SIZE, decode_identify_controller
 from nvmecontrol.wire.qpair import ADMIN_ICD
 from nvmecontrol.wire.records import Record
 from nvmecontrol.wire.status import decode_status
@@ -219,6 +218,8 @@ class Association(Record):
                      f"Property Set {Prop(prop).name}")
 
     def identify(self, cns: int, nsid: int = 0, cntid: int = 0) -> bytes:
+        from nvmecontrol.wire.identify import IDENTIFY_DATA_SIZE  # see connect_association
+
         _, data = self.execute(self.admin, admin.build_identify(cns, nsid, cntid),
                                f"Identify CNS {cns:#04x}", read_len=IDENTIFY_DATA_SIZE)
         return data
@@ -461,6 +462,10 @@ def connect_association(address: Address, subnqn: str, host: HostIdentity,
                         addrinfo=addrinfo)
     try:
         enable_controller(assoc, io=not discovery)
+        # The Identify records once a controller answers: a command that
+        # cannot reach one ends without them (start-up, issue 13).
+        from nvmecontrol.wire.identify import CNS_CONTROLLER, decode_identify_controller
+
         assoc.cdata_raw = assoc.identify(CNS_CONTROLLER)
         assoc.cdata = decode_identify_controller(assoc.cdata_raw)
         try:

@@ -19,12 +19,16 @@ from nvmecontrol.hostid import HostIdentity
 from nvmecontrol.nqn import DISCOVERY_NQN
 from nvmecontrol.transport.address import Address, format_address
 from nvmecontrol.wire import admin
-from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE, LID_DISCOVERY,
-                                        DiscoveryHeader, DiscoveryLogEntry, SubType,
-                                        check_record_count, decode_discovery_entries,
-                                        decode_discovery_header)
 from nvmecontrol.wire.records import Record
 from nvmecontrol.wire.status import decode_status
+
+TYPE_CHECKING = False  # typing's, without importing typing (start-up)
+if TYPE_CHECKING:
+    from nvmecontrol.wire.discovery import DiscoveryHeader, DiscoveryLogEntry
+
+# The discovery log's records (wire.discovery: eight enums and its records)
+# are imported when a log page arrives: a discover that cannot reach its
+# controller ends without them (start-up, issue 13).
 
 # GENCTR kept changing this many times: give up rather than loop forever
 # against a controller whose log never settles (nvme-cli uses 10).
@@ -63,6 +67,8 @@ class DiscoveryLog(Record):
 
 
 def _read(source: LogPageSource, offset: int, length: int, lsp: int, rae: bool) -> bytes:
+    from nvmecontrol.wire.discovery import LID_DISCOVERY
+
     out = bytearray()
     while length > 0:
         n = min(length, _CHUNK)
@@ -83,6 +89,10 @@ def fetch_discovery_log(source: LogPageSource, *, lsp: int = 0, rae: bool = Fals
 
     ``lsp`` and ``rae`` go into every Get Log Page (``logpage -f``/``-r``).
     """
+    from nvmecontrol.wire.discovery import (DISCOVERY_ENTRY_SIZE, DISCOVERY_HEADER_SIZE,
+                                            check_record_count, decode_discovery_entries,
+                                            decode_discovery_header)
+
     for _attempt in range(MAX_GENCTR_RETRIES):
         try:
             head_raw = _read(source, 0, DISCOVERY_HEADER_SIZE, lsp, rae)
@@ -125,6 +135,8 @@ def discover(address: Address, host: HostIdentity, params: AssociationParams | N
 
 
 def is_referral(e: DiscoveryLogEntry) -> bool:
+    from nvmecontrol.wire.discovery import SubType
+
     return e.subtype in (SubType.REFERRAL, SubType.CURRENT_DISCOVERY) or \
         e.subnqn == DISCOVERY_NQN
 

@@ -107,8 +107,12 @@ def test_identify_and_logpage_load_no_dataclasses(modules_after, argv):
 
 
 def test_discover_without_digests_or_ipv6_loads_neither_crc_nor_ipaddress(modules_after):
-    """fastcrc's package loads every CRC width; ipaddress is for IPv6 forms."""
-    assert loaded(modules_after("discover", "127.0.0.1:1"), ("fastcrc", "ipaddress")) == set()
+    """fastcrc's package loads every CRC width; ipaddress is for IPv6 forms; the
+    Identify and discovery log records and the NVM command set wait for a
+    controller that answers."""
+    assert loaded(modules_after("discover", "127.0.0.1:1"),
+                  ("fastcrc", "ipaddress", "nvmecontrol.wire.identify",
+                   "nvmecontrol.wire.discovery", "nvmecontrol.wire.nvm")) == set()
     assert "ipaddress" in modules_after("discover", "[::1]:1")
 
 

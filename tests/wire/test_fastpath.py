@@ -425,3 +425,11 @@ def test_sqe_builders_equal_the_keyword_records(slba, nlb, fua):
                                                cdw11=slba >> 32, cdw12=nlb - 1)
     assert nvm.build_flush(9) == SQE(nvm.NvmOpc.FLUSH, nsid=9)
     assert type(nvm.build_flush(9)) is SQE and nvm.build_flush(9).sgl == SQE(0).sgl
+
+
+def test_submit_io_bounds_nlb_as_the_nvm_command_set_does():
+    """qpair keeps its own copy of the NLB bound (the admin path does not
+    import wire.nvm): it must be the NVM command set's."""
+    from nvmecontrol.wire import nvm, qpair
+
+    assert qpair._MAX_NLB == nvm.MAX_NLB
