@@ -42,6 +42,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), "ConnectParams"])
+
+
 class NamespaceInfo(Record):
     """One namespace of a controller, and where the system exposes it."""
 

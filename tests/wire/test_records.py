@@ -25,8 +25,16 @@ class Child(Base):
 
 
 def test_fields_in_order_through_inheritance():
-    assert Child._fields() == ("a", "b", "raw")
+    assert Child._fields == ("a", "b", "raw")  # a tuple, as a namedtuple's
     assert Child(1, [2], b"x")._asdict() == {"a": 1, "b": [2], "raw": b"x"}
+
+
+def test_positional_match_patterns_as_with_the_dataclasses():
+    match Child(1, [2], b"x"):
+        case Child(a, b, raw):
+            assert (a, b, raw) == (1, [2], b"x")
+        case _:
+            pytest.fail("no match")
 
 
 def test_repr_names_the_class_and_compared_fields():
