@@ -48,8 +48,7 @@ class LogPageSource:
     or a session holds (``backends.admin_access``); any object with this
     method (a protocol, written without typing: start-up)."""
 
-    def get_log_page(self, g: admin.GetLogPage) -> bytes:
-        raise NotImplementedError
+    def get_log_page(self, g: admin.GetLogPage) -> bytes: ...
 
 
 class DiscoveryLog(Record):
