@@ -49,7 +49,9 @@ class Connected:
     """A controller :func:`connect` handed to a backend, or found there already."""
 
     # Plain slots, not a dataclass: devlist imports this module, and
-    # ``import dataclasses`` costs about a bare interpreter start.
+    # ``import dataclasses`` costs about a bare interpreter start.  Not a
+    # wire.records.Record either: ``connect --help`` imports this module and
+    # loads nothing below the API (tests/cli/test_startup.py).
     __slots__ = ("info", "existing")
 
     def __init__(self, info: ControllerInfo, existing: bool):
