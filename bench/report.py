@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -66,8 +67,7 @@ def cpu_table(data: dict) -> str:
     rows = [("job", "side", "fio", "server processes", "total", "IOPS", "CPUs busy")]
     for job, sides in data.get("cpu_per_io", {}).items():
         for i, (side, cpu) in enumerate(sides.items()):
-            iops = sorted(data["runs"][f"{side}:{job}"]["iops"])
-            iops = iops[len(iops) // 2]
+            iops = statistics.median(data["runs"][f"{side}:{job}"]["iops"])
             servers = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()
                                 if k not in ("fio", "total"))
             rows.append((job if i == 0 else "", side, f"{cpu['fio']:.1f}", servers,
